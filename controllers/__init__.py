@@ -1,0 +1,1 @@
+"""Concrete controllers; importing this package registers them in ``nas.CONTROLLERS``."""

@@ -1,0 +1,1 @@
+"""Conformance suites that every registered space and controller must pass (used by tests/)."""

@@ -1,0 +1,108 @@
+"""NAS-Bench-201 cell space (Dong & Yang, arXiv:2001.00326).
+
+A cell is a DAG of 4 nodes; node ``j`` sums one operation applied to every earlier node ``i``, so
+there are 6 edges, each choosing one of 5 operations: 5**6 = 15,625 architectures. The macro network
+is the benchmark's: a 3x3 conv stem of ``channels`` (16), three stages of ``cells_per_stage`` (5)
+cells at 16/32/64 channels joined by residual reduction blocks, BN-ReLU, global average pooling and
+a linear head. Architectures round-trip the benchmark's own string form
+``|nor_conv_3x3~0|+|nor_conv_3x3~0|avg_pool_3x3~1|+|skip_connect~0|none~1|nor_conv_1x1~2|`` so
+published tables keyed by that string can be joined.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from nas.errors import InvalidArchError, UsageError
+from nas.registry import register_space
+from nas.space import Arch, Choice, Space
+
+__all__ = ["NasBench201Space", "OPS", "EDGES"]
+
+OPS = ("none", "skip_connect", "nor_conv_1x1", "nor_conv_3x3", "avg_pool_3x3")
+EDGES = tuple((j, i) for j in range(1, 4) for i in range(j))  # (to, from) in benchmark order
+
+
+def _label(to: int, frm: int) -> str:
+    return f"node{to}.from{frm}"
+
+
+def _positive_int(name: str, value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        raise UsageError(f"nasbench201 option {name}={value!r}: must be a positive integer")
+    return value
+
+
+@register_space("nasbench201")
+class NasBench201Space(Space):
+    """The NAS-Bench-201 search space and macro network.
+
+    Args:
+        num_classes: classifier outputs (10 for CIFAR-10).
+        input_size: input height and width (32 for CIFAR-10).
+        in_channels: input channels (3 for RGB, 1 for digits).
+        channels: stem channels C; the stages use C, 2C, 4C (16 in the benchmark).
+        cells_per_stage: cells per stage N (5 in the benchmark).
+    """
+
+    name = "nasbench201"
+
+    def __init__(
+        self,
+        *,
+        num_classes: int = 10,
+        input_size: int = 32,
+        in_channels: int = 3,
+        channels: int = 16,
+        cells_per_stage: int = 5,
+    ) -> None:
+        options = {
+            "num_classes": _positive_int("num_classes", num_classes),
+            "input_size": _positive_int("input_size", input_size),
+            "in_channels": _positive_int("in_channels", in_channels),
+            "channels": _positive_int("channels", channels),
+            "cells_per_stage": _positive_int("cells_per_stage", cells_per_stage),
+        }
+        super().__init__([Choice(_label(j, i), OPS) for j, i in EDGES], options=options)
+
+    def input_shape(self) -> tuple[int, int, int]:
+        return (self.options["in_channels"], self.options["input_size"], self.options["input_size"])
+
+    def to_string(self, arch: Arch) -> str:
+        """The benchmark's string, e.g. ``|nor_conv_3x3~0|+|none~0|skip_connect~1|+|...|``."""
+        arch = self.validate(arch)
+        nodes = []
+        for j in range(1, 4):
+            nodes.append("|" + "|".join(f"{arch[_label(j, i)]}~{i}" for i in range(j)) + "|")
+        return "+".join(nodes)
+
+    def from_string(self, text: str) -> Arch:
+        """Parse the benchmark's string form."""
+        nodes = text.strip().split("+")
+        if len(nodes) != 3:
+            raise InvalidArchError(f"NAS-Bench-201 string {text!r}: expected 3 nodes joined by '+'")
+        values: dict[str, str] = {}
+        for j, node in enumerate(nodes, start=1):
+            edges = [e for e in node.split("|") if e]
+            if not (node.startswith("|") and node.endswith("|")) or len(edges) != j:
+                raise InvalidArchError(
+                    f"NAS-Bench-201 string {text!r}: node {j} must be '|op~0|...|op~{j - 1}|'"
+                )
+            for i, edge in enumerate(edges):
+                op, sep, src = edge.partition("~")
+                if not sep or src != str(i):
+                    raise InvalidArchError(
+                        f"NAS-Bench-201 string {text!r}: edge {edge!r} must be 'op~{i}'"
+                    )
+                values[_label(j, i)] = op
+        return self.validate(values)
+
+    def describe(self, arch: Arch) -> dict[str, Any]:
+        return {"arch_str": self.to_string(arch)}
+
+    def build(self, arch: Arch) -> Any:
+        from search_spaces.nb201_model import NB201Network
+
+        arch = self.validate(arch)
+        cell_ops = {(j, i): str(arch[_label(j, i)]) for j, i in EDGES}
+        return NB201Network(cell_ops, **self.options)
