@@ -1,7 +1,7 @@
 """Model cost: parameters and multiply-accumulates (MACs), with a per-layer table.
 
 MACs are counted with fvcore's tracing counter the way the MnasNet and MobileNet papers count them:
-one multiply-add is one MAC, and only convolutions (depthwise and 1x1 included, squeeze-and-excitation
+one multiply-add is one MAC, and only convolutions (depthwise, 1x1 and squeeze-and-excitation
 convolutions included) and fully connected layers (``linear``/``addmm``/``matmul``) count. Not
 counted: batch normalization (foldable into the preceding convolution at inference), activations,
 pooling, element-wise additions (residuals) and multiplications (SE gating). Parameters are all
@@ -60,8 +60,11 @@ class Cost:
 
     def to_dict(self, with_layers: bool = True) -> dict[str, Any]:
         """Plain data (JSON-ready)."""
-        out: dict[str, Any] = {"params": self.params, "macs": self.macs,
-                               "input_shape": list(self.input_shape)}
+        out: dict[str, Any] = {
+            "params": self.params,
+            "macs": self.macs,
+            "input_shape": list(self.input_shape),
+        }
         if with_layers:
             out["layers"] = [dict(row) for row in self.layers]
         return out
@@ -119,6 +122,7 @@ def count_cost(model: nn.Module, input_shape: Sequence[int]) -> Cost:
         params = sum(p.numel() for p in module.parameters(recurse=False))
         macs = by_module.get(name, 0)
         if params or macs:
-            layers.append({"name": name, "type": type(module).__name__, "params": params,
-                           "macs": macs})
+            layers.append(
+                {"name": name, "type": type(module).__name__, "params": params, "macs": macs}
+            )
     return Cost(params=count_params(model), macs=total, layers=layers, input_shape=input_shape)

@@ -63,14 +63,20 @@ class Registry:
     def register(self, name: str) -> Callable[[T], T]:
         """Decorator registering its target under ``name`` (a second, different target raises)."""
         if not isinstance(name, str) or not name or ":" in name:
-            raise UsageError(f"{self.kind} name must be a non-empty string without ':', got {name!r}")
+            raise UsageError(
+                f"{self.kind} name must be a non-empty string without ':', got {name!r}"
+            )
 
         def decorator(obj: T) -> T:
             old = self._entries.get(name)
             if old is not None and old is not obj and _qualname(old) != _qualname(obj):
                 raise UsageError(f"{self.kind} {name!r} is already registered to {_qualname(old)}")
             self._entries[name] = obj
-            if isinstance(obj, type) and getattr(obj, "name", None) in (None, "space", "controller"):
+            if isinstance(obj, type) and getattr(obj, "name", None) in (
+                None,
+                "space",
+                "controller",
+            ):
                 obj.name = name  # type: ignore[attr-defined]
             return obj
 
@@ -110,7 +116,9 @@ class Registry:
         try:
             inspect.signature(factory).bind(**options)
         except TypeError as exc:
-            raise UsageError(f"{self.kind} {name!r}: bad options {sorted(options)}: {exc}") from None
+            raise UsageError(
+                f"{self.kind} {name!r}: bad options {sorted(options)}: {exc}"
+            ) from None
         except ValueError:  # no signature available (builtins): let the call decide
             pass
         return factory(**options)

@@ -5,9 +5,9 @@ MnasNet (Tan et al., arXiv:1807.11626, equation 2) scores a child ``m`` by
     ACC(m) * (LAT(m) / T) ** w,   w = alpha if LAT(m) <= T else beta
 
 Presets from the paper (section 3): ``soft`` (alpha = beta = -0.07: a child twice as slow as the
-target must be ~5% more accurate to tie) and ``hard`` (alpha = 0, beta = -1: no bonus under the target,
-a steep penalty over it). The cost may be latency (ms), MACs or parameters. The reward is always
-computed from raw stored metrics, so a finished run can be re-ranked for another target.
+target must be ~5% more accurate to tie) and ``hard`` (alpha = 0, beta = -1: no bonus under the
+target, a steep penalty over it). The cost may be latency (ms), MACs or parameters. The reward is
+always computed from raw stored metrics, so a finished run can be re-ranked for another target.
 """
 
 from __future__ import annotations
@@ -106,7 +106,9 @@ class RewardConfig:
         return asdict(self)
 
 
-def pareto_mask(objectives: Sequence[Sequence[float]] | np.ndarray, maximize: Sequence[bool]) -> np.ndarray:
+def pareto_mask(
+    objectives: Sequence[Sequence[float]] | np.ndarray, maximize: Sequence[bool]
+) -> np.ndarray:
     """Boolean mask of the non-dominated rows of ``objectives`` (n x k).
 
     Row ``a`` dominates row ``b`` when it is at least as good in every objective and strictly better

@@ -2,7 +2,8 @@
 
 A search space is an ordered, flat list of categorical decisions (:class:`Choice`), each with a
 readable label such as ``"b3.kernel"``. An architecture (:class:`Arch`) assigns one allowed value to
-every decision. Structured spaces (blocks over a base skeleton, cells with edges) generate their flat
+every decision. Structured spaces (blocks over a base skeleton, cells with edges) generate their
+flat
 list of decisions in their constructor and map an :class:`Arch` back to their structure in
 :meth:`Space.build`.
 
@@ -250,7 +251,9 @@ class Space:
                 )
             values = dict(values.items())
         if not isinstance(values, Mapping):
-            raise InvalidArchError(f"architecture must be a mapping of label -> value, got {values!r}")
+            raise InvalidArchError(
+                f"architecture must be a mapping of label -> value, got {values!r}"
+            )
         unknown = [label for label in values if label not in self._choices]
         if unknown:
             raise InvalidArchError(
@@ -261,13 +264,16 @@ class Space:
         if missing:
             choice = self._choices[missing[0]]
             raise InvalidArchError(
-                f"missing label {choice.label!r} (value None); allowed values: {list(choice.options)}"
+                f"missing label {choice.label!r} (value None); "
+                f"allowed values: {list(choice.options)}"
             )
         index = [c.index(values[label]) for label, c in self._choices.items()]
         return self._make(index)
 
     def _make(self, index: Sequence[int]) -> Arch:
-        items = [(c.label, c.options[i]) for c, i in zip(self._choices.values(), index, strict=True)]
+        items = [
+            (c.label, c.options[i]) for c, i in zip(self._choices.values(), index, strict=True)
+        ]
         return Arch(self.name, items, index)
 
     def sample(self, rng: np.random.Generator) -> Arch:
@@ -286,7 +292,11 @@ class Space:
                 f"expected {len(self._choices)} indices for space {self.name!r}, got {len(indices)}"
             )
         for (label, choice), i in zip(self._choices.items(), indices, strict=True):
-            if isinstance(i, bool) or not isinstance(i, int | np.integer) or not 0 <= i < len(choice):
+            if (
+                isinstance(i, bool)
+                or not isinstance(i, int | np.integer)
+                or not 0 <= i < len(choice)
+            ):
                 raise InvalidArchError(
                     f"{label}: index {i!r} is out of range; allowed: 0..{len(choice) - 1}"
                 )
@@ -360,7 +370,7 @@ class Space:
         )
 
     def latency_units(self, arch: Arch) -> list[LatencyUnit]:
-        """The network of ``arch`` as a sequence of units whose latencies add up (for lookup tables)."""
+        """The network of ``arch`` as units whose latencies add up (for lookup tables)."""
         raise NotImplementedError(f"space {self.name!r} does not support latency lookup tables")
 
     def describe(self, arch: Arch) -> dict[str, Any]:

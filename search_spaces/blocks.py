@@ -7,7 +7,8 @@ linear classifier. Each block (one row of the table, :class:`BlockSpec`) repeats
 - ``sepconv``: depthwise KxK + BN + activation, optional squeeze-and-excitation, pointwise 1x1 + BN
   (the depthwise separable convolution of MobileNet; MobileNetV2's expansion-1 block).
 - ``mbconv``: 1x1 expansion + BN + act, depthwise KxK + BN + act, optional SE, 1x1 linear projection
-  + BN (MobileNetV2's inverted bottleneck, arXiv:1801.04381; with SE as in MnasNet, arXiv:1807.11626).
+  + BN (MobileNetV2's inverted bottleneck, arXiv:1801.04381; with SE as in MnasNet,
+  arXiv:1807.11626).
 
 The first layer of a block has the block's stride and output channels; the others stride 1. With
 ``skip=True`` a layer adds its input (identity residual) wherever input and output shapes match.
@@ -113,8 +114,15 @@ def parse_block_string(text: str) -> BlockSpec:
     return BlockSpec(**fields)
 
 
-def conv_bn(cin: int, cout: int, kernel: int, stride: int, *, groups: int = 1,
-            act: type[nn.Module] | None = None) -> nn.Sequential:
+def conv_bn(
+    cin: int,
+    cout: int,
+    kernel: int,
+    stride: int,
+    *,
+    groups: int = 1,
+    act: type[nn.Module] | None = None,
+) -> nn.Sequential:
     """Conv (no bias, 'same' padding) -> BN -> optional activation."""
     layers: list[nn.Module] = [
         nn.Conv2d(cin, cout, kernel, stride, kernel // 2, groups=groups, bias=False),
@@ -142,8 +150,19 @@ class SqueezeExcite(nn.Module):
 class Layer(nn.Module):
     """One layer of a block (see the module docstring for the op types)."""
 
-    def __init__(self, op: str, cin: int, cout: int, *, kernel: int, stride: int, expansion: int,
-                 se_ratio: float, skip: bool, act: type[nn.Module]) -> None:
+    def __init__(
+        self,
+        op: str,
+        cin: int,
+        cout: int,
+        *,
+        kernel: int,
+        stride: int,
+        expansion: int,
+        se_ratio: float,
+        skip: bool,
+        act: type[nn.Module],
+    ) -> None:
         super().__init__()
         self.residual = skip and stride == 1 and cin == cout
         se = int(cin * se_ratio) if se_ratio > 0 else 0
@@ -178,19 +197,37 @@ def block_layers(spec: BlockSpec, cin: int, act: type[nn.Module]) -> list[Layer]
     """The layers of one block starting from ``cin`` input channels."""
     layers = []
     for i in range(spec.repeats):
-        layers.append(Layer(spec.op, cin if i == 0 else spec.channels, spec.channels,
-                            kernel=spec.kernel, stride=spec.stride if i == 0 else 1,
-                            expansion=spec.expansion, se_ratio=spec.se_ratio, skip=spec.skip,
-                            act=act))
+        layers.append(
+            Layer(
+                spec.op,
+                cin if i == 0 else spec.channels,
+                spec.channels,
+                kernel=spec.kernel,
+                stride=spec.stride if i == 0 else 1,
+                expansion=spec.expansion,
+                se_ratio=spec.se_ratio,
+                skip=spec.skip,
+                act=act,
+            )
+        )
     return layers
 
 
 class MobileNetwork(nn.Module):
     """Stem conv, blocks from a table, 1x1 head conv, global pooling, dropout, linear classifier."""
 
-    def __init__(self, table: list[BlockSpec], *, in_channels: int, num_classes: int,
-                 stem_channels: int, stem_stride: int, head_channels: int, activation: str,
-                 dropout: float) -> None:
+    def __init__(
+        self,
+        table: list[BlockSpec],
+        *,
+        in_channels: int,
+        num_classes: int,
+        stem_channels: int,
+        stem_stride: int,
+        head_channels: int,
+        activation: str,
+        dropout: float,
+    ) -> None:
         super().__init__()
         act = ACTIVATIONS[activation]
         self.stem = conv_bn(in_channels, stem_channels, 3, stem_stride, act=act)

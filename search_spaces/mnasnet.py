@@ -21,9 +21,11 @@ option builds a different network and :meth:`size` is exact.
 
 Small inputs: the skeleton's stride-2 stages (stem included) are kept only as far as the input
 allows. With ``input_size`` H, the last ``min(n, floor(log2(H / 4)))`` of the ``n`` stride-2 stages
-keep stride 2 and earlier ones get stride 1: 224 -> all 5 (7x7 features), 32 -> 3 (4x4), 8 -> 1 (4x4).
+keep stride 2 and earlier ones get stride 1: 224 -> all 5 (7x7 features), 32 -> 3 (4x4),
+8 -> 1 (4x4).
 
-Presets ``mobilenet_v2``, ``mnasnet_a1`` and ``mnasnet_b1`` are block tables of the published networks
+Presets ``mobilenet_v2``, ``mnasnet_a1`` and ``mnasnet_b1`` are block tables of the published
+networks
 built by the same builder as searched children; at 224x224 and 1000 classes their parameter counts
 equal the reference implementations' (torchvision ``mobilenet_v2`` 3,504,872 and ``mnasnet1_0``
 4,383,312; timm ``mnasnet_a1``).
@@ -45,26 +47,62 @@ __all__ = ["MnasNetSpace", "SKELETONS", "PRESETS", "round_channels"]
 # name -> rows of (channels, repeats, stride); MobileNetV2 table 2 (arXiv:1801.04381)
 SKELETONS: dict[str, tuple[tuple[int, int, int], ...]] = {
     "mobilenet_v2": (
-        (16, 1, 1), (24, 2, 2), (32, 3, 2), (64, 4, 2), (96, 3, 1), (160, 3, 2), (320, 1, 1),
+        (16, 1, 1),
+        (24, 2, 2),
+        (32, 3, 2),
+        (64, 4, 2),
+        (96, 3, 1),
+        (160, 3, 2),
+        (320, 1, 1),
     ),
 }
 
 # name -> (block strings, activation); stem 32, head 1280, dropout 0.2 for all three
 PRESETS: dict[str, tuple[tuple[str, ...], str]] = {
-    "mobilenet_v2": ((  # arXiv:1801.04381 table 2
-        "ds_r1_k3_s1_c16_noskip", "ir_r2_k3_s2_e6_c24", "ir_r3_k3_s2_e6_c32", "ir_r4_k3_s2_e6_c64",
-        "ir_r3_k3_s1_e6_c96", "ir_r3_k3_s2_e6_c160", "ir_r1_k3_s1_e6_c320"), "relu6"),
-    "mnasnet_a1": ((  # arXiv:1807.11626 figure 7(a)
-        "ds_r1_k3_s1_c16_noskip", "ir_r2_k3_s2_e6_c24", "ir_r3_k5_s2_e3_c40_se0.25",
-        "ir_r4_k3_s2_e6_c80", "ir_r2_k3_s1_e6_c112_se0.25", "ir_r3_k5_s2_e6_c160_se0.25",
-        "ir_r1_k3_s1_e6_c320"), "relu"),
-    "mnasnet_b1": ((  # the MnasNet-B1 of the reference code (torchvision mnasnet1_0)
-        "ds_r1_k3_s1_c16_noskip", "ir_r3_k3_s2_e3_c24", "ir_r3_k5_s2_e3_c40", "ir_r3_k5_s2_e6_c80",
-        "ir_r2_k3_s1_e6_c96", "ir_r4_k5_s2_e6_c192", "ir_r1_k3_s1_e6_c320_noskip"), "relu"),
+    "mobilenet_v2": (
+        (  # arXiv:1801.04381 table 2
+            "ds_r1_k3_s1_c16_noskip",
+            "ir_r2_k3_s2_e6_c24",
+            "ir_r3_k3_s2_e6_c32",
+            "ir_r4_k3_s2_e6_c64",
+            "ir_r3_k3_s1_e6_c96",
+            "ir_r3_k3_s2_e6_c160",
+            "ir_r1_k3_s1_e6_c320",
+        ),
+        "relu6",
+    ),
+    "mnasnet_a1": (
+        (  # arXiv:1807.11626 figure 7(a)
+            "ds_r1_k3_s1_c16_noskip",
+            "ir_r2_k3_s2_e6_c24",
+            "ir_r3_k5_s2_e3_c40_se0.25",
+            "ir_r4_k3_s2_e6_c80",
+            "ir_r2_k3_s1_e6_c112_se0.25",
+            "ir_r3_k5_s2_e6_c160_se0.25",
+            "ir_r1_k3_s1_e6_c320",
+        ),
+        "relu",
+    ),
+    "mnasnet_b1": (
+        (  # the MnasNet-B1 of the reference code (torchvision mnasnet1_0)
+            "ds_r1_k3_s1_c16_noskip",
+            "ir_r3_k3_s2_e3_c24",
+            "ir_r3_k5_s2_e3_c40",
+            "ir_r3_k5_s2_e6_c80",
+            "ir_r2_k3_s1_e6_c96",
+            "ir_r4_k5_s2_e6_c192",
+            "ir_r1_k3_s1_e6_c320_noskip",
+        ),
+        "relu",
+    ),
 }
 
-OP_CHOICES = {"conv": ("conv", 1), "sepconv": ("sepconv", 1), "mbconv3": ("mbconv", 3),
-              "mbconv6": ("mbconv", 6)}
+OP_CHOICES = {
+    "conv": ("conv", 1),
+    "sepconv": ("sepconv", 1),
+    "mbconv3": ("mbconv", 3),
+    "mbconv6": ("mbconv", 6),
+}
 FILTER_MULTIPLIERS = (0.75, 1.0, 1.25)
 LAYER_DELTAS = (-1, 0, 1)
 
@@ -99,7 +137,9 @@ def _check_skeleton(skeleton: Any) -> tuple[tuple[int, int, int], ...]:
         if isinstance(row, dict):
             row = (row.get("channels"), row.get("repeats"), row.get("stride"))
         if not isinstance(row, Sequence) or len(row) != 3:
-            raise UsageError(f"mnasnet option skeleton[{i}]={row!r}: expected [channels, repeats, stride]")
+            raise UsageError(
+                f"mnasnet option skeleton[{i}]={row!r}: expected [channels, repeats, stride]"
+            )
         c = _check_int(f"skeleton[{i}].channels", row[0])
         r = _check_int(f"skeleton[{i}].repeats", row[1])
         s = row[2]
@@ -127,20 +167,36 @@ class MnasNetSpace(Space):
 
     name = "mnasnet"
 
-    def __init__(self, *, input_size: int = 224, num_classes: int = 1000, in_channels: int = 3,
-                 width_mult: float = 1.0, stem_channels: int = 32, head_channels: int = 1280,
-                 skeleton: Any = "mobilenet_v2", activation: str = "relu",
-                 dropout: float = 0.2) -> None:
+    def __init__(
+        self,
+        *,
+        input_size: int = 224,
+        num_classes: int = 1000,
+        in_channels: int = 3,
+        width_mult: float = 1.0,
+        stem_channels: int = 32,
+        head_channels: int = 1280,
+        skeleton: Any = "mobilenet_v2",
+        activation: str = "relu",
+        dropout: float = 0.2,
+    ) -> None:
         rows = _check_skeleton(skeleton)
-        if isinstance(width_mult, bool) or not isinstance(width_mult, int | float) or not (
-            0 < width_mult <= 8
+        if (
+            isinstance(width_mult, bool)
+            or not isinstance(width_mult, int | float)
+            or not (0 < width_mult <= 8)
         ):
             raise UsageError(f"mnasnet option width_mult={width_mult!r}: must be in (0, 8]")
         if activation not in ACTIVATIONS:
             raise UsageError(
-                f"mnasnet option activation={activation!r}: allowed values: {', '.join(ACTIVATIONS)}"
+                f"mnasnet option activation={activation!r}: "
+                f"allowed values: {', '.join(ACTIVATIONS)}"
             )
-        if isinstance(dropout, bool) or not isinstance(dropout, int | float) or not 0 <= dropout < 1:
+        if (
+            isinstance(dropout, bool)
+            or not isinstance(dropout, int | float)
+            or not 0 <= dropout < 1
+        ):
             raise UsageError(f"mnasnet option dropout={dropout!r}: must be in [0, 1)")
         options = {
             "input_size": _check_int("input_size", input_size),
@@ -177,7 +233,9 @@ class MnasNetSpace(Space):
         """Stem stride and block strides after adapting to the input size."""
         strides = [2, *block_strides]
         reductions = [i for i, s in enumerate(strides) if s == 2]
-        keep = min(len(reductions), max(0, int(math.floor(math.log2(self.options["input_size"] / 4)))))
+        keep = min(
+            len(reductions), max(0, int(math.floor(math.log2(self.options["input_size"] / 4))))
+        )
         for i in reductions[: len(reductions) - keep]:
             strides[i] = 1
         return strides[0], strides[1:]
@@ -193,7 +251,9 @@ class MnasNetSpace(Space):
             "in_channels": o["in_channels"],
             "num_classes": o["num_classes"],
             "stem_channels": self._width(o["stem_channels"]),
-            "head_channels": head if o["width_mult"] <= 1 else round_channels(head * o["width_mult"]),
+            "head_channels": head
+            if o["width_mult"] <= 1
+            else round_channels(head * o["width_mult"]),
             "dropout": o["dropout"],
         }
 
@@ -209,11 +269,18 @@ class MnasNetSpace(Space):
         table = []
         for i, stride in enumerate(strides, start=1):
             op, expansion = OP_CHOICES[str(arch[f"b{i}.op"])]
-            table.append(BlockSpec(
-                op=op, kernel=int(arch[f"b{i}.kernel"]), expansion=expansion,
-                se_ratio=float(arch[f"b{i}.se"]), skip=arch[f"b{i}.skip"] == "identity",
-                channels=int(arch[f"b{i}.filters"]), repeats=int(arch[f"b{i}.layers"]),
-                stride=stride))
+            table.append(
+                BlockSpec(
+                    op=op,
+                    kernel=int(arch[f"b{i}.kernel"]),
+                    expansion=expansion,
+                    se_ratio=float(arch[f"b{i}.se"]),
+                    skip=arch[f"b{i}.skip"] == "identity",
+                    channels=int(arch[f"b{i}.filters"]),
+                    repeats=int(arch[f"b{i}.layers"]),
+                    stride=stride,
+                )
+            )
         return table
 
     def preset_table(self, name: str) -> tuple[list[BlockSpec], str, int]:
@@ -223,21 +290,30 @@ class MnasNetSpace(Space):
         strings, activation = PRESETS[name]
         specs = [parse_block_string(s) for s in strings]
         stem_stride, strides = self._strides([s.stride for s in specs])
-        table = [BlockSpec(**{**s.to_dict(), "stride": st, "channels": self._width(s.channels)})
-                 for s, st in zip(specs, strides, strict=True)]
+        table = [
+            BlockSpec(**{**s.to_dict(), "stride": st, "channels": self._width(s.channels)})
+            for s, st in zip(specs, strides, strict=True)
+        ]
         return table, activation, stem_stride
 
     def _stem_stride(self) -> int:
         return self._strides([r[2] for r in self._rows])[0]
 
-    def build_table(self, table: Sequence[BlockSpec], activation: str | None = None,
-                    stem_stride: int | None = None) -> Any:
+    def build_table(
+        self,
+        table: Sequence[BlockSpec],
+        activation: str | None = None,
+        stem_stride: int | None = None,
+    ) -> Any:
         """Build a network from any block table with this space's stem, head and options."""
         from search_spaces.blocks import MobileNetwork
 
-        return MobileNetwork(list(table), activation=activation or self.options["activation"],
-                             stem_stride=self._stem_stride() if stem_stride is None else stem_stride,
-                             **self._network_args())
+        return MobileNetwork(
+            list(table),
+            activation=activation or self.options["activation"],
+            stem_stride=self._stem_stride() if stem_stride is None else stem_stride,
+            **self._network_args(),
+        )
 
     def build(self, arch: Arch) -> Any:
         return self.build_table(self.block_table(arch))
@@ -254,7 +330,10 @@ class MnasNetSpace(Space):
         return {
             "block_table": [spec.to_dict() for spec in table],
             "block_strings": [block_string(spec) for spec in table],
-            "stem": {"channels": self._network_args()["stem_channels"], "stride": self._stem_stride()},
+            "stem": {
+                "channels": self._network_args()["stem_channels"],
+                "stride": self._stem_stride(),
+            },
             "head_channels": self._network_args()["head_channels"],
             "activation": self.options["activation"],
         }
@@ -262,5 +341,10 @@ class MnasNetSpace(Space):
     def latency_units(self, arch: Arch) -> list[LatencyUnit]:
         from search_spaces.mnasnet_units import network_units
 
-        return network_units(self.block_table(arch), stem_stride=self._stem_stride(), input_size=self.options["input_size"],
-                             activation=self.options["activation"], **self._network_args())
+        return network_units(
+            self.block_table(arch),
+            stem_stride=self._stem_stride(),
+            input_size=self.options["input_size"],
+            activation=self.options["activation"],
+            **self._network_args(),
+        )

@@ -23,21 +23,37 @@ def _out_size(size: int, stride: int, kernel: int = 3) -> int:
 
 
 def _head(cin: int, head_channels: int, num_classes: int, act: type[nn.Module]) -> nn.Module:
-    return nn.Sequential(conv_bn(cin, head_channels, 1, 1, act=act), nn.AdaptiveAvgPool2d(1),
-                         nn.Flatten(), nn.Linear(head_channels, num_classes))
+    return nn.Sequential(
+        conv_bn(cin, head_channels, 1, 1, act=act),
+        nn.AdaptiveAvgPool2d(1),
+        nn.Flatten(),
+        nn.Linear(head_channels, num_classes),
+    )
 
 
-def network_units(table: list[BlockSpec], *, stem_stride: int, input_size: int, activation: str,
-                  in_channels: int, num_classes: int, stem_channels: int, head_channels: int,
-                  dropout: float) -> list[LatencyUnit]:
-    """Units of the network that :class:`~search_spaces.blocks.MobileNetwork` builds from ``table``."""
+def network_units(
+    table: list[BlockSpec],
+    *,
+    stem_stride: int,
+    input_size: int,
+    activation: str,
+    in_channels: int,
+    num_classes: int,
+    stem_channels: int,
+    head_channels: int,
+    dropout: float,
+) -> list[LatencyUnit]:
+    """Units of the network that ``MobileNetwork`` builds from ``table``."""
     del dropout  # identity at inference
     act = ACTIVATIONS[activation]
     size = input_size
-    units = [LatencyUnit(
-        key=f"stem:{in_channels}x{size}:c{stem_channels}:s{stem_stride}:{activation}",
-        input_shape=(in_channels, size, size),
-        build=partial(conv_bn, in_channels, stem_channels, 3, stem_stride, act=act))]
+    units = [
+        LatencyUnit(
+            key=f"stem:{in_channels}x{size}:c{stem_channels}:s{stem_stride}:{activation}",
+            input_shape=(in_channels, size, size),
+            build=partial(conv_bn, in_channels, stem_channels, 3, stem_stride, act=act),
+        )
+    ]
     size = _out_size(size, stem_stride)
     cin = stem_channels
     for spec in table:
@@ -45,15 +61,35 @@ def network_units(table: list[BlockSpec], *, stem_stride: int, input_size: int, 
             stride = spec.stride if i == 0 else 1
             layer_in = cin if i == 0 else spec.channels
             residual = spec.skip and stride == 1 and layer_in == spec.channels
-            key = (f"layer:{spec.op}:k{spec.kernel}:e{spec.expansion}:se{spec.se_ratio:g}:"
-                   f"r{int(residual)}:{layer_in}x{size}:c{spec.channels}:s{stride}:{activation}")
-            units.append(LatencyUnit(key=key, input_shape=(layer_in, size, size), build=partial(
-                Layer, spec.op, layer_in, spec.channels, kernel=spec.kernel, stride=stride,
-                expansion=spec.expansion, se_ratio=spec.se_ratio, skip=spec.skip, act=act)))
+            key = (
+                f"layer:{spec.op}:k{spec.kernel}:e{spec.expansion}:se{spec.se_ratio:g}:"
+                f"r{int(residual)}:{layer_in}x{size}:c{spec.channels}:s{stride}:{activation}"
+            )
+            units.append(
+                LatencyUnit(
+                    key=key,
+                    input_shape=(layer_in, size, size),
+                    build=partial(
+                        Layer,
+                        spec.op,
+                        layer_in,
+                        spec.channels,
+                        kernel=spec.kernel,
+                        stride=stride,
+                        expansion=spec.expansion,
+                        se_ratio=spec.se_ratio,
+                        skip=spec.skip,
+                        act=act,
+                    ),
+                )
+            )
             size = _out_size(size, stride, spec.kernel)
         cin = spec.channels
-    units.append(LatencyUnit(
-        key=f"head:{cin}x{size}:c{head_channels}:n{num_classes}:{activation}",
-        input_shape=(cin, size, size),
-        build=partial(_head, cin, head_channels, num_classes, act)))
+    units.append(
+        LatencyUnit(
+            key=f"head:{cin}x{size}:c{head_channels}:n{num_classes}:{activation}",
+            input_shape=(cin, size, size),
+            build=partial(_head, cin, head_channels, num_classes, act),
+        )
+    )
     return units

@@ -47,7 +47,9 @@ class Cell(nn.Module):
     def __init__(self, ops: dict[tuple[int, int], str], channels: int) -> None:
         super().__init__()
         self.edges = sorted(ops)
-        self.ops = nn.ModuleDict({f"{j}_{i}": make_op(ops[(j, i)], channels) for j, i in self.edges})
+        self.ops = nn.ModuleDict(
+            {f"{j}_{i}": make_op(ops[(j, i)], channels) for j, i in self.edges}
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         nodes = [x]
@@ -57,7 +59,7 @@ class Cell(nn.Module):
 
 
 class ReductionBlock(nn.Module):
-    """Residual reduction: two 3x3 ReLU-Conv-BN (first with stride 2) plus avg-pool + 1x1 shortcut."""
+    """Residual reduction: two 3x3 ReLU-Conv-BN (the first strided), avg-pool + 1x1 shortcut."""
 
     def __init__(self, c_in: int, c_out: int) -> None:
         super().__init__()

@@ -1,7 +1,8 @@
 """The ``nas`` command. Thin: parses arguments, calls library functions, prints.
 
 Each command group lives in its own module with a ``register(subparsers)`` function that adds its
-sub-commands; a sub-command's handler takes the parsed ``argparse.Namespace`` and returns an exit code.
+sub-commands; a sub-command's handler takes the parsed ``argparse.Namespace`` and returns an
+exit code.
 """
 
 from __future__ import annotations

@@ -45,8 +45,13 @@ def add_space_args(parser: argparse.ArgumentParser, *, required: bool = True) ->
     parser.add_argument("--input-size", type=int, help="space option input_size")
     parser.add_argument("--num-classes", type=int, help="space option num_classes")
     parser.add_argument("--in-channels", type=int, help="space option in_channels")
-    parser.add_argument("-o", "--space-option", action="append", metavar="KEY=VALUE",
-                        help="any other space option (repeatable), e.g. -o width_mult=0.5")
+    parser.add_argument(
+        "-o",
+        "--space-option",
+        action="append",
+        metavar="KEY=VALUE",
+        help="any other space option (repeatable), e.g. -o width_mult=0.5",
+    )
 
 
 def add_model_args(parser: argparse.ArgumentParser) -> None:
@@ -89,7 +94,8 @@ def load_arch_file(path: Path, args: argparse.Namespace | None = None) -> tuple[
     """Load an architecture JSON; its space comes from the file unless ``--space`` names one.
 
     Accepted forms: ``Arch.to_json()`` (``{"space": name, "decisions": {...}}``), an export card
-    (``{"space": {"name": ..., "options": {...}}, "decisions": {...}}``), or, with ``--space``, a bare
+    (``{"space": {"name": ..., "options": {...}}, "decisions": {...}}``), or, with ``--space``, a
+    bare
     ``{label: value}`` mapping.
     """
     data = read_json_file(path, "--arch")

@@ -55,14 +55,32 @@ def cmd_spaces(args: argparse.Namespace) -> int:
     rows = []
     for name in SPACES.names():
         space = get_space(name)
-        rows.append({"name": name, "size": space.size(), "decisions": len(space.choices()),
-                     "presets": space.presets(), "description": _first_line(SPACES.get(name))})
+        rows.append(
+            {
+                "name": name,
+                "size": space.size(),
+                "decisions": len(space.choices()),
+                "presets": space.presets(),
+                "description": _first_line(SPACES.get(name)),
+            }
+        )
     if args.json:
         print_json(rows)
     else:
-        print_table("search spaces", ["name", "size", "decisions", "presets", "description"],
-                    [[r["name"], f"{r['size']:,}", r["decisions"], ", ".join(r["presets"]) or "-",
-                      r["description"]] for r in rows])
+        print_table(
+            "search spaces",
+            ["name", "size", "decisions", "presets", "description"],
+            [
+                [
+                    r["name"],
+                    f"{r['size']:,}",
+                    r["decisions"],
+                    ", ".join(r["presets"]) or "-",
+                    r["description"],
+                ]
+                for r in rows
+            ],
+        )
     return 0
 
 
@@ -75,8 +93,15 @@ def _cost_range(space: Any, samples: int, seed: int) -> dict[str, Any]:
         cost = count_cost(space.build(space.sample(rng)), space.input_shape())
         macs.append(cost.macs)
         params.append(cost.params)
-    return {"samples": samples, "seed": seed, "macs_min": min(macs), "macs_median": int(np.median(macs)),
-            "macs_max": max(macs), "params_min": min(params), "params_max": max(params)}
+    return {
+        "samples": samples,
+        "seed": seed,
+        "macs_min": min(macs),
+        "macs_median": int(np.median(macs)),
+        "macs_max": max(macs),
+        "params_min": min(params),
+        "params_max": max(params),
+    }
 
 
 def cmd_space_show(args: argparse.Namespace) -> int:
@@ -87,19 +112,29 @@ def cmd_space_show(args: argparse.Namespace) -> int:
         raise UsageError(f"--samples {args.samples}: must be >= 1")
     args.space = args.name
     space = space_from_args(args)
-    info = {"name": space.name, "options": space.options, "size": space.size(),
-            "decisions": {label: list(c.options) for label, c in space.choices().items()},
-            "presets": space.presets(), "cost": _cost_range(space, args.samples, args.seed)}
+    info = {
+        "name": space.name,
+        "options": space.options,
+        "size": space.size(),
+        "decisions": {label: list(c.options) for label, c in space.choices().items()},
+        "presets": space.presets(),
+        "cost": _cost_range(space, args.samples, args.seed),
+    }
     if args.json:
         print_json(info)
         return 0
-    print_table(f"space {space.name}: {space.size():,} architectures", ["decision", "options"],
-                [[label, ", ".join(map(str, opts))] for label, opts in info["decisions"].items()])
+    print_table(
+        f"space {space.name}: {space.size():,} architectures",
+        ["decision", "options"],
+        [[label, ", ".join(map(str, opts))] for label, opts in info["decisions"].items()],
+    )
     c = info["cost"]
     print(f"options: {space.options}")
     print(f"presets: {', '.join(space.presets()) or '-'}")
-    print(f"MACs over {c['samples']} samples (seed {c['seed']}): min {c['macs_min']:,}  "
-          f"median {c['macs_median']:,}  max {c['macs_max']:,}")
+    print(
+        f"MACs over {c['samples']} samples (seed {c['seed']}): min {c['macs_min']:,}  "
+        f"median {c['macs_median']:,}  max {c['macs_max']:,}"
+    )
     print(f"params: min {c['params_min']:,}  max {c['params_max']:,}")
     return 0
 
@@ -110,8 +145,13 @@ def cmd_cost(args: argparse.Namespace) -> int:
 
     space, model, what, arch = model_from_args(args)
     cost = count_cost(model, space.input_shape())
-    out = {"space": space.name, "model": what, "input_shape": list(space.input_shape()),
-           "params": cost.params, "macs": cost.macs}
+    out = {
+        "space": space.name,
+        "model": what,
+        "input_shape": list(space.input_shape()),
+        "params": cost.params,
+        "macs": cost.macs,
+    }
     if arch is not None:
         out["arch_key"] = arch.key
     if args.json:
@@ -121,7 +161,9 @@ def cmd_cost(args: argparse.Namespace) -> int:
     print(f"params: {cost.params:,}")
     print(f"MACs:   {cost.macs:,}  ({cost.macs / 1e6:.1f} M)")
     if args.layers:
-        print_table("per-layer cost", ["layer", "type", "params", "MACs"],
-                    [[r["name"], r["type"], f"{r['params']:,}", f"{r['macs']:,}"]
-                     for r in cost.layers])
+        print_table(
+            "per-layer cost",
+            ["layer", "type", "params", "MACs"],
+            [[r["name"], r["type"], f"{r['params']:,}", f"{r['macs']:,}"] for r in cost.layers],
+        )
     return 0

@@ -1,0 +1,71 @@
+"""Cost counting: what counts as a MAC is pinned down on hand-computable models."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+import nas
+from nas.cost import count_cost, count_macs, count_params
+
+
+def test_regular_conv_macs_and_params():
+    conv = nn.Conv2d(3, 8, 3, padding=1, bias=False)  # 8x8 output, 8 filters of 3x3x3
+    cost = count_cost(conv, (3, 8, 8))
+    assert cost.macs == 8 * 8 * 8 * 3 * 3 * 3
+    assert cost.params == 8 * 3 * 3 * 3
+
+
+def test_depthwise_strided_and_linear():
+    model = nn.Sequential(
+        nn.Conv2d(4, 4, 5, stride=2, padding=2, groups=4), nn.Flatten(), nn.Linear(4 * 4 * 4, 10)
+    )
+    cost = count_cost(model, (4, 8, 8))
+    assert cost.macs == (4 * 4 * 4 * 5 * 5) + (64 * 10)
+    assert cost.params == (4 * 25 + 4) + (64 * 10 + 10)
+
+
+def test_bn_activations_pooling_residual_and_gating_are_not_counted():
+    class Block(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = nn.Conv2d(2, 2, 1, bias=False)
+            self.bn = nn.BatchNorm2d(2)
+
+        def forward(self, x):
+            y = nn.functional.hardswish(self.bn(self.conv(x)))
+            gate = torch.sigmoid(y.mean((2, 3), keepdim=True))
+            return x + y * gate
+
+    model = nn.Sequential(Block(), nn.AdaptiveAvgPool2d(1))
+    cost = count_cost(model, (2, 6, 6))
+    assert cost.macs == 6 * 6 * 2 * 2  # the 1x1 conv only
+    assert cost.params == 4 + 4  # conv weight + BN weight and bias (running stats are buffers)
+
+
+def test_per_layer_table_sums_to_totals():
+    space = nas.get_space("mnasnet", input_size=32, num_classes=10)
+    model = space.build_preset("mnasnet_a1")
+    cost = count_cost(model, (3, 32, 32))
+    assert sum(r["macs"] for r in cost.layers) == cost.macs
+    assert sum(r["params"] for r in cost.layers) == cost.params == count_params(model)
+    assert {r["type"] for r in cost.layers} >= {"Conv2d", "BatchNorm2d", "Linear"}
+    assert cost.to_dict(with_layers=False) == {
+        "params": cost.params,
+        "macs": cost.macs,
+        "input_shape": [3, 32, 32],
+    }
+
+
+def test_training_mode_is_restored_and_macs_scale_with_resolution():
+    model = nn.Sequential(nn.Conv2d(1, 2, 3, padding=1), nn.BatchNorm2d(2))
+    model.train()
+    small, big = count_macs(model, (1, 8, 8)), count_macs(model, (1, 16, 16))
+    assert model.training
+    assert big == 4 * small
+
+
+def test_bad_input_shape():
+    with pytest.raises(ValueError, match="input_shape"):
+        count_cost(nn.Linear(2, 2), (0,))

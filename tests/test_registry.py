@@ -1,0 +1,92 @@
+"""Registries: built-ins, user registration, module:attribute names, errors."""
+
+from __future__ import annotations
+
+import sys
+import textwrap
+
+import pytest
+
+import nas
+from nas.errors import UnknownNameError, UsageError
+from nas.registry import Registry, import_object
+
+
+def test_builtin_spaces_are_registered():
+    assert {"mnasnet", "nasbench201"} <= set(nas.SPACES.names())
+    assert "mnasnet" in nas.SPACES
+
+
+def test_unknown_name_lists_known_names():
+    with pytest.raises(UnknownNameError) as err:
+        nas.get_space("resnet")
+    msg = str(err.value)
+    assert "unknown space 'resnet'" in msg and "mnasnet" in msg and "nasbench201" in msg
+
+
+def test_bad_options_are_usage_errors():
+    with pytest.raises(UsageError, match="space 'mnasnet': bad options"):
+        nas.get_space("mnasnet", no_such_option=1)
+    with pytest.raises(UsageError, match="width_mult=-1"):
+        nas.get_space("mnasnet", width_mult=-1)
+
+
+def test_register_user_space_and_conflict():
+    reg = Registry("thing")
+
+    @reg.register("a")
+    class A:
+        pass
+
+    assert reg.get("a") is A
+    assert reg.create("a").__class__ is A
+
+    class B:
+        pass
+
+    with pytest.raises(UsageError, match="already registered"):
+        reg.register("a")(B)
+    with pytest.raises(UsageError, match="without ':'"):
+        reg.register("x:y")
+
+
+def test_module_attribute_names(tmp_path, monkeypatch):
+    (tmp_path / "my_spaces.py").write_text(
+        textwrap.dedent("""
+        import torch
+        from nas import Choice, Space
+
+        class Tiny(Space):
+            name = "tiny"
+            def __init__(self, *, num_classes=3, input_size=4):
+                super().__init__([Choice("width", (4, 8))],
+                                 options={"num_classes": num_classes, "input_size": input_size})
+            def input_shape(self):
+                return (1, self.options["input_size"], self.options["input_size"])
+            def build(self, arch):
+                return torch.nn.Sequential(torch.nn.Flatten(),
+                    torch.nn.Linear(self.options["input_size"] ** 2, arch["width"]),
+                    torch.nn.Linear(arch["width"], self.options["num_classes"]))
+    """)
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    space = nas.get_space("my_spaces:Tiny", num_classes=5)
+    assert space.size() == 2 and space.options["num_classes"] == 5
+    from nas.testing.spaces import run_space_conformance
+
+    run_space_conformance(lambda **o: nas.get_space("my_spaces:Tiny", **o), input_sizes=(4, 6))
+    sys.modules.pop("my_spaces", None)
+
+
+def test_import_object_errors():
+    with pytest.raises(UsageError, match="expected 'package.module:attribute'"):
+        import_object("nocolon")
+    with pytest.raises(UsageError, match="cannot import module 'no_such_mod'"):
+        import_object("no_such_mod:X")
+    with pytest.raises(UsageError, match="has no 'Nope'"):
+        import_object("nas.space:Nope")
+
+
+def test_get_space_requires_a_space():
+    with pytest.raises(UsageError, match="did not produce a nas.Space"):
+        nas.get_space("collections:OrderedDict")

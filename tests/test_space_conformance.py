@@ -1,0 +1,62 @@
+"""The space conformance suite, applied to every registered space."""
+
+from __future__ import annotations
+
+import functools
+
+import pytest
+
+import nas
+from nas.testing import spaces as conf
+
+# input sizes at which each built-in space is built and run; other spaces use the default
+INPUT_SIZES = {"mnasnet": (8, 32, 64), "nasbench201": (8, 32)}
+
+
+@pytest.fixture(params=nas.SPACES.names())
+def space_name(request):
+    return request.param
+
+
+def _factory(name):
+    return functools.partial(nas.get_space, name)
+
+
+def test_sample_validate(space_name):
+    conf.check_sample_validate(nas.get_space(space_name))
+
+
+def test_roundtrips(space_name):
+    conf.check_roundtrips(nas.get_space(space_name))
+
+
+def test_mutate_changes_exactly_one_decision(space_name):
+    conf.check_mutate(nas.get_space(space_name))
+
+
+def test_validate_errors(space_name):
+    conf.check_validate_errors(nas.get_space(space_name))
+
+
+def test_key_stable_across_processes(space_name):
+    conf.check_key_stable_across_processes(nas.get_space(space_name))
+
+
+def test_build_forward(space_name):
+    conf.check_build_forward(_factory(space_name), INPUT_SIZES.get(space_name, (8, 32)))
+
+
+def test_suite_catches_a_broken_space():
+    """The suite must fail on a space whose mutate changes two decisions."""
+
+    class Broken(nas.Space):
+        name = "broken"
+
+        def __init__(self):
+            super().__init__([nas.Choice("a", (1, 2)), nas.Choice("b", (1, 2))])
+
+        def mutate(self, arch, rng):
+            return self.decode([1 - i for i in arch.indices])
+
+    with pytest.raises(AssertionError, match="changed 2 decisions"):
+        conf.check_mutate(Broken())
