@@ -33,7 +33,13 @@ def mnas_reward(accuracy: float, cost: float, target: float, alpha: float, beta:
     """``accuracy * (cost / target) ** w`` with ``w = alpha`` if ``cost <= target`` else ``beta``.
 
     Returns NaN when accuracy or cost is missing or not finite, or cost is not positive.
+
+    Raises:
+        ValueError: ``target`` is not a positive finite number (a negative base would make the
+            power complex).
     """
+    if not (isinstance(target, int | float) and math.isfinite(target) and target > 0):
+        raise ValueError(f"reward target must be a positive finite number, got {target!r}")
     try:
         accuracy, cost = float(accuracy), float(cost)
     except (TypeError, ValueError):
@@ -73,6 +79,8 @@ class RewardConfig:
                 raise ConfigError(f"reward.{name}={value!r}: must be a number")
             if not math.isfinite(value):
                 raise ConfigError(f"reward.{name}={value!r}: must be finite")
+        if not isinstance(self.accuracy_key, str) or not self.accuracy_key:
+            raise ConfigError(f"reward.accuracy_key={self.accuracy_key!r}: must be a metric name")
         if self.metric not in COST_METRICS:
             raise ConfigError(
                 f"reward.metric={self.metric!r}: allowed values: {', '.join(COST_METRICS)}"
@@ -81,7 +89,7 @@ class RewardConfig:
     @classmethod
     def from_preset(cls, preset: str, target: float, metric: str = "latency") -> RewardConfig:
         """``soft`` or ``hard`` preset at ``target``."""
-        if preset not in PRESETS:
+        if not isinstance(preset, str) or preset not in PRESETS:
             raise ConfigError(f"reward.preset={preset!r}: allowed values: {', '.join(PRESETS)}")
         alpha, beta = PRESETS[preset]
         return cls(target=target, alpha=alpha, beta=beta, metric=metric)
@@ -115,6 +123,8 @@ def pareto_mask(
     in one. Rows with a NaN are never on the front. Duplicated points are all kept.
     """
     pts = np.asarray(objectives, dtype=float)
+    if pts.size == 0:
+        return np.zeros(len(pts), dtype=bool)
     if pts.ndim != 2 or pts.shape[1] != len(maximize):
         raise ValueError(f"objectives must be n x {len(maximize)}, got shape {pts.shape}")
     sign = np.where(np.asarray(maximize, dtype=bool), 1.0, -1.0)

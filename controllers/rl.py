@@ -1,0 +1,199 @@
+"""The MnasNet / NASNet reinforcement-learning controller.
+
+MnasNet (Tan et al., arXiv:1807.11626, section 4) searches with the controller of NASNet (Zoph et
+al., arXiv:1707.07012): an LSTM emits one token per decision (:mod:`controllers.rl_policy`) and is
+trained with Proximal Policy Optimization (Schulman et al., arXiv:1707.06347) to maximize the
+expected reward of its children. Zoph & Le (arXiv:1611.01578) trained the same kind of policy with
+REINFORCE, available here as ``algorithm="reinforce"``.
+
+Rewards are gathered in tell order into batches of ``batch_size`` children. Each full batch gives
+advantages ``A = R - b`` against an exponential moving average ``b`` of earlier rewards, then
+``ppo_epochs`` passes of the clipped objective over the batch (one gradient step for REINFORCE),
+with Adam. The log-probabilities of the policy that sampled each child are kept with the proposal,
+so children told late, after updates, still get the right PPO ratio.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import numpy as np
+import torch
+
+from controllers.rl_policy import LSTMPolicy, ppo_loss, reinforce_loss
+from nas.controller import Controller, Proposal, check_choice, check_float, check_int
+from nas.errors import UsageError
+from nas.registry import register_controller
+from nas.space import Arch, Space
+
+__all__ = ["RLController"]
+
+log = logging.getLogger(__name__)
+
+
+@contextmanager
+def _one_thread() -> Iterator[None]:
+    """Run torch single-threaded: the policy is tiny, and thread hand-offs cost more than they
+    save (tens of ms per update on a busy 2-core machine, against ~1 ms single-threaded)."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
+
+
+@register_controller("rl")
+class RLController(Controller):
+    """LSTM policy trained with PPO (default) or REINFORCE.
+
+    Defaults and their sources:
+
+    * ``hidden_size=100``, ``init_range=0.1``, ``entropy_weight=1e-5``, ``baseline_decay=0.95``:
+      NASNet (arXiv:1707.07012, appendix A), whose controller MnasNet reuses.
+    * ``clip=0.2``: PPO (arXiv:1707.06347, section 6.1, the best of the values tried).
+    * ``ppo_epochs=3``: PPO's Atari setting (arXiv:1707.06347, table 5; 10 for MuJoCo).
+    * ``lr=0.01``, ``batch_size=10``: NASNet's ``lr=3.5e-4`` suits its 20,000 children gathered from
+      hundreds of workers and barely moves the policy in a few hundred children. 0.01 is the
+      REINFORCE rate of the NATS-Bench/NAS-Bench-201 baseline (Dong et al., arXiv:2009.00437)
+      and, with batches of 10, lets the policy learn within 100 children
+      (``benchmarks/controllers_bench.py``).
+      Pass ``lr=3.5e-4`` for the paper's setting on large budgets.
+
+    Args:
+        space: the search space.
+        seed: seeds the numpy generator, from which the torch generator is seeded.
+        algorithm: ``"ppo"`` (MnasNet) or ``"reinforce"`` (Zoph & Le).
+        hidden_size: LSTM and embedding width (>= 1).
+        lr: Adam learning rate (> 0).
+        batch_size: children per policy update (>= 1).
+        ppo_epochs: passes over each batch for PPO (>= 1; REINFORCE always does one).
+        clip: PPO clipping range epsilon (> 0 and < 1).
+        entropy_weight: weight of the entropy bonus (>= 0).
+        baseline_decay: decay of the moving-average reward baseline (0 <= decay < 1).
+        init_range: weights start uniform in ``[-init_range, init_range]`` (> 0).
+        failure_reward: reward given to failed children; ``None`` (default) leaves them out of
+            the batches entirely.
+    """
+
+    def __init__(
+        self,
+        space: Space,
+        *,
+        seed: int | None = None,
+        algorithm: str = "ppo",
+        hidden_size: int = 100,
+        lr: float = 0.01,
+        batch_size: int = 10,
+        ppo_epochs: int = 3,
+        clip: float = 0.2,
+        entropy_weight: float = 1e-5,
+        baseline_decay: float = 0.95,
+        init_range: float = 0.1,
+        failure_reward: float | None = None,
+    ) -> None:
+        name = "rl"
+        options = {
+            "algorithm": check_choice(name, "algorithm", algorithm, ("ppo", "reinforce")),
+            "hidden_size": check_int(name, "hidden_size", hidden_size, minimum=1),
+            "lr": check_float(name, "lr", lr, minimum=0.0, open_min=True),
+            "batch_size": check_int(name, "batch_size", batch_size, minimum=1),
+            "ppo_epochs": check_int(name, "ppo_epochs", ppo_epochs, minimum=1),
+            "clip": check_float(name, "clip", clip, minimum=0.0, maximum=0.999, open_min=True),
+            "entropy_weight": check_float(name, "entropy_weight", entropy_weight, minimum=0.0),
+            "baseline_decay": check_float(name, "baseline_decay", baseline_decay, minimum=0.0,
+                                          maximum=0.999),
+            "init_range": check_float(name, "init_range", init_range, minimum=0.0, open_min=True),
+            "failure_reward": None if failure_reward is None
+            else check_float(name, "failure_reward", failure_reward),
+        }
+        super().__init__(space, seed=seed, options=options)
+        self.hp = options
+        self.generator = torch.Generator().manual_seed(int(self.rng.integers(2**63 - 1)))
+        sizes = [len(c) for c in space.choices().values()]
+        self.policy = LSTMPolicy(sizes, options["hidden_size"])
+        self.policy.reset_parameters(options["init_range"], self.generator)
+        self.optimizer = torch.optim.Adam(self.policy.parameters(), lr=options["lr"])
+        self.baseline: float | None = None
+        self._batch: list[tuple[list[int], list[float], float]] = []
+        self.num_updates = 0
+
+    # -- ask / tell --------------------------------------------------------------------------
+    def _propose(self) -> tuple[Arch, dict[str, Any]]:
+        with _one_thread():
+            tokens, logps = self.policy.sample(self.generator)
+        return self.space.decode(tokens), {"logp": logps}
+
+    def _observe(self, proposal: Proposal, value: Any, extra: dict[str, Any]) -> None:
+        if value is None:
+            value = self.hp["failure_reward"]
+            if value is None:
+                return
+        self._batch.append((list(proposal.arch.indices), list(extra["logp"]), float(value)))
+        if len(self._batch) >= self.hp["batch_size"]:
+            with _one_thread():
+                self._update()
+
+    def _update(self) -> None:
+        tokens = torch.tensor([b[0] for b in self._batch], dtype=torch.long)
+        old_logp = torch.tensor([b[1] for b in self._batch], dtype=torch.float32)
+        rewards = np.array([b[2] for b in self._batch])
+        base = float(rewards.mean()) if self.baseline is None else self.baseline
+        advantage = torch.tensor(rewards - base, dtype=torch.float32)
+        epochs = self.hp["ppo_epochs"] if self.hp["algorithm"] == "ppo" else 1
+        for _ in range(epochs):
+            logp, entropy = self.policy.evaluate(tokens)
+            if self.hp["algorithm"] == "ppo":
+                loss = ppo_loss(logp, old_logp, advantage, entropy, clip=self.hp["clip"],
+                                entropy_weight=self.hp["entropy_weight"])
+            else:
+                loss = reinforce_loss(logp, advantage, entropy,
+                                      entropy_weight=self.hp["entropy_weight"])
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            self.optimizer.step()
+        decay = self.hp["baseline_decay"]
+        for reward in rewards:
+            base = decay * base + (1.0 - decay) * float(reward)
+        self.baseline = base
+        self._batch = []
+        self.num_updates += 1
+        log.debug("rl update %d: loss %.4g, baseline %.4g", self.num_updates,
+                  float(loss.detach()), base)
+
+    # -- state -------------------------------------------------------------------------------
+    def _algorithm_state(self) -> dict[str, Any]:
+        opt = self.optimizer.state_dict()
+        return {
+            "torch_rng": self.generator.get_state(),
+            "policy": dict(self.policy.state_dict()),
+            "optimizer": {
+                "state": {str(k): v for k, v in opt["state"].items()},
+                "param_groups": json.loads(json.dumps(opt["param_groups"])),  # tuples -> lists
+            },
+            "baseline": self.baseline,
+            "batch": [{"indices": t, "logp": lp, "reward": r} for t, lp, r in self._batch],
+            "num_updates": self.num_updates,
+        }
+
+    def _load_algorithm_state(self, state: dict[str, Any]) -> None:
+        opt = state["optimizer"]
+        try:
+            self.policy.load_state_dict(state["policy"])
+            self.optimizer.load_state_dict(
+                {"state": {int(k): v for k, v in opt["state"].items()},
+                 "param_groups": opt["param_groups"]}
+            )
+            self.generator.set_state(state["torch_rng"])
+        except RuntimeError as exc:
+            raise UsageError(f"rl: controller state does not fit this policy ({exc})") from None
+        self.baseline = None if state["baseline"] is None else float(state["baseline"])
+        self._batch = [
+            ([int(i) for i in b["indices"]], [float(x) for x in b["logp"]], float(b["reward"]))
+            for b in state["batch"]
+        ]
+        self.num_updates = int(state["num_updates"])

@@ -1,0 +1,418 @@
+"""The controller contract: ``ask`` proposals, ``tell`` their results, save and restore state.
+
+A controller is the search strategy of MnasNet (Tan et al., arXiv:1807.11626): it proposes child
+architectures and learns from their rewards. Concrete controllers live in ``controllers/`` and are
+registered by name (``nas.CONTROLLERS.create("evolution", space=space, seed=0)``).
+
+This module also holds the option validators shared by controllers and the two disk helpers
+:func:`save_state` / :func:`load_state` (controllers themselves never do I/O).
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import io
+import json
+import math
+import os
+import re
+import sys
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from nas.errors import ConfigError, UsageError
+from nas.space import Arch, Space
+
+__all__ = ["Controller", "Proposal", "STATE_FORMAT", "save_state", "load_state", "check_int",
+           "check_float", "check_bool", "check_choice"]
+
+STATE_FORMAT = "mnas.controller/1"
+_FILE_FORMAT = "mnas.controller-file/1"
+
+
+@dataclass(frozen=True)
+class Proposal:
+    """One child architecture handed out by :meth:`Controller.ask`.
+
+    Attributes:
+        id: unique within a controller (and its restored copies), increasing from 0.
+        arch: the proposed architecture.
+    """
+
+    id: int
+    arch: Arch
+
+
+class Controller:
+    """Base class of every search strategy. Its lifecycle is the contract below.
+
+    **Construction.** ``Controller(space, *, seed=None, **options)``: every option is keyword-only
+    and validated in the constructor; a bad one raises :class:`~nas.errors.ConfigError` with a
+    one-line message naming the option, the value and what is allowed. The controller owns a
+    ``numpy.random.Generator`` seeded with ``seed`` (rl also owns a ``torch.Generator``); ``None``
+    draws fresh entropy, which is recorded so the run can still be resumed.
+
+    **ask** ``() -> Proposal``: a new proposal with a fresh id. Any number may be outstanding:
+    workers evaluate children concurrently.
+
+    **tell** ``(proposal, result) -> None``: report one outstanding proposal, in any order. For a
+    scalar controller (``wants_metrics = False``) ``result`` is the reward, higher is better. For a
+    multi-objective controller (``wants_metrics = True``, e.g. ``nsga2``) it is the mapping of raw
+    metrics (``{"accuracy": 0.71, "latency_ms": 12.3, ...}``) holding at least the names in
+    :attr:`required_metrics`. A driver therefore calls
+    ``tell(p, metrics if controller.wants_metrics else reward)``. ``None``, NaN, +-inf, or a
+    mapping whose required metric is missing or not finite, marks a failed child: it never raises
+    and never enters the controller's statistics. Telling a proposal that is not outstanding
+    (unknown id, told already, or a different arch under that id) raises
+    :class:`~nas.errors.UsageError` and changes nothing.
+
+    **state_dict** ``() -> dict``: a deep copy of the full state as plain data (str keys, lists,
+    numbers, ``None``), with torch tensors (rl weights and optimizer moments) as the only
+    non-JSON leaves. It includes the RNG states, the next id and the outstanding proposals, so
+    :meth:`load_state_dict` on a fresh instance built with the same space and options continues
+    exactly as the original would have: same proposals, same ids, and the old outstanding
+    proposals can be told to it. :func:`save_state` writes it as JSON plus a weights-only torch
+    file; :func:`load_state` reads it back without unpickling. Layout::
+
+        {"format": "mnas.controller/1", "controller": name, "space": {"name", "decisions"},
+         "options": {...}, "seed": int, "rng": <numpy bit-generator state>, "next_id": int,
+         "num_told": int, "num_failed": int,
+         "outstanding": [{"id": int, "indices": [int, ...], "extra": {...}}, ...],
+         "algorithm": {...controller specific...}}
+
+    **Subclasses** implement ``_propose() -> (Arch, extra)`` (``extra``: plain data kept with the
+    outstanding proposal), ``_observe(proposal, value, extra)`` (``value`` is a finite float, a
+    dict of finite floats for metric controllers, or ``None`` for a failure) and, if they hold
+    state, ``_algorithm_state()`` / ``_load_algorithm_state(state)``. They see the space only
+    through ``choices()``, ``encode``/``decode``, ``sample`` and ``mutate``.
+    """
+
+    name: str = "controller"
+    wants_metrics: bool = False
+
+    def __init__(
+        self, space: Space, *, seed: int | None = None, options: Mapping[str, Any] | None = None
+    ) -> None:
+        if not isinstance(space, Space):
+            raise ConfigError(f"{self.name} option space={space!r}: must be a nas.Space")
+        if seed is None:
+            seed = int(np.random.SeedSequence().entropy)  # recorded: resumable all the same
+        check_int(self.name, "seed", seed, minimum=0)
+        self.space = space
+        self.seed = int(seed)
+        # validated options, in the form they take after a JSON round trip (tuples -> lists)
+        self.options: dict[str, Any] = json.loads(json.dumps(dict(options or {})))
+        self.rng = np.random.default_rng(self.seed)
+        self._next_id = 0
+        self._num_told = 0
+        self._num_failed = 0
+        self._outstanding: dict[int, tuple[Arch, dict[str, Any]]] = {}
+
+    # -- lifecycle ---------------------------------------------------------------------------
+    @property
+    def required_metrics(self) -> tuple[str, ...]:
+        """Metric names a metric controller needs in each ``tell`` (empty for scalar ones)."""
+        return ()
+
+    def ask(self) -> Proposal:
+        """Propose the next child architecture."""
+        arch, extra = self._propose()
+        proposal = Proposal(self._next_id, arch)
+        self._next_id += 1
+        self._outstanding[proposal.id] = (arch, extra)
+        return proposal
+
+    def tell(self, proposal: Proposal, result: float | Mapping[str, Any] | None) -> None:
+        """Report the result of an outstanding proposal (``None``/NaN/inf: failed child)."""
+        if not isinstance(proposal, Proposal):
+            raise UsageError(f"{self.name}.tell: expected a Proposal, got {proposal!r}")
+        entry = self._outstanding.get(proposal.id)
+        if entry is None or entry[0] != proposal.arch:
+            raise UsageError(
+                f"{self.name}.tell: proposal {proposal.id} is not outstanding "
+                "(told already, never asked, or a different arch)"
+            )
+        value = self._clean(result)
+        del self._outstanding[proposal.id]
+        self._num_told += 1
+        self._num_failed += value is None
+        self._observe(proposal, value, entry[1])
+
+    def outstanding(self) -> list[Proposal]:
+        """Proposals asked and not yet told, oldest first."""
+        return [Proposal(i, arch) for i, (arch, _) in self._outstanding.items()]
+
+    @property
+    def num_asked(self) -> int:
+        """Proposals handed out so far."""
+        return self._next_id
+
+    @property
+    def num_told(self) -> int:
+        """Results received so far (failures included)."""
+        return self._num_told
+
+    @property
+    def num_failed(self) -> int:
+        """Failed children received so far."""
+        return self._num_failed
+
+    def _clean(self, result: Any) -> Any:
+        """The finite value to observe, or ``None`` for a failed child."""
+        if not self.wants_metrics:
+            return _finite(result, f"{self.name}.tell: reward")
+        if result is None:
+            return None
+        if not isinstance(result, Mapping):
+            raise UsageError(
+                f"{self.name}.tell: expected a mapping of metrics {list(self.required_metrics)} "
+                f"(this controller wants metrics), got {result!r}"
+            )
+        values = {}
+        for key in self.required_metrics:
+            values[key] = _finite(result.get(key), f"{self.name}.tell: metric {key!r}")
+            if values[key] is None:
+                return None
+        return values
+
+    # -- hooks -------------------------------------------------------------------------------
+    def _propose(self) -> tuple[Arch, dict[str, Any]]:
+        raise NotImplementedError
+
+    def _observe(self, proposal: Proposal, value: Any, extra: dict[str, Any]) -> None:
+        raise NotImplementedError
+
+    def _algorithm_state(self) -> dict[str, Any]:
+        return {}
+
+    def _load_algorithm_state(self, state: Mapping[str, Any]) -> None:
+        return None
+
+    # -- state -------------------------------------------------------------------------------
+    def _space_signature(self) -> dict[str, Any]:
+        decisions = [[label, len(c)] for label, c in self.space.choices().items()]
+        return {"name": self.space.name, "decisions": decisions}
+
+    def state_dict(self) -> dict[str, Any]:
+        """The full state as plain data (a deep copy); see the class docstring for the layout."""
+        outstanding = [
+            {"id": i, "indices": list(arch.indices), "extra": extra}
+            for i, (arch, extra) in self._outstanding.items()
+        ]
+        state = {
+            "format": STATE_FORMAT,
+            "controller": self.name,
+            "space": self._space_signature(),
+            "options": self.options,
+            "seed": self.seed,
+            "rng": self.rng.bit_generator.state,
+            "next_id": self._next_id,
+            "num_told": self._num_told,
+            "num_failed": self._num_failed,
+            "outstanding": outstanding,
+            "algorithm": self._algorithm_state(),
+        }
+        return copy.deepcopy(state)
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Restore a :meth:`state_dict` saved by a controller of the same kind, space and options.
+
+        Raises:
+            UsageError: the state is malformed or belongs to another controller or space.
+            ConfigError: it was saved with different options (the message names the first one).
+        """
+        state = copy.deepcopy(dict(state))
+        self._check_compatible(state)
+        try:
+            outstanding = {
+                int(item["id"]): (self.space.decode(item["indices"]), dict(item["extra"]))
+                for item in state["outstanding"]
+            }
+            rng = np.random.default_rng()
+            rng.bit_generator.state = state["rng"]
+            counters = [int(state[k]) for k in ("next_id", "num_told", "num_failed")]
+            self._load_algorithm_state(state["algorithm"])
+        except (KeyError, TypeError, ValueError) as exc:
+            if isinstance(exc, UsageError):
+                raise
+            raise UsageError(f"{self.name}: malformed controller state ({exc!r})") from None
+        self.seed = int(state["seed"])
+        self.rng = rng
+        self._next_id, self._num_told, self._num_failed = counters
+        self._outstanding = outstanding
+
+    def _check_compatible(self, state: Mapping[str, Any]) -> None:
+        for key, want in (("format", STATE_FORMAT), ("controller", self.name)):
+            if state.get(key) != want:
+                raise UsageError(f"{self.name}: cannot load a state whose {key} is "
+                                 f"{state.get(key)!r} (expected {want!r})")
+        if state.get("space") != self._space_signature():
+            name = (state.get("space") or {}).get("name")
+            raise UsageError(f"{self.name}: the state was saved on another space ({name!r}) "
+                             "or another version of it")
+        saved = state.get("options")
+        if not isinstance(saved, Mapping):
+            raise UsageError(f"{self.name}: malformed controller state (no options)")
+        for key in sorted(set(saved) | set(self.options)):
+            if saved.get(key) != self.options.get(key):
+                raise ConfigError(
+                    f"{self.name} option {key}={self.options.get(key)!r} differs from the saved "
+                    f"state's {key}={saved.get(key)!r}; build the controller with the same options"
+                )
+
+    def __repr__(self) -> str:
+        opts = ", ".join(f"{k}={v!r}" for k, v in self.options.items())
+        return f"{type(self).__name__}(space={self.space.name!r}, seed={self.seed}, {opts})"
+
+
+# -- option validation ----------------------------------------------------------------------
+def check_int(owner: str, name: str, value: Any, *, minimum: int | None = None,
+              maximum: int | None = None) -> int:
+    """``value`` as an int within bounds, or :class:`ConfigError` naming the option."""
+    ok = isinstance(value, int | np.integer) and not isinstance(value, bool)
+    ok = ok and (minimum is None or value >= minimum) and (maximum is None or value <= maximum)
+    if not ok:
+        bounds = _bounds(minimum, maximum)
+        raise ConfigError(f"{owner} option {name}={value!r}: must be an integer{bounds}")
+    return int(value)
+
+
+def check_float(owner: str, name: str, value: Any, *, minimum: float | None = None,
+                maximum: float | None = None, open_min: bool = False) -> float:
+    """``value`` as a finite float within bounds (``open_min``: strictly above the minimum)."""
+    ok = isinstance(value, int | float | np.number) and not isinstance(value, bool)
+    ok = ok and math.isfinite(float(value))
+    if ok and minimum is not None:
+        ok = value > minimum if open_min else value >= minimum
+    ok = ok and (maximum is None or value <= maximum)
+    if not ok:
+        bounds = _bounds(minimum, maximum, open_min)
+        raise ConfigError(f"{owner} option {name}={value!r}: must be a finite number{bounds}")
+    return float(value)
+
+
+def check_bool(owner: str, name: str, value: Any) -> bool:
+    """``value`` if it is a bool, else :class:`ConfigError`."""
+    if not isinstance(value, bool):
+        raise ConfigError(f"{owner} option {name}={value!r}: must be true or false")
+    return value
+
+
+def check_choice(owner: str, name: str, value: Any, allowed: Sequence[Any]) -> Any:
+    """``value`` if it is one of ``allowed``, else :class:`ConfigError` listing them."""
+    if not isinstance(value, str | int | float | bool | None) or value not in allowed:
+        raise ConfigError(
+            f"{owner} option {name}={value!r}: allowed values: {', '.join(map(str, allowed))}"
+        )
+    return value
+
+
+def _bounds(minimum: Any, maximum: Any, open_min: bool = False) -> str:
+    low = "" if minimum is None else f" {'>' if open_min else '>='} {minimum}"
+    high = "" if maximum is None else f"{' and' if low else ''} <= {maximum}"
+    return low + high
+
+
+def _finite(value: Any, what: str) -> float | None:
+    """A finite float, ``None`` for a failure (None/NaN/inf); UsageError for a non-number."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float | np.number):
+        raise UsageError(f"{what} must be a number or None, got {value!r}")
+    value = float(value)
+    return value if math.isfinite(value) else None
+
+
+# -- disk helpers (not used by controllers themselves) ----------------------------------------
+def save_state(state: Mapping[str, Any] | Controller, path: str | os.PathLike[str]) -> Path:
+    """Write a controller state as JSON; tensors go to a sibling weights-only torch file.
+
+    ``path`` (e.g. ``controller.json``) gets the JSON. Tensors, if any, are saved with
+    ``torch.save`` to ``<stem>.<content hash>.pt`` next to it and referenced from the JSON, which
+    is written last (to a temporary name, then renamed): a crash at any point leaves the previous
+    JSON and the tensor file it names intact. Tensor files no longer referenced are removed.
+
+    Returns:
+        The path of the JSON file.
+    """
+    if isinstance(state, Controller):
+        state = state.state_dict()
+    path = Path(path)
+    tensors: dict[str, Any] = {}
+    body = _split_tensors(state, tensors)
+    tensor_name = None
+    if tensors:
+        import torch
+
+        buffer = io.BytesIO()
+        torch.save(tensors, buffer)
+        data = buffer.getvalue()
+        tensor_name = f"{path.stem}.{hashlib.sha256(data).hexdigest()[:12]}.pt"
+        _write_atomic(path.with_name(tensor_name), data)
+    doc = {"format": _FILE_FORMAT, "tensor_file": tensor_name, "state": body}
+    _write_atomic(path, json.dumps(doc, allow_nan=False).encode("utf-8"))
+    for old in path.parent.glob(f"{path.stem}.*.pt"):
+        if old.name != tensor_name and re.fullmatch(r"[0-9a-f]{12}", old.suffixes[-2][1:]):
+            old.unlink(missing_ok=True)
+    return path
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
+
+
+def load_state(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """Read a :func:`save_state` file (tensors via ``torch.load(..., weights_only=True)``)."""
+    path = Path(path)
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise UsageError(f"controller state file not found: {path}") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise UsageError(f"controller state file {path} is not valid JSON: {exc}") from None
+    if not isinstance(doc, dict) or doc.get("format") != _FILE_FORMAT:
+        raise UsageError(f"controller state file {path}: not a {_FILE_FORMAT!r} file")
+    tensors: dict[str, Any] = {}
+    if doc.get("tensor_file"):
+        import torch
+
+        tensor_path = path.with_name(str(doc["tensor_file"]))
+        try:
+            tensors = torch.load(tensor_path, weights_only=True)
+        except Exception as exc:  # missing, torn or not weights-only: torch raises many kinds
+            raise UsageError(f"controller tensor file {tensor_path}: cannot load ({exc})") from None
+    return _join_tensors(doc["state"], tensors)
+
+
+def _split_tensors(obj: Any, out: dict[str, Any]) -> Any:
+    torch = sys.modules.get("torch")
+    if torch is not None and isinstance(obj, torch.Tensor):
+        key = f"t{len(out)}"
+        out[key] = obj.detach().cpu().clone()
+        return {"__tensor__": key}
+    if isinstance(obj, Mapping):
+        return {k: _split_tensors(v, out) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_split_tensors(v, out) for v in obj]
+    return obj
+
+
+def _join_tensors(obj: Any, tensors: Mapping[str, Any]) -> Any:
+    if isinstance(obj, dict):
+        if set(obj) == {"__tensor__"}:
+            try:
+                return tensors[obj["__tensor__"]]
+            except KeyError:
+                name = obj["__tensor__"]
+                raise UsageError(f"controller state: tensor {name!r} is missing") from None
+        return {k: _join_tensors(v, tensors) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_join_tensors(v, tensors) for v in obj]
+    return obj
