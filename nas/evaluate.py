@@ -1,0 +1,370 @@
+"""One trial end to end: build, count cost, measure latency, train, score.
+
+:func:`evaluate_arch` returns RAW metrics (validation accuracy, latency statistics, params, MACs,
+per-phase timings, device fingerprint) plus, when reward settings are given, MnasNet's reward
+``ACC x (LAT/T)^w`` (Tan et al., arXiv:1807.11626, equation 2) computed from those raw metrics, so
+it can be recomputed later for another target. A child that fails (NaN loss, divergence, time
+budget, a runtime error in its forward pass) gives a record with ``status="failed"`` and the
+reason instead of an exception.
+
+The work between "built and counted" and "metrics" is done by an *evaluator*, a function
+``evaluator(arch, model, context) -> dict`` registered in :data:`nas.registry.EVALUATORS`
+(``default``: latency + proxy training; ``latency_only``) or named as ``"package.module:function"``.
+The :class:`EvalContext` gives it the space, dataset, settings, device, a ``report`` callback for
+per-epoch metrics, and helpers that do the standard latency and training phases.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import math
+import time
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from nas._checks import check_bool, check_int, check_number
+from nas.data import Dataset, load_dataset
+from nas.errors import ConfigError, TrialFailed, UsageError
+from nas.latency import LatencyConfig, measure_latency
+from nas.latency_lut import LatencyTable, latency_space, measure_arch
+from nas.registry import EVALUATORS, register_evaluator
+from nas.reward import RewardConfig
+from nas.space import Arch, Space
+from nas.train import TrainConfig, train
+
+__all__ = ["EvalSettings", "EvalContext", "evaluate_arch", "space_for_dataset",
+           "default_evaluator", "latency_only_evaluator"]
+
+log = logging.getLogger(__name__)
+
+LatencyFn = Callable[[Space, "Arch | None", "str | None", LatencyConfig], Mapping[str, Any]]
+ReportFn = Callable[[dict[str, Any]], "bool | None"]
+
+
+@dataclass(frozen=True)
+class EvalSettings:
+    """Validated settings of one evaluation.
+
+    Args:
+        dataset: ``digits``, ``cifar10`` or ``npz:PATH`` (see :mod:`nas.data`).
+        val_fraction: share of the training data held out for validation.
+        data_seed: seed of the validation split (the same for every child of a run).
+        max_train: keep at most this many training samples (None: all).
+        data_root: CIFAR-10 folder (None: ``$MNAS_DATA_DIR`` or ``~/.cache/mnas``).
+        download: download CIFAR-10 if missing.
+        train: proxy-training settings (its ``seed`` also seeds weight initialisation).
+        latency: latency settings.
+        reward: reward settings, or None for raw metrics only.
+        evaluator: registered evaluator name or ``"package.module:function"``.
+        evaluator_options: plain data for a custom evaluator (``ctx.settings.evaluator_options``).
+        lut_path: JSON file of a latency lookup table (``latency.mode="lut"``), read if present
+            and rewritten with new units.
+    """
+
+    dataset: str = "digits"
+    val_fraction: float = 0.2
+    data_seed: int = 0
+    max_train: int | None = None
+    data_root: str | None = None
+    download: bool = False
+    train: TrainConfig = field(default_factory=TrainConfig)
+    latency: LatencyConfig = field(default_factory=LatencyConfig)
+    reward: RewardConfig | None = None
+    evaluator: str = "default"
+    evaluator_options: dict[str, Any] = field(default_factory=dict)
+    lut_path: str | None = None
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.dataset, str) or not self.dataset:
+            raise ConfigError(f"dataset={self.dataset!r}: must be a dataset name")
+        check_number("val_fraction", self.val_fraction, strict=True, maximum=1.0)
+        check_int("data_seed", self.data_seed, minimum=0)
+        check_int("max_train", self.max_train, optional=True)
+        check_bool("download", self.download)
+        for key, cls in (("train", TrainConfig), ("latency", LatencyConfig),
+                         ("reward", RewardConfig)):
+            value = getattr(self, key)
+            if not isinstance(value, cls) and not (key == "reward" and value is None):
+                raise ConfigError(f"{key}={value!r}: must be a {cls.__name__}")
+        if not isinstance(self.evaluator, str) or not self.evaluator:
+            raise ConfigError(f"evaluator={self.evaluator!r}: must be a name or 'module:function'")
+        if not isinstance(self.evaluator_options, Mapping):
+            raise ConfigError(f"evaluator_options={self.evaluator_options!r}: must be a mapping")
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> EvalSettings:
+        """From plain (e.g. YAML) data with sections ``train``, ``latency`` and ``reward``.
+
+        ``reward`` is ``{"target", "alpha", "beta", "metric"}`` or ``{"preset": "soft"|"hard",
+        "target", "metric"}``. Unknown keys raise :class:`ConfigError` naming them.
+        """
+        known = {f.name for f in fields(cls)}
+        for key in data:
+            if key not in known:
+                raise ConfigError(f"{key}: unknown key; known: {', '.join(sorted(known))}")
+        values = dict(data)
+        if isinstance(values.get("train"), Mapping):
+            values["train"] = TrainConfig.from_dict(values["train"])
+        if isinstance(values.get("latency"), Mapping):
+            values["latency"] = LatencyConfig.from_dict(values["latency"])
+        if isinstance(values.get("reward"), Mapping):
+            values["reward"] = _reward_from_dict(values["reward"])
+        return cls(**values)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain data (round-trips through :meth:`from_dict`)."""
+        out = {f.name: getattr(self, f.name) for f in fields(self)}
+        out["train"], out["latency"] = self.train.to_dict(), self.latency.to_dict()
+        out["reward"] = None if self.reward is None else self.reward.to_dict()
+        out["evaluator_options"] = dict(self.evaluator_options)
+        return out
+
+
+def _reward_from_dict(data: Mapping[str, Any]) -> RewardConfig:
+    allowed = {"preset", "target", "alpha", "beta", "metric", "accuracy_key"}
+    for key in data:
+        if key not in allowed:
+            raise ConfigError(f"reward.{key}: unknown key; known: {', '.join(sorted(allowed))}")
+    if "target" not in data:
+        raise ConfigError("reward.target: missing (the latency/MACs/params target T)")
+    if "preset" in data:
+        if "alpha" in data or "beta" in data:
+            raise ConfigError("reward.preset: give either a preset or alpha/beta, not both")
+        return RewardConfig.from_preset(data["preset"], data["target"],
+                                        data.get("metric", "latency"))
+    return RewardConfig(**dict(data))
+
+
+@dataclass
+class EvalContext:
+    """What an evaluator gets besides the architecture and the built model.
+
+    Attributes:
+        space: the search space. arch / preset: what is evaluated (one of them is None).
+        dataset: the in-memory dataset. settings: the evaluation settings.
+        device: the training device (``settings.train.device``).
+        report: per-epoch callback (a Ray trainable passes its reporter; may return True to stop).
+        latency_fn: measures latency elsewhere (e.g. the Ray latency service), or None.
+        timings: phase name -> seconds; evaluators add theirs.
+        partial: metrics of the phases done so far (kept in the record if a later phase fails).
+    """
+
+    space: Space
+    arch: Arch | None
+    preset: str | None
+    dataset: Dataset
+    settings: EvalSettings
+    device: str
+    report: ReportFn | None = None
+    latency_fn: LatencyFn | None = None
+    timings: dict[str, float] = field(default_factory=dict)
+    partial: dict[str, Any] = field(default_factory=dict)
+
+    @contextmanager
+    def timed(self, phase: str) -> Iterator[None]:
+        """Add the block's wall time to ``timings[phase + "_s"]``."""
+        t0 = time.perf_counter()
+        try:
+            yield
+        finally:
+            key = f"{phase}_s"
+            self.timings[key] = self.timings.get(key, 0.0) + time.perf_counter() - t0
+
+    def measure_latency(self, model: torch.nn.Module) -> dict[str, Any]:
+        """The standard latency phase (per ``settings.latency.mode``) as raw metrics."""
+        cfg = self.settings.latency
+        if cfg.mode == "skip":
+            return {}
+        with self.timed("latency"):
+            if cfg.mode == "lut":
+                metrics = _lut_metrics(self.space, self.arch, cfg, self.settings.lut_path)
+            elif self.latency_fn is not None:
+                raw = self.latency_fn(self.space, self.arch, self.preset, cfg)
+                metrics = _latency_metrics(raw)
+            elif latency_space(self.space, cfg) is self.space:
+                raw = measure_latency(model, self.space.input_shape(), **cfg.measure_kwargs())
+                metrics = _latency_metrics(raw.to_dict())
+            else:
+                raw = measure_arch(self.space, self.arch, cfg, preset=self.preset)
+                metrics = _latency_metrics(raw.to_dict())
+        self.partial.update(metrics)
+        return metrics
+
+    def train(self, model: torch.nn.Module) -> dict[str, Any]:
+        """The standard proxy-training phase; returns ``{"accuracy", "train"}``."""
+        with self.timed("train"):
+            result = train(model, self.dataset, self.settings.train, callback=self.report)
+        summary = result.to_dict()
+        return {"accuracy": result.val_accuracy, "train": summary}
+
+
+def _latency_metrics(raw: Mapping[str, Any]) -> dict[str, Any]:
+    out = {"latency_ms": raw["median_ms"], "latency_p10_ms": raw["p10_ms"],
+           "latency_p90_ms": raw["p90_ms"], "latency_spread": raw["spread"],
+           "latency_n": raw["n"], "device": raw["device"]}
+    if "cached" in raw:
+        out["latency_cached"] = raw["cached"]
+    return out
+
+
+_TABLES: dict[tuple[str, str | None], LatencyTable] = {}
+
+
+def _lut_metrics(space: Space, arch: Arch | None, cfg: LatencyConfig,
+                 path: str | None) -> dict[str, Any]:
+    if arch is None:
+        raise ConfigError("latency.mode='lut': a lookup table needs an architecture, not a preset")
+    key = (repr(sorted(cfg.to_dict().items())), path)
+    if key not in _TABLES:
+        exists = path is not None and Path(path).is_file()
+        _TABLES[key] = LatencyTable.load(path) if exists else LatencyTable(cfg)
+    table = _TABLES[key]
+    before = len(table)
+    ms = table.predict(space, arch)
+    if path is not None and len(table) > before:
+        table.save(path)
+    return {"latency_ms": ms, "latency_p10_ms": ms, "latency_p90_ms": ms, "latency_spread": 0.0,
+            "latency_n": 0, "latency_source": "lut", "device": table.fingerprint}
+
+
+@register_evaluator("default")
+def default_evaluator(arch: Arch | None, model: torch.nn.Module, ctx: EvalContext) -> dict:
+    """Latency on the target device, then proxy training (MnasNet, arXiv:1807.11626)."""
+    metrics = ctx.measure_latency(model)
+    metrics.update(ctx.train(model))
+    return metrics
+
+
+@register_evaluator("latency_only")
+def latency_only_evaluator(arch: Arch | None, model: torch.nn.Module, ctx: EvalContext) -> dict:
+    """Latency only (no training; accuracy is absent, so the reward is NaN)."""
+    return ctx.measure_latency(model)
+
+
+@functools.lru_cache(maxsize=2)
+def _cached_dataset(name: str, val_fraction: float, seed: int, max_train: int | None,
+                    root: str | None, download: bool) -> Dataset:
+    return load_dataset(name, val_fraction=val_fraction, seed=seed, root=root,
+                        download=download, max_train=max_train)
+
+
+def get_dataset(settings: EvalSettings) -> Dataset:
+    """The settings' dataset (kept in memory for the next trial of this process)."""
+    return _cached_dataset(settings.dataset, settings.val_fraction, settings.data_seed,
+                           settings.max_train, settings.data_root, settings.download)
+
+
+def space_for_dataset(name: str, dataset: Dataset, **options: Any) -> Space:
+    """Create space ``name`` sized for ``dataset`` (in_channels, input_size, num_classes)."""
+    from nas import get_space
+
+    c, h, w = dataset.input_shape
+    if h != w:
+        raise UsageError(f"dataset {dataset.name!r}: images are {h}x{w}; spaces need square inputs")
+    sized = {"in_channels": c, "input_size": h, "num_classes": dataset.num_classes}
+    return get_space(name, **{**sized, **options})
+
+
+def _check_fit(space: Space, dataset: Dataset) -> None:
+    if tuple(space.input_shape()) != dataset.input_shape:
+        raise ConfigError(
+            f"space {space.name!r} expects inputs {tuple(space.input_shape())} but dataset "
+            f"{dataset.name!r} has {dataset.input_shape}; create the space with "
+            "nas.evaluate.space_for_dataset()"
+        )
+    classes = space.options.get("num_classes")
+    if isinstance(classes, int) and classes < dataset.num_classes:
+        raise ConfigError(f"space {space.name!r} has num_classes={classes} but dataset "
+                          f"{dataset.name!r} has {dataset.num_classes} classes")
+
+
+def evaluate_arch(
+    space: Space,
+    arch: Arch | Mapping[str, Any] | None,
+    settings: EvalSettings | None = None,
+    *,
+    preset: str | None = None,
+    report: ReportFn | None = None,
+    latency_fn: LatencyFn | None = None,
+    dataset: Dataset | None = None,
+) -> dict[str, Any]:
+    """Evaluate one child (or a ``preset`` of the space) and return its raw metrics.
+
+    Args:
+        space: the search space (sized for the dataset, see :func:`space_for_dataset`).
+        arch: the architecture, or None with ``preset``.
+        settings: evaluation settings (defaults: digits, 1 epoch, CPU latency).
+        preset: evaluate the space's published network of this name instead of ``arch``.
+        report: per-epoch callback, e.g. a Ray Tune reporter.
+        latency_fn: measures latency elsewhere (e.g. :meth:`nas.runner.LatencyClient.latency_fn`).
+        dataset: an already loaded dataset (default: load ``settings.dataset``).
+
+    Returns:
+        ``{"space", "arch", "arch_key", "preset", "status", "reason", "accuracy", "latency_ms",
+        "latency_p10_ms", "latency_p90_ms", "latency_spread", "latency_n", "params", "macs",
+        "timings", "device", "train", "reward"}`` (``reward`` only with reward settings, None
+        when it is undefined, e.g. for a failed child).
+
+    Raises:
+        UsageError: bad settings, arch, dataset or preset (user errors are not trial failures).
+    """
+    settings = settings or EvalSettings()
+    if (arch is None) == (preset is None):
+        raise UsageError("evaluate_arch needs exactly one of arch and preset")
+    arch = None if arch is None else space.validate(arch)
+    if preset is not None and preset not in space.presets():
+        space.build_preset(preset)  # raises the space's unknown-preset error
+    data = dataset if dataset is not None else get_dataset(settings)
+    _check_fit(space, data)
+    evaluator = EVALUATORS.get(settings.evaluator)
+    ctx = EvalContext(space=space, arch=arch, preset=preset, dataset=data, settings=settings,
+                      device=settings.train.device, report=report, latency_fn=latency_fn)
+    record: dict[str, Any] = {
+        "space": space.name, "arch": None if arch is None else arch.to_dict()["decisions"],
+        "arch_key": None if arch is None else arch.key, "preset": preset, "dataset": data.name,
+        "status": "ok", "reason": None,
+    }
+    with ctx.timed("total"):
+        record.update(_run(space, arch, preset, evaluator, ctx))
+    record["timings"] = dict(ctx.timings)
+    if settings.reward is not None:
+        reward = settings.reward(record) if record["status"] == "ok" else math.nan
+        record["reward"] = reward if math.isfinite(reward) else None
+        record["reward_config"] = settings.reward.to_dict()
+    return record
+
+
+def _run(space: Space, arch: Arch | None, preset: str | None, evaluator: Callable[..., Any],
+         ctx: EvalContext) -> dict[str, Any]:
+    """Build, cost and the evaluator; a failing child becomes ``status="failed"``."""
+    from nas.cost import count_cost
+
+    out: dict[str, Any] = {}
+    try:
+        with ctx.timed("build"):
+            torch.manual_seed(ctx.settings.train.seed)
+            model = space.build_preset(preset) if preset is not None else space.build(arch)
+        with ctx.timed("cost"):
+            cost = count_cost(model, space.input_shape())
+        out.update(params=int(cost.params), macs=int(cost.macs))
+        metrics = evaluator(arch, model, ctx)
+        if not isinstance(metrics, Mapping):
+            raise UsageError(f"evaluator {ctx.settings.evaluator!r} returned "
+                             f"{type(metrics).__name__}, expected a dict of metrics")
+        out.update(metrics)
+    except NotImplementedError as exc:  # the space lacks a feature the settings need
+        raise UsageError(str(exc)) from None
+    except TrialFailed as exc:
+        log.info("trial failed: %s", exc.reason)
+        out.update(ctx.partial, status="failed", reason=exc.reason)
+    except (RuntimeError, ArithmeticError) as exc:  # e.g. a shape error or OOM in the child
+        log.warning("trial failed with %s: %s", type(exc).__name__, exc)
+        reason = f"{type(exc).__name__}: {(str(exc).splitlines() or [''])[0]}"
+        out.update(ctx.partial, status="failed", reason=reason)
+    return out
