@@ -22,6 +22,9 @@ COMMAND_MODULES = (
     "nas.cli.space_cmds",  # spaces, space show, cost
     "nas.cli.bench_cmd",  # bench
     "nas.cli.eval_cmds",  # latency, evaluate
+    "nas.cli.search_cmds",  # search, resume, status
+    "nas.cli.export_cmds",  # export, build
+    "nas.cli.analyze_cmds",  # analyze, compare
 )
 
 
@@ -51,6 +54,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except UsageError as exc:
         print(f"nas {args.command}: error: {exc}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # output piped into `head` and the like
+        return 0
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130

@@ -1,0 +1,170 @@
+"""``nas search``, ``nas resume``, ``nas status``."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+from nas.cli._common import print_json, print_table
+
+__all__ = ["register"]
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    """Add ``search``, ``resume`` and ``status``."""
+    p = sub.add_parser("search", help="run a latency-aware architecture search on Ray Tune")
+    p.add_argument("config", type=Path, help="YAML config, e.g. configs/quickstart.yaml")
+    p.add_argument("--name", help="run folder name (default: config name or stem + time)")
+    p.add_argument("--trials", type=int, help="override search.trials")
+    p.add_argument("--address", help="join this Ray cluster instead of starting a local Ray")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config value, e.g. --set evaluator.epochs=3 (repeatable)")
+    p.add_argument("--quiet", action="store_true", help="no per-trial progress lines")
+    p.set_defaults(func=cmd_search)
+
+    p = sub.add_parser("resume", help="continue a stopped or killed run to its trials")
+    p.add_argument("run_dir", type=Path)
+    p.add_argument("--address", help="join this Ray cluster instead of starting a local Ray")
+    p.add_argument("--quiet", action="store_true", help="no per-trial progress lines")
+    p.set_defaults(func=cmd_resume)
+
+    p = sub.add_parser("status", help="summarise a run, finished or not")
+    p.add_argument("run_dir", type=Path)
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.set_defaults(func=cmd_status)
+
+
+def _duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "?"
+    seconds = int(round(seconds))
+    return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m" if seconds >= 3600 else \
+        f"{seconds // 60}m{seconds % 60:02d}s"
+
+
+def _fmt(value: Any, spec: str) -> str:
+    return "-" if value is None else format(value, spec)
+
+
+def progress_line(p: Any) -> str:
+    """One line of live progress."""
+    best = "-"
+    if p.best:
+        best = (f"{p.best['reward']:.4f} (trial {p.best['trial_id']}, acc "
+                f"{_fmt(p.best.get('accuracy'), '.4f')}, "
+                f"lat {_fmt(p.best.get('latency_ms'), '.3f')}"
+                " ms)")
+    return (f"[{p.done:>{len(str(p.total))}}/{p.total}] failed {p.failed} pruned {p.pruned} "
+            f"running {p.running} | best reward {best} | elapsed {_duration(p.elapsed_s)} "
+            f"ETA {_duration(p.eta_s)}")
+
+
+def _printer(quiet: bool) -> Any:
+    if quiet:
+        return None
+
+    def show(p: Any) -> None:
+        print(progress_line(p), flush=True)
+
+    return show
+
+
+def _summary(result: Any) -> int:
+    state = "complete" if result.complete else "stopped early (resumable)"
+    print(f"run {result.run_dir}: {result.trials}/{result.target} trials, {result.failed} failed, "
+          f"{state}")
+    if result.best:
+        b = result.best
+        print(f"best: trial {b['trial_id']} reward {b['reward']:.4f} accuracy "
+              f"{_fmt(b.get('accuracy'), '.4f')} latency {_fmt(b.get('latency_ms'), '.3f')} ms")
+    if result.search_s:
+        print(f"ray start-up {result.ray_startup_s:.1f} s, search {result.search_s:.1f} s")
+    if not result.complete:
+        print(f"continue with: nas resume {result.run_dir}")
+        return 130
+    return 0
+
+
+def cmd_search(args: argparse.Namespace) -> int:
+    """Validate the config, create the run folder, search."""
+    from nas.config import load_config
+    from nas.runner import start_search
+
+    overrides = list(args.overrides)
+    if args.trials is not None:
+        overrides.append(f"search.trials={args.trials}")
+    config = load_config(args.config, overrides)
+    print(f"searching: space {config.space['name']}, controller {config.controller['name']}, "
+          f"{config.search.trials} trials at concurrency {config.search.concurrency}", flush=True)
+    result = start_search(config, name=args.name, address=args.address,
+                          progress=_printer(args.quiet), config_path=args.config)
+    return _summary(result)
+
+
+def cmd_resume(args: argparse.Namespace) -> int:
+    """Continue a run from its saved controller state."""
+    from nas.runner import resume_search
+
+    result = resume_search(args.run_dir, address=args.address, progress=_printer(args.quiet))
+    return _summary(result)
+
+
+def _alive(pid: Any) -> bool:
+    if not isinstance(pid, int):
+        return False
+    try:
+        os.kill(pid, 0)
+    except (ProcessLookupError, PermissionError):
+        return False
+    return True
+
+
+def run_status(run_dir: Path) -> dict[str, Any]:
+    """Summary of a run folder (also used by tests)."""
+    from nas.results import RunDir
+
+    run = RunDir.open(run_dir)
+    config, meta, records = run.read_config(), run.meta(), run.trials()
+    target = int((config.get("search") or {}).get("trials", 0))
+    counts = {s: sum(r.get("status") == s for r in records) for s in ("complete", "failed",
+                                                                       "pruned")}
+    state = meta.get("status", "created")
+    if state == "running" and not _alive(meta.get("driver_pid")):
+        state = "interrupted"
+    scored = [r for r in records if r.get("status") == "complete" and r.get("reward") is not None]
+    best = max(scored, key=lambda r: r["reward"]) if scored else None
+    times = [r.get("finished_at") for r in records if r.get("finished_at")]
+    starts = [r.get("started_at") for r in records if r.get("started_at")]
+    return {"run": str(run.path), "state": state, "trials": len(records), "target": target,
+            **counts, "space": (config.get("space") or {}).get("name"),
+            "controller": (config.get("controller") or {}).get("name"),
+            "segments": meta.get("segments", 0),
+            "wall_s": (max(times) - min(starts)) if times and starts else None,
+            "best": None if best is None else {
+                "trial_id": best["trial_id"], "reward": best["reward"],
+                "arch_key": best["arch_key"],
+                "accuracy": best["metrics"].get("accuracy"),
+                "latency_ms": best["metrics"].get("latency_ms")}}
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    """Print a run's summary."""
+    info = run_status(args.run_dir)
+    if args.json:
+        print_json(info)
+        return 0
+    rows = [["state", info["state"]], ["trials", f"{info['trials']}/{info['target']}"],
+            ["complete / failed / pruned", f"{info['complete']} / {info['failed']} / "
+             f"{info['pruned']}"], ["space", info["space"]], ["controller", info["controller"]],
+            ["segments", info["segments"]], ["trial wall time", _duration(info["wall_s"])]]
+    if info["best"]:
+        b = info["best"]
+        rows.append(["best", f"trial {b['trial_id']} reward {b['reward']:.4f} acc "
+                     f"{_fmt(b['accuracy'], '.4f')} lat {_fmt(b['latency_ms'], '.3f')} ms "
+                     f"({b['arch_key']})"])
+    print_table(f"run {info['run']}", ["", ""], rows)
+    sys.stdout.flush()
+    return 0

@@ -1,0 +1,317 @@
+"""Search configuration: YAML, ``--set key.path=value`` overrides, validation with key paths.
+
+A config has these sections (every key optional but ``space.name`` and ``controller.name``)::
+
+    name: quickstart            # run folder name (default: config file stem + time)
+    results_dir: results
+    space:      {name: mnasnet, options: {input_size: 8, in_channels: 1, num_classes: 10}}
+    controller: {name: evolution, options: {population_size: 16, sample_size: 4}}
+    evaluator:  {name: default, dataset: digits, epochs: 5, optimizer: sgd, lr: 0.05, ...}
+    latency:    {device: cpu, threads: 1, runtime: torch, repeats: 50, service: false}
+    reward:     {target: 2.0, alpha: -0.07, beta: -0.07, metric: latency}  # or {preset, target}
+    search:     {trials: 24, concurrency: 2, cpus_per_trial: 1, gpus_per_trial: 0,
+                 scheduler: none, max_failures: 1, seed: 0}
+    ray:        {address: null, num_cpus: null, num_gpus: null, dashboard: false, resources: null}
+
+``evaluator`` takes the keys of :class:`nas.evaluate.EvalSettings` (``dataset``, ``val_fraction``,
+``max_train``, ...), the training keys of :class:`nas.train.TrainConfig` (``epochs``, ``lr``, ...)
+and ``name`` (a registered evaluator or ``package.module:function``) and ``options`` (passed to a
+custom evaluator). Everything is validated before anything starts; errors are :class:`ConfigError`
+naming the key path.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from nas.errors import ConfigError, UsageError
+
+__all__ = ["SearchSettings", "RaySettings", "SearchConfig", "load_config", "apply_overrides"]
+
+SECTIONS = ("name", "results_dir", "space", "controller", "evaluator", "latency", "reward",
+            "search", "ray")
+SCHEDULERS = ("none", "asha")
+
+
+def _int(key: str, value: Any, minimum: int = 1, optional: bool = False) -> None:
+    if value is None and optional:
+        return
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ConfigError(f"{key}={value!r}: must be an integer >= {minimum}")
+
+
+def _num(key: str, value: Any, minimum: float = 0.0) -> None:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise ConfigError(f"{key}={value!r}: must be a number >= {minimum:g}")
+    if value < minimum:
+        raise ConfigError(f"{key}={value!r}: must be a number >= {minimum:g}")
+
+
+def _known(section: str, data: Mapping[str, Any], known: Sequence[str]) -> None:
+    for key in data:
+        if key not in known:
+            raise ConfigError(f"{section}.{key}: unknown key; known: {', '.join(known)}")
+
+
+@dataclass(frozen=True)
+class SearchSettings:
+    """How many trials, how parallel, on what resources.
+
+    Args:
+        trials: finished trials to reach (failed and pruned ones count).
+        concurrency: trials running at once (Tune's ConcurrencyLimiter).
+        cpus_per_trial, gpus_per_trial: resources of one trial (fractions allowed).
+        scheduler: ``none`` or ``asha`` (early stopping on per-epoch validation accuracy).
+        grace_period, reduction_factor: ASHA's settings (epochs, rate).
+        max_failures: Tune retries of a trial whose worker died (exceptions are recorded, not
+            retried).
+        seed: the controller's seed.
+    """
+
+    trials: int = 20
+    concurrency: int = 2
+    cpus_per_trial: float = 1.0
+    gpus_per_trial: float = 0.0
+    scheduler: str = "none"
+    grace_period: int = 1
+    reduction_factor: int = 3
+    max_failures: int = 1
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        _int("search.trials", self.trials)
+        _int("search.concurrency", self.concurrency)
+        _num("search.cpus_per_trial", self.cpus_per_trial)
+        _num("search.gpus_per_trial", self.gpus_per_trial)
+        if self.cpus_per_trial == 0 and self.gpus_per_trial == 0:
+            raise ConfigError("search.cpus_per_trial=0: a trial needs CPUs or GPUs")
+        if self.scheduler not in SCHEDULERS:
+            raise ConfigError(f"search.scheduler={self.scheduler!r}: allowed values: "
+                              f"{', '.join(SCHEDULERS)}")
+        _int("search.grace_period", self.grace_period)
+        _int("search.reduction_factor", self.reduction_factor, minimum=2)
+        _int("search.max_failures", self.max_failures, minimum=0)
+        _int("search.seed", self.seed, minimum=0)
+
+
+@dataclass(frozen=True)
+class RaySettings:
+    """Where Ray runs.
+
+    Args:
+        address: an existing cluster (``host:port`` or ``ray://...``); None starts a local Ray
+            (unless ``RAY_ADDRESS`` is set).
+        num_cpus, num_gpus: resources of the local Ray (None: detect).
+        dashboard: start the dashboard of the local Ray, bound to 127.0.0.1 (off by default).
+        resources: custom resources of the local Ray, e.g. ``{latency_device: 1}`` (added
+            automatically when ``latency.service`` is on).
+    """
+
+    address: str | None = None
+    num_cpus: int | None = None
+    num_gpus: int | None = None
+    dashboard: bool = False
+    resources: dict[str, float] | None = None
+
+    def __post_init__(self) -> None:
+        if self.address is not None and (not isinstance(self.address, str) or not self.address):
+            raise ConfigError(f"ray.address={self.address!r}: must be a 'host:port' string")
+        _int("ray.num_cpus", self.num_cpus, optional=True)
+        _int("ray.num_gpus", self.num_gpus, minimum=0, optional=True)
+        if not isinstance(self.dashboard, bool):
+            raise ConfigError(f"ray.dashboard={self.dashboard!r}: must be true or false")
+        if self.resources is not None:
+            if not isinstance(self.resources, Mapping):
+                raise ConfigError(f"ray.resources={self.resources!r}: must be a mapping")
+            for name, amount in self.resources.items():
+                _num(f"ray.resources.{name}", amount)
+
+
+@dataclass(frozen=True)
+class SearchConfig:
+    """A validated search configuration (see the module docstring for the layout)."""
+
+    space: dict[str, Any]
+    controller: dict[str, Any]
+    evaluator: dict[str, Any] = field(default_factory=dict)
+    latency: dict[str, Any] = field(default_factory=dict)
+    reward: dict[str, Any] | None = None
+    search: SearchSettings = field(default_factory=SearchSettings)
+    ray: RaySettings = field(default_factory=RaySettings)
+    name: str | None = None
+    results_dir: str = "results"
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain data, the resolved ``config.yaml`` of a run."""
+        out = {f.name: copy.deepcopy(getattr(self, f.name)) for f in fields(self)}
+        out["search"], out["ray"] = asdict(self.search), asdict(self.ray)
+        return out
+
+    # -- builders (each validates its part) ---------------------------------------------------
+    def make_space(self) -> Any:
+        """The search space, sized for the dataset where the config leaves sizes open."""
+        from nas.evaluate import space_for_dataset
+
+        return space_for_dataset(self.space["name"], self.dataset(),
+                                 **self.space.get("options", {}))
+
+    def make_controller(self, space: Any) -> Any:
+        """A fresh controller over ``space`` seeded with ``search.seed``."""
+        from nas.registry import CONTROLLERS
+
+        return CONTROLLERS.create(self.controller["name"], space=space, seed=self.search.seed,
+                                  **self.controller.get("options", {}))
+
+    def eval_settings(self) -> Any:
+        """:class:`nas.evaluate.EvalSettings` from the evaluator, latency and reward sections."""
+        from nas.evaluate import EvalSettings
+        from nas.train import TrainConfig
+
+        train_keys = {f.name for f in fields(TrainConfig)}
+        ev = dict(self.evaluator)
+        data: dict[str, Any] = {k: v for k, v in ev.items() if k not in train_keys
+                                and k not in ("name", "options")}
+        data["train"] = {k: v for k, v in ev.items() if k in train_keys}
+        data["evaluator"] = ev.get("name", "default")
+        if ev.get("options"):
+            data["evaluator_options"] = ev["options"]
+        data["latency"] = {k: v for k, v in self.latency.items() if k != "service"}
+        data["reward"] = self.reward
+        return _prefixed("evaluator", EvalSettings.from_dict, data)
+
+    def dataset(self) -> Any:
+        """The (cached) dataset of the evaluator section."""
+        from nas.evaluate import get_dataset
+
+        return get_dataset(self.eval_settings())
+
+    @property
+    def latency_service(self) -> bool:
+        """Whether latency is measured by the dedicated latency-service actor."""
+        return bool(self.latency.get("service", False))
+
+
+def _prefixed(section: str, fn: Any, *args: Any) -> Any:
+    try:
+        return fn(*args)
+    except ConfigError as exc:
+        msg = str(exc)
+        known = ("train.", "latency.", "reward.", f"{section}.")
+        raise ConfigError(msg if msg.startswith(known) else f"{section}.{msg}") from None
+
+
+def _named_section(key: str, data: Any) -> dict[str, Any]:
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"{key}: must be a mapping with 'name' (and 'options')")
+    _known(key, data, ("name", "options"))
+    if not isinstance(data.get("name"), str) or not data["name"]:
+        raise ConfigError(f"{key}.name: missing; give a registered name or 'package.module:Class'")
+    options = data.get("options") or {}
+    if not isinstance(options, Mapping):
+        raise ConfigError(f"{key}.options={options!r}: must be a mapping")
+    return {"name": data["name"], "options": dict(options)}
+
+
+def _mapping(key: str, data: Any) -> dict[str, Any]:
+    if data is None:
+        return {}
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"{key}={data!r}: must be a mapping")
+    return dict(data)
+
+
+def _settings(cls: type, key: str, data: Any) -> Any:
+    data = _mapping(key, data)
+    _known(key, data, [f.name for f in fields(cls)])
+    return cls(**data)
+
+
+def parse_config(data: Any) -> SearchConfig:
+    """Validate plain config data (structure and types; names are checked by :func:`check`)."""
+    if not isinstance(data, Mapping):
+        raise ConfigError("config: the file must hold a YAML mapping of sections")
+    _known("config", data, SECTIONS)
+    if "space" not in data:
+        raise ConfigError("space: missing section (e.g. space: {name: mnasnet})")
+    if "controller" not in data:
+        raise ConfigError("controller: missing section (e.g. controller: {name: evolution})")
+    name = data.get("name")
+    if name is not None and (not isinstance(name, str) or not name or "/" in name):
+        raise ConfigError(f"name={name!r}: must be a folder name without '/'")
+    results_dir = data.get("results_dir", "results")
+    if not isinstance(results_dir, str) or not results_dir:
+        raise ConfigError(f"results_dir={results_dir!r}: must be a path")
+    reward = data.get("reward")
+    return SearchConfig(
+        space=_named_section("space", data["space"]),
+        controller=_named_section("controller", data["controller"]),
+        evaluator=_mapping("evaluator", data.get("evaluator")),
+        latency=_mapping("latency", data.get("latency")),
+        reward=None if reward is None else _mapping("reward", reward),
+        search=_settings(SearchSettings, "search", data.get("search")),
+        ray=_settings(RaySettings, "ray", data.get("ray")),
+        name=name, results_dir=results_dir)
+
+
+def check(config: SearchConfig) -> tuple[Any, Any, Any]:
+    """Build everything a search needs, so bad names or values fail before Ray starts.
+
+    Returns:
+        ``(space, controller, eval_settings)``.
+    """
+    if not isinstance(config.latency.get("service", False), bool):
+        raise ConfigError(f"latency.service={config.latency['service']!r}: must be true or false")
+    settings = config.eval_settings()
+    config.dataset()  # a missing dataset file fails here
+    space = _prefixed("space", config.make_space)
+    controller = _prefixed("controller", config.make_controller, space)
+    return space, controller, settings
+
+
+def apply_overrides(data: dict[str, Any], overrides: Sequence[str]) -> dict[str, Any]:
+    """Apply ``key.path=value`` overrides (values parsed as YAML) to plain config data."""
+    data = copy.deepcopy(data)
+    for item in overrides:
+        path, sep, raw = item.partition("=")
+        if not sep or not path:
+            raise ConfigError(f"--set {item!r}: expected key.path=value")
+        try:
+            value = yaml.safe_load(raw) if raw.strip() else None
+        except yaml.YAMLError:
+            raise ConfigError(f"--set {item!r}: cannot parse the value {raw!r}") from None
+        keys = path.split(".")
+        node = data
+        for depth, key in enumerate(keys[:-1]):
+            child = node.get(key)
+            if child is None:
+                child = node[key] = {}
+            if not isinstance(child, dict):
+                raise ConfigError(f"--set {item!r}: {'.'.join(keys[:depth + 1])} is not a mapping")
+            node = child
+        node[keys[-1]] = value
+    return data
+
+
+def load_config(path: str | Path, overrides: Sequence[str] = ()) -> SearchConfig:
+    """Read a YAML config, apply overrides and validate its structure."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        raise UsageError(f"config {str(path)!r}: no such file") from None
+    except OSError as exc:
+        raise UsageError(f"config {str(path)!r}: cannot read ({exc})") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        where = getattr(exc, "problem_mark", None)
+        line = f" at line {where.line + 1}" if where else ""
+        raise ConfigError(f"config {str(path)!r}: invalid YAML{line}") from None
+    return parse_config(apply_overrides(data or {}, overrides))

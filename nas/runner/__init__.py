@@ -1,0 +1,31 @@
+"""Everything that touches Ray. ``nas.runner`` is the only package of mnas that imports Ray.
+
+- :mod:`nas.runner.driver`: a search from a config (run folder, controller state, resume);
+- :mod:`nas.runner.search`: the Tune ``Searcher`` adapter, the trainable and the ``Tuner``;
+- :mod:`nas.runner.session`: starting, joining and cleaning up Ray;
+- :mod:`nas.runner.latency_service`: the dedicated latency-measuring actor.
+"""
+
+from __future__ import annotations
+
+from nas.runner.driver import SearchResult, resume_search, start_search
+from nas.runner.latency_service import (
+    LATENCY_ACTOR,
+    LATENCY_RESOURCE,
+    LatencyClient,
+    space_ref,
+    start_latency_service,
+    stop_latency_service,
+)
+
+__all__ = [
+    "SearchResult",
+    "start_search",
+    "resume_search",
+    "LATENCY_ACTOR",
+    "LATENCY_RESOURCE",
+    "LatencyClient",
+    "space_ref",
+    "start_latency_service",
+    "stop_latency_service",
+]

@@ -1,0 +1,141 @@
+"""The latency service: one dedicated Ray actor that does every latency measurement.
+
+MnasNet (Tan et al., arXiv:1807.11626, section 3) measures each child's real latency on the
+target device. With many trials training in parallel, timing must neither overlap other timings
+nor run on the wrong machine. :func:`start_latency_service` starts ONE dedicated actor that does
+every measurement, one at a time (``max_concurrency=1``), placed by a custom resource (by default
+``{"latency_device": 1}``, which only the node holding the target device advertises, e.g.
+``ray start --resources='{"latency_device": 1}'``). Results are cached by (architecture key, space
+options, batch size, device fingerprint) in the actor, so repeated children are timed once. Trials
+reach the actor by name through :class:`LatencyClient`; the measuring itself is Ray-free
+(:mod:`nas.latency`, :mod:`nas.latency_lut`).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import ray
+
+from nas.latency import LatencyConfig
+from nas.latency_lut import LatencyCache
+from nas.registry import SPACES
+from nas.space import Arch, Space
+
+__all__ = ["LATENCY_RESOURCE", "LATENCY_ACTOR", "LatencyClient", "start_latency_service",
+           "stop_latency_service", "space_ref"]
+
+log = logging.getLogger(__name__)
+
+LATENCY_RESOURCE = "latency_device"
+LATENCY_ACTOR = "mnas-latency"
+
+
+# -- latency service -----------------------------------------------------------------------------
+class _LatencyWorker:
+    """The actor body: rebuilds the space, measures with a :class:`LatencyCache`."""
+
+    def __init__(self) -> None:
+        self._cache = LatencyCache()
+        self._spaces: dict[str, Space] = {}
+
+    def _space(self, ref: str, options: Mapping[str, Any]) -> Space:
+        key = repr((ref, sorted(options.items())))
+        if key not in self._spaces:
+            self._spaces[key] = SPACES.create(ref, **dict(options))
+        return self._spaces[key]
+
+    def measure(self, request: dict[str, Any]) -> dict[str, Any]:
+        space = self._space(request["space"], request["options"])
+        arch = None if request["arch"] is None else space.validate(request["arch"])
+        config = LatencyConfig.from_dict(request["config"])
+        return self._cache.measure(space, arch, config, preset=request["preset"])
+
+    def stats(self) -> dict[str, int]:
+        return self._cache.stats()
+
+
+def space_ref(space: Space) -> str:
+    """A name that recreates ``space`` in another process (registered name or module:Class)."""
+    if space.name in SPACES and isinstance(space, SPACES.get(space.name)):
+        return space.name
+    cls = type(space)
+    return f"{cls.__module__}:{cls.__qualname__}"
+
+
+class LatencyClient:
+    """Sends measurement requests to the latency actor and waits for the answers.
+
+    Args:
+        actor: the actor handle (see :func:`start_latency_service` and :meth:`connect`).
+    """
+
+    def __init__(self, actor: Any) -> None:
+        self.actor = actor
+
+    @classmethod
+    def connect(cls, name: str = LATENCY_ACTOR, namespace: str | None = None) -> LatencyClient:
+        """Find a running latency service by name (from a trial or the driver)."""
+        return cls(ray.get_actor(name, namespace=namespace))
+
+    def measure(
+        self, space: Space, arch: Arch | None, config: LatencyConfig, *, preset: str | None = None
+    ) -> dict[str, Any]:
+        """Latency of ``arch`` (or ``preset``) as :meth:`LatencyResult.to_dict` plus ``cached``."""
+        request = {
+            "space": space_ref(space),
+            "options": dict(space.options),
+            "arch": None if arch is None else arch.to_dict()["decisions"],
+            "preset": preset,
+            "config": config.to_dict(),
+        }
+        return ray.get(self.actor.measure.remote(request))
+
+    def latency_fn(self) -> Callable[..., dict[str, Any]]:
+        """A ``latency_fn`` for :func:`nas.evaluate.evaluate_arch` that uses this service."""
+
+        def fn(space: Space, arch: Arch | None, preset: str | None,
+               config: LatencyConfig) -> dict[str, Any]:
+            return self.measure(space, arch, config, preset=preset)
+
+        return fn
+
+    def stats(self) -> dict[str, int]:
+        """Cache statistics of the service: ``{"entries", "hits", "misses"}``."""
+        return ray.get(self.actor.stats.remote())
+
+
+def start_latency_service(
+    *,
+    resource: str = LATENCY_RESOURCE,
+    num_cpus: float = 1,
+    name: str = LATENCY_ACTOR,
+    namespace: str | None = None,
+) -> LatencyClient:
+    """Start (or reuse) the dedicated latency actor on the node that offers ``resource``.
+
+    Ray must be initialised. The actor runs one measurement at a time and lives as long as the
+    driver (or until :func:`stop_latency_service`).
+
+    Args:
+        resource: custom resource the actor requires one unit of.
+        num_cpus: CPUs reserved for the actor (keep >= the latency threads so no trial shares them).
+        name: actor name trials connect to.
+        namespace: Ray namespace of the actor (default: the job's).
+    """
+    if not ray.is_initialized():
+        raise RuntimeError("start_latency_service needs ray.init() first")
+    if ray.cluster_resources().get(resource, 0) < 1:
+        log.warning("no node offers resource %r yet; the latency actor will wait for one", resource)
+    actor_cls = ray.remote(_LatencyWorker).options(
+        name=name, namespace=namespace, get_if_exists=True, max_concurrency=1,
+        num_cpus=num_cpus, resources={resource: 1},
+    )
+    return LatencyClient(actor_cls.remote())
+
+
+def stop_latency_service(client: LatencyClient) -> None:
+    """Terminate the latency actor."""
+    ray.kill(client.actor)

@@ -1,0 +1,278 @@
+"""The search on Ray Tune: a Searcher adapter around any controller, the trainable, the Tuner.
+
+The controller lives in the driver. :class:`ControllerSearcher` maps Tune's ``suggest`` to
+``controller.ask()`` and ``on_trial_complete`` to ``controller.tell()``; after every tell the driver
+appends the finished trial to ``trials.jsonl`` and saves the controller state, so a crash loses at
+most the trials in flight. Resuming rebuilds the controller from its saved state (not a replay),
+re-runs the proposals that were in flight, then asks for new ones.
+
+Tune's own machinery does the rest: ``ConcurrencyLimiter``, ``ASHAScheduler`` over per-epoch
+validation accuracy, ``FailureConfig`` (retries when a worker dies), ``reuse_actors=True``, and
+storage inside the run folder. Tune's experiment checkpoints are never read back (they hold
+pickles): resuming starts a new Tune experiment segment from our own JSON state.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import socket
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import ray
+from ray import tune
+from ray.tune.search import ConcurrencyLimiter, Searcher
+
+from nas.controller import Controller, Proposal
+from nas.results import RunDir
+
+__all__ = ["ControllerSearcher", "SearchProgress", "run_trials", "trial_payload"]
+
+log = logging.getLogger(__name__)
+
+ProgressFn = Callable[["SearchProgress"], None]
+
+
+@dataclass
+class SearchProgress:
+    """Live counters of a search, handed to the progress callback after every event."""
+
+    total: int
+    done: int = 0
+    failed: int = 0
+    pruned: int = 0
+    running: int = 0
+    started_at: float = field(default_factory=time.time)
+    done_at_start: int = 0
+    best: dict[str, Any] | None = None
+
+    @property
+    def elapsed_s(self) -> float:
+        return time.time() - self.started_at
+
+    @property
+    def eta_s(self) -> float | None:
+        """Remaining time at the pace of this segment (None before the first finished trial)."""
+        finished = self.done - self.done_at_start
+        if finished <= 0:
+            return None
+        return self.elapsed_s / finished * max(0, self.total - self.done)
+
+
+def _metric_value(controller: Controller, record: dict[str, Any]) -> Any:
+    """What the controller is told: metrics for metric controllers, else the reward."""
+    if record["status"] != "complete":
+        return None
+    if controller.wants_metrics:
+        return record["metrics"]
+    return record.get("reward")
+
+
+class ControllerSearcher(Searcher):
+    """Tune ``Searcher`` adapter around a controller (driver side).
+
+    Args:
+        controller: any registered controller, fresh or restored.
+        run: the run folder (trials store and controller state).
+        pending: proposals to re-run first (in flight when a previous segment stopped).
+        max_new: proposals this segment may hand out (pending ones included).
+        record_fn: turns (proposal, Tune result, error flag) into a trial record.
+        progress: counters updated on every event.
+        on_progress: called with ``progress`` after every finished trial.
+    """
+
+    def __init__(self, controller: Controller, run: RunDir, *, pending: list[Proposal],
+                 max_new: int, record_fn: Callable[..., dict[str, Any]],
+                 progress: SearchProgress, on_progress: ProgressFn | None = None) -> None:
+        super().__init__(metric=None, mode=None)
+        self.controller = controller
+        self.run = run
+        self._pending = list(pending)
+        self._budget = max_new
+        self._live: dict[str, Proposal] = {}
+        self._record_fn = record_fn
+        self.progress = progress
+        self._on_progress = on_progress
+
+    def suggest(self, trial_id: str) -> dict[str, Any] | None:
+        if self._budget <= 0:
+            return Searcher.FINISHED
+        self._budget -= 1
+        proposal = self._pending.pop(0) if self._pending else self.controller.ask()
+        self._live[trial_id] = proposal
+        self.progress.running += 1
+        return {"arch": dict(proposal.arch.items()), "proposal_id": proposal.id}
+
+    def on_trial_complete(self, trial_id: str, result: dict[str, Any] | None = None,
+                          error: bool = False) -> None:
+        proposal = self._live.pop(trial_id, None)
+        if proposal is None:
+            return
+        record = self._record_fn(proposal, trial_id, result, error)
+        record["step"] = self.controller.num_told + 1
+        self.run.append_trial(record)  # first: a finished trial is never lost
+        self.controller.tell(proposal, _metric_value(self.controller, record))
+        self.run.save_controller(self.controller)
+        self._count(record)
+
+    def _count(self, record: dict[str, Any]) -> None:
+        p = self.progress
+        p.running = max(0, p.running - 1)
+        p.done += 1
+        p.failed += record["status"] == "failed"
+        p.pruned += record["status"] == "pruned"
+        reward = record.get("reward")
+        if record["status"] == "complete" and reward is not None and (
+            p.best is None or reward > p.best["reward"]
+        ):
+            metrics = record["metrics"]
+            p.best = {"reward": reward, "trial_id": record["trial_id"],
+                      "accuracy": metrics.get("accuracy"), "latency_ms": metrics.get("latency_ms")}
+        if self._on_progress is not None:
+            self._on_progress(p)
+
+    def save(self, checkpoint_path: str) -> None:
+        """Tune's checkpoint hook: our state is in the run folder already (JSON, not pickle)."""
+        with open(checkpoint_path, "w", encoding="utf-8") as fh:
+            json.dump({"controller_state": str(self.run.controller_path)}, fh)
+
+    def restore(self, checkpoint_path: str) -> None:
+        """Not used: ``nas resume`` restores from the run folder's JSON state."""
+        raise NotImplementedError("resume with `nas resume RUN_DIR`")
+
+
+# -- the trainable (runs in Tune's workers) ----------------------------------------------------
+_CACHE: dict[str, Any] = {}
+
+
+def trial_payload(space: Any, settings: Any, *, latency_service: bool) -> dict[str, Any]:
+    """Plain data the trainable needs to rebuild the space and the evaluation settings."""
+    from nas.runner.latency_service import space_ref
+
+    return {"space": space_ref(space), "space_options": dict(space.options),
+            "settings": settings.to_dict(), "latency_service": latency_service}
+
+
+def _worker_state(payload: dict[str, Any]) -> tuple[Any, Any]:
+    from nas.evaluate import EvalSettings
+    from nas.registry import SPACES
+
+    key = json.dumps([payload["space"], payload["space_options"], payload["settings"]],
+                     sort_keys=True, default=str)
+    if _CACHE.get("key") != key:
+        _CACHE.update(key=key, space=SPACES.create(payload["space"], **payload["space_options"]),
+                      settings=EvalSettings.from_dict(payload["settings"]))
+    return _CACHE["space"], _CACHE["settings"]
+
+
+def _node() -> dict[str, Any]:
+    ctx = ray.get_runtime_context()
+    return {"node_id": ctx.get_node_id(), "hostname": socket.gethostname(),
+            "ip": ray.util.get_node_ip_address(), "pid": os.getpid()}
+
+
+def evaluate_trial(config: dict[str, Any], payload: dict[str, Any]) -> None:
+    """Tune function trainable: evaluate one child, report per epoch and a final record."""
+    from nas.evaluate import evaluate_arch
+
+    started = time.time()
+    record: dict[str, Any]
+    try:
+        space, settings = _worker_state(payload)
+        latency_fn = None
+        if payload["latency_service"]:
+            from nas.runner.latency_service import LatencyClient
+
+            latency_fn = LatencyClient.connect().latency_fn()
+
+        def report(metrics: dict[str, Any]) -> None:
+            tune.report({"val_accuracy": float(metrics.get("val_accuracy", 0.0)),
+                         "epoch": metrics.get("epoch"), "final": False})
+
+        record = evaluate_arch(space, space.validate(config["arch"]), settings, report=report,
+                               latency_fn=latency_fn)
+    except Exception as exc:  # a broken child must not take the search down
+        record = {"status": "failed", "reason": f"{type(exc).__name__}: {exc}",
+                  "traceback": traceback.format_exc(limit=5)}
+    record["node"] = _node()
+    record["latency_by"] = "service" if payload["latency_service"] else \
+        payload["settings"]["latency"].get("mode", "measure")
+    record["started_at"], record["finished_at"] = started, time.time()
+    accuracy = record.get("accuracy")
+    tune.report({"final": True, "record_json": json.dumps(record, default=str),
+                 "val_accuracy": float(accuracy) if isinstance(accuracy, int | float) else 0.0})
+
+
+# -- records -----------------------------------------------------------------------------------
+RAW_METRICS = ("accuracy", "latency_ms", "latency_p10_ms", "latency_p90_ms", "latency_spread",
+               "latency_n", "params", "macs")
+
+
+def make_record(proposal: Proposal, tune_id: str, result: dict[str, Any] | None, error: bool,
+                ) -> dict[str, Any]:
+    """The ``trials.jsonl`` record of one finished Tune trial."""
+    base = {"trial_id": proposal.id, "tune_trial_id": tune_id, "arch_key": proposal.arch.key,
+            "arch": dict(proposal.arch.items())}
+    result = result or {}
+    if error or not result:
+        return {**base, "status": "failed", "error": "the trial's worker failed (see the Tune "
+                "logs in the run folder's tune/ directory)", "metrics": {}, "reward": None}
+    if not result.get("final"):
+        acc = result.get("val_accuracy")
+        return {**base, "status": "pruned", "error": None, "reward": None,
+                "metrics": {"accuracy": acc, "epochs": result.get("epoch")}}
+    raw = json.loads(result["record_json"])
+    metrics = {k: raw.get(k) for k in RAW_METRICS if k in raw}
+    for extra in ("train", "dataset", "latency_source"):
+        if extra in raw:
+            metrics[extra] = raw[extra]
+    status = "complete" if raw.get("status") in ("ok", "complete") else "failed"
+    reward = raw.get("reward")
+    if status == "complete" and not _finite(metrics.get("accuracy")):
+        status, raw["reason"] = "failed", "accuracy is NaN or missing"
+    if reward is not None and not _finite(reward):
+        reward = None
+    return {**base, "status": status, "error": raw.get("reason") if status == "failed" else None,
+            "metrics": metrics, "reward": reward if status == "complete" else None,
+            "timings": raw.get("timings") or {}, "device": raw.get("device") or {},
+            "node": raw.get("node") or {}, "latency_by": raw.get("latency_by"),
+            "started_at": raw.get("started_at"),
+            "finished_at": raw.get("finished_at")}
+
+
+def _finite(x: Any) -> bool:
+    return isinstance(x, int | float) and not isinstance(x, bool) and math.isfinite(x)
+
+
+# -- the Tuner ---------------------------------------------------------------------------------
+def run_trials(searcher: ControllerSearcher, payload: dict[str, Any], *, run: RunDir,
+               segment: int, search: Any, epochs: int) -> Any:
+    """Run one Tune experiment segment until the searcher's budget is used up."""
+    from ray.tune.schedulers import ASHAScheduler
+
+    scheduler = None
+    if search.scheduler == "asha":
+        scheduler = ASHAScheduler(metric="val_accuracy", mode="max", time_attr="training_iteration",
+                                  max_t=max(epochs, 1) + 1, grace_period=search.grace_period,
+                                  reduction_factor=search.reduction_factor)
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # with verbose=0: Tune prints nothing
+    resources = {"cpu": search.cpus_per_trial, "gpu": search.gpus_per_trial}
+    trainable = tune.with_resources(tune.with_parameters(evaluate_trial, payload=payload),
+                                    resources)
+    tuner = tune.Tuner(
+        trainable,
+        tune_config=tune.TuneConfig(
+            search_alg=ConcurrencyLimiter(searcher, max_concurrent=search.concurrency),
+            scheduler=scheduler, num_samples=searcher._budget, reuse_actors=True),
+        run_config=tune.RunConfig(
+            name=f"segment-{segment}", storage_path=str(run.tune_dir.resolve()),
+            failure_config=tune.FailureConfig(max_failures=search.max_failures),
+            verbose=0),
+    )
+    return tuner.fit()

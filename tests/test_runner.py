@@ -1,0 +1,89 @@
+"""Driver-side search logic without a Ray cluster: records, the Searcher adapter, reconciling."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+
+import nas
+from nas.results import RunDir
+from nas.runner.driver import _reconcile
+from nas.runner.search import ControllerSearcher, SearchProgress, make_record
+from nas.testing.fixtures import ToySpace
+
+
+@pytest.fixture
+def space():
+    return ToySpace()
+
+
+@pytest.fixture
+def controller(space):
+    return nas.CONTROLLERS.create("evolution", space=space, seed=3, population_size=3,
+                                  sample_size=2)
+
+
+def final(record):
+    return {"final": True, "record_json": json.dumps(record), "val_accuracy": 0.0}
+
+
+def test_make_record_complete_failed_pruned(controller):
+    p = controller.ask()
+    ok = make_record(p, "t1", final({"status": "ok", "accuracy": 0.9, "latency_ms": 2.0,
+                                     "params": 10, "macs": 20, "reward": 0.88,
+                                     "timings": {"train_s": 1.0}, "node": {"node_id": "a"}}), False)
+    assert ok["status"] == "complete" and ok["reward"] == 0.88 and ok["metrics"]["params"] == 10
+    assert ok["trial_id"] == p.id and ok["arch_key"] == p.arch.key and ok["node"]["node_id"] == "a"
+    failed = make_record(p, "t1", final({"status": "failed", "reason": "loss is nan"}), False)
+    assert failed["status"] == "failed" and failed["error"] == "loss is nan"
+    nan_acc = make_record(p, "t1", final({"status": "ok", "accuracy": math.nan, "reward": 1.0}),
+                          False)
+    assert nan_acc["status"] == "failed" and "NaN" in nan_acc["error"]
+    assert nan_acc["reward"] is None
+    pruned = make_record(p, "t1", {"final": False, "val_accuracy": 0.4, "epoch": 1}, False)
+    assert pruned["status"] == "pruned" and pruned["metrics"]["accuracy"] == 0.4
+    crashed = make_record(p, "t1", None, True)
+    assert crashed["status"] == "failed" and "worker failed" in crashed["error"]
+
+
+def test_searcher_asks_tells_and_stores(tmp_path, controller):
+    run = RunDir.create(tmp_path, "r", {"search": {"trials": 3}})
+    progress = SearchProgress(total=3)
+    searcher = ControllerSearcher(controller, run, pending=[], max_new=3, record_fn=make_record,
+                                  progress=progress)
+    configs = [searcher.suggest(f"t{i}") for i in range(3)]
+    assert searcher.suggest("t3") == ControllerSearcher.FINISHED
+    assert [c["proposal_id"] for c in configs] == [0, 1, 2]
+    assert progress.running == 3
+    # finish out of order; one fails
+    searcher.on_trial_complete("t2", final({"status": "ok", "accuracy": 0.8, "reward": 0.8}))
+    searcher.on_trial_complete("t0", final({"status": "failed", "reason": "boom"}))
+    searcher.on_trial_complete("t1", final({"status": "ok", "accuracy": 0.9, "reward": 0.95}))
+    records = run.trials()
+    assert [r["trial_id"] for r in records] == [2, 0, 1]
+    assert [r["step"] for r in records] == [1, 2, 3]
+    assert progress.done == 3 and progress.failed == 1 and progress.running == 0
+    assert progress.best["reward"] == 0.95 and progress.best["trial_id"] == 1
+    state = run.load_controller_state()
+    assert state["num_told"] == 3 and state["outstanding"] == []
+
+
+def test_pending_proposals_are_rerun_first(tmp_path, space, controller):
+    first = [controller.ask() for _ in range(2)]
+    run = RunDir.create(tmp_path, "r", {})
+    searcher = ControllerSearcher(controller, run, pending=first, max_new=3,
+                                  record_fn=make_record, progress=SearchProgress(total=3))
+    ids = [searcher.suggest(f"t{i}")["proposal_id"] for i in range(3)]
+    assert ids == [0, 1, 2]
+
+
+def test_reconcile_tells_recorded_but_untold(controller):
+    p = controller.ask()
+    q = controller.ask()
+    record = {"trial_id": p.id, "arch_key": p.arch.key, "status": "complete", "reward": 0.7,
+              "metrics": {"accuracy": 0.7}}
+    _reconcile(controller, [record])
+    assert [o.id for o in controller.outstanding()] == [q.id]
+    assert controller.num_told == 1

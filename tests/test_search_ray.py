@@ -1,0 +1,179 @@
+"""End-to-end searches on a real local Ray (and a 2-node cluster): faults, kill, resume."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+import nas
+from nas.runner.session import stray_ray_processes
+
+pytestmark = [pytest.mark.ray, pytest.mark.slow]
+
+TOY = {
+    "space": {"name": "nas.testing.fixtures:ToySpace"},
+    "controller": {"name": "evolution", "options": {"population_size": 3, "sample_size": 2}},
+    "evaluator": {"dataset": "digits", "epochs": 2},
+    "latency": {"repeats": 6, "warmup": 1, "rounds": 2},
+    "reward": {"preset": "soft", "target": 0.05},
+    "search": {"trials": 6, "concurrency": 2},
+    "ray": {"num_cpus": 2},
+}
+
+
+def config(tmp_path, **patch):
+    data = {**TOY, **patch, "results_dir": str(tmp_path / "results")}
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+def nas_cmd(*args, **kw):
+    return [sys.executable, "-m", "nas.cli", *map(str, args)]
+
+
+def run_nas(*args, timeout=240):
+    return subprocess.run(nas_cmd(*args), capture_output=True, text=True, timeout=timeout)
+
+
+def records(run_dir):
+    return [json.loads(line) for line in (Path(run_dir) / "trials.jsonl").read_text().splitlines()]
+
+
+def wait_for_lines(path, n, proc, timeout=180):
+    """Poll the trials store until it has ``n`` lines (or the process ended)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if path.exists() and path.read_text().count("\n") >= n:
+            return path.read_text().count("\n")
+        assert proc.poll() is None, proc.stdout.read() if proc.stdout else "search ended early"
+        time.sleep(0.1)
+    raise AssertionError(f"{path} did not reach {n} lines")
+
+
+def test_search_end_to_end_with_asha(tmp_path):
+    cfg = config(tmp_path, search={"trials": 6, "concurrency": 2, "scheduler": "asha",
+                                   "grace_period": 1, "reduction_factor": 2})
+    out = run_nas("search", cfg, "--name", "e2e", "--set", "evaluator.epochs=3")
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "[6/6]" in out.stdout and "best reward" in out.stdout
+    run_dir = tmp_path / "results" / "e2e"
+    recs = records(run_dir)
+    assert sorted(r["trial_id"] for r in recs) == list(range(6))
+    assert {r["status"] for r in recs} <= {"complete", "pruned"}
+    done = [r for r in recs if r["status"] == "complete"]
+    assert done and all(r["metrics"]["latency_n"] > 0 and r["metrics"]["macs"] > 0 for r in done)
+    assert all(r["node"]["node_id"] and r["device"]["torch"] for r in done)
+    resolved = yaml.safe_load((run_dir / "config.yaml").read_text())
+    assert resolved["space"]["options"]["num_classes"] == 10 and resolved["search"]["trials"] == 6
+    assert (run_dir / "trials.parquet").exists() and (run_dir / "controller.json").exists()
+    assert len(nas.load_run(run_dir).trials) == 6
+    status = json.loads(run_nas("status", run_dir, "--json").stdout)
+    assert status["state"] == "complete" and status["trials"] == 6
+    again = run_nas("resume", run_dir)
+    assert again.returncode == 0 and len(records(run_dir)) == 6
+
+
+def test_latency_service_measures_for_the_trials(tmp_path):
+    cfg = config(tmp_path, latency={"repeats": 6, "warmup": 1, "rounds": 2, "service": True},
+                 search={"trials": 3, "concurrency": 1})
+    out = run_nas("search", cfg, "--name", "svc")
+    assert out.returncode == 0, out.stderr[-3000:]
+    recs = records(tmp_path / "results" / "svc")
+    assert [r["status"] for r in recs] == ["complete"] * 3
+    assert all(r["latency_by"] == "service" and r["metrics"]["latency_n"] > 0 for r in recs)
+
+
+def test_failing_children_are_recorded_and_the_search_completes(tmp_path):
+    cfg = config(tmp_path, space={"name": "nas.testing.fixtures:FaultSpace",
+                                  "options": {"slow_s": 0.2}},
+                 controller={"name": "random", "options": {"dedup": True}},
+                 evaluator={"dataset": "digits", "epochs": 1, "time_budget_s": 1.0},
+                 latency={"mode": "skip"}, reward={"target": 1e6, "metric": "params"},
+                 search={"trials": 4, "concurrency": 2})
+    out = run_nas("search", cfg, "--name", "faults")
+    assert out.returncode == 0, out.stderr[-3000:]
+    by_mode = {r["arch"]["mode"]: r for r in records(tmp_path / "results" / "faults")}
+    assert set(by_mode) == {"ok", "raise", "nan", "slow"}
+    assert by_mode["ok"]["status"] == "complete" and by_mode["ok"]["reward"] > 0
+    assert by_mode["raise"]["status"] == "failed"
+    assert "raises on purpose" in by_mode["raise"]["error"]
+    assert by_mode["nan"]["status"] == "failed" and "nan" in by_mode["nan"]["error"].lower()
+    assert by_mode["slow"]["status"] == "failed" and "budget" in by_mode["slow"]["error"]
+    assert all(by_mode[m]["reward"] is None for m in ("raise", "nan", "slow"))
+
+
+def test_sigkill_then_resume(tmp_path):
+    cfg = config(tmp_path, evaluator={"dataset": "digits", "epochs": 12},
+                 search={"trials": 10, "concurrency": 2})
+    run_dir = tmp_path / "results" / "killed"
+    proc = subprocess.Popen(nas_cmd("search", cfg, "--name", "killed"), stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    n = wait_for_lines(run_dir / "trials.jsonl", 3, proc)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    before = (run_dir / "trials.jsonl").read_text()
+    assert n < 10
+    temp_dir = json.loads((run_dir / "run.json").read_text())["ray_temp_dir"]
+    status = json.loads(run_nas("status", run_dir, "--json").stdout)
+    assert status["state"] == "interrupted"
+    out = run_nas("resume", run_dir)
+    assert out.returncode == 0, out.stderr[-3000:]
+    recs = records(run_dir)
+    ids = [r["trial_id"] for r in recs]
+    assert len(recs) == 10 and len(set(ids)) == 10
+    assert (run_dir / "trials.jsonl").read_text().startswith(before)  # finished ones unchanged
+    assert stray_ray_processes(temp_dir) == []  # nothing of ours left running
+
+
+def test_ctrl_c_stops_cleanly_and_resumes(tmp_path):
+    cfg = config(tmp_path, evaluator={"dataset": "digits", "epochs": 12},
+                 search={"trials": 8, "concurrency": 2})
+    run_dir = tmp_path / "results" / "int"
+    proc = subprocess.Popen(nas_cmd("search", cfg, "--name", "int"), stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+    wait_for_lines(run_dir / "trials.jsonl", 2, proc)
+    proc.send_signal(signal.SIGINT)
+    output, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 130, output[-2000:]
+    assert f"nas resume {run_dir}" in output
+    assert json.loads((run_dir / "run.json").read_text())["status"] == "interrupted"
+    temp_dir = json.loads((run_dir / "run.json").read_text())["ray_temp_dir"]
+    assert stray_ray_processes(temp_dir) == []
+    assert run_nas("resume", run_dir).returncode == 0
+    assert sorted(r["trial_id"] for r in records(run_dir)) == list(range(8))
+
+
+def test_two_node_cluster_and_losing_the_worker(tmp_path):
+    from ray.cluster_utils import Cluster
+
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1})
+    try:
+        worker = cluster.add_node(num_cpus=1)
+        cluster.wait_for_nodes()
+        cfg = config(tmp_path, evaluator={"dataset": "digits", "epochs": 12},
+                     search={"trials": 8, "concurrency": 2, "max_failures": 2})
+        run_dir = tmp_path / "results" / "cluster"
+        env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+        proc = subprocess.Popen(nas_cmd("search", cfg, "--name", "cluster", "--address",
+                                        cluster.address), stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL, env=env)
+        wait_for_lines(run_dir / "trials.jsonl", 2, proc)
+        before = (run_dir / "trials.jsonl").read_text()
+        cluster.remove_node(worker)
+        assert proc.wait(timeout=240) == 0
+        recs = records(run_dir)
+        assert (run_dir / "trials.jsonl").read_text().startswith(before)
+        assert sorted(r["trial_id"] for r in recs) == list(range(8))
+        nodes = {r["node"].get("node_id") for r in recs if r.get("node")}
+        assert worker.node_id in nodes and len(nodes) == 2
+    finally:
+        cluster.shutdown()
