@@ -39,7 +39,27 @@ __all__ = [
     "InvalidArchError",
     "UnknownNameError",
     "TrialFailed",
+    "load_run",
+    "build_from_card",
 ]
+
+
+def load_run(path: str) -> object:
+    """Load a run folder (finished or not): ``load_run(path).trials`` is a pandas DataFrame."""
+    from nas.results import load_run as _load_run
+
+    return _load_run(path)
+
+
+def build_from_card(path: str, *, weights: bool = True) -> object:
+    """Rebuild the model of an architecture card (``arch.json`` or its export folder), eval mode.
+
+    See :func:`nas.export.build_from_card`: with the card's weights file the model gives the same
+    outputs as the exported one.
+    """
+    from nas.export import build_from_card as _build_from_card
+
+    return _build_from_card(path, weights=weights)
 
 
 def get_space(name: str, **options: object) -> Space:

@@ -1,0 +1,364 @@
+"""Analysis of a finished (or running) search: rankings, Pareto fronts, progress, failures.
+
+Everything here works on the trials DataFrame of :func:`nas.results.trials_frame` and the run's
+resolved config, never on trained models. The reward is MnasNet's ``ACC x (COST/T)^w`` (Tan et al.,
+arXiv:1807.11626, equation 2) recomputed from the RAW stored metrics (``accuracy`` and
+``latency_ms``, ``macs`` or ``params``) with :mod:`nas.reward`, so a run can be re-ranked for
+another latency target or other exponents without re-running anything. Failed and pruned trials
+are left out of rankings and fronts and counted in the failure summary.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from nas.errors import UsageError
+from nas.reward import PRESETS, RewardConfig, mnas_reward, pareto_mask
+
+__all__ = [
+    "reward_settings",
+    "score",
+    "complete_trials",
+    "rank_trials",
+    "top_k",
+    "pareto_front",
+    "progress",
+    "failure_summary",
+    "decision_stats",
+    "decision_summary",
+    "Analysis",
+    "analyze",
+    "finish_order",
+    "records",
+    "TOP_COLUMNS",
+]
+
+log = logging.getLogger(__name__)
+
+TOP_COLUMNS = ["rank", "trial_id", "accuracy", "latency_ms", "macs", "params", "reward",
+               "arch_key"]
+COSTS = {"latency_ms": "latency (ms)", "macs": "MACs", "params": "parameters"}
+
+
+def _check_number(name: str, value: Any, *, positive: bool) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise UsageError(f"{name}={value!r}: must be a finite number")
+    if positive and value <= 0:
+        raise UsageError(f"{name}={value!r}: must be a positive number")
+    return float(value)
+
+
+def _config_reward(data: Any) -> RewardConfig | None:
+    """The reward settings of a resolved config's ``reward`` section (None if absent)."""
+    if not isinstance(data, Mapping) or data.get("target") is None:
+        return None
+    metric = data.get("metric", "latency")
+    if "preset" in data:
+        return RewardConfig.from_preset(data["preset"], data["target"], metric)
+    alpha, beta = PRESETS["soft"]
+    return RewardConfig(target=data["target"], alpha=data.get("alpha", alpha),
+                        beta=data.get("beta", beta), metric=metric,
+                        accuracy_key=data.get("accuracy_key", "accuracy"))
+
+
+def reward_settings(
+    config: Mapping[str, Any],
+    *,
+    target_ms: float | None = None,
+    target: float | None = None,
+    alpha: float | None = None,
+    beta: float | None = None,
+) -> RewardConfig | None:
+    """The reward to rank with: the run's own settings, overridden by the given values.
+
+    Args:
+        config: the run's resolved config (its ``reward`` section is the default).
+        target_ms: a new latency target in ms (switches the cost metric to latency).
+        target: a new target in the unit of the run's reward metric (ms, MACs or parameters).
+        alpha, beta: new exponents (under / over the target).
+
+    Returns:
+        The settings, or None when the run has no reward settings and none are given (rankings
+        then use the stored reward, or accuracy).
+
+    Raises:
+        UsageError: both targets given, a non-positive target, a non-finite exponent, or
+            exponents without any target.
+    """
+    if target_ms is not None and target is not None:
+        raise UsageError("target_ms and target: give one of them, not both")
+    base = _config_reward(config.get("reward"))
+    if base is None and target_ms is None and target is None:
+        if alpha is not None or beta is not None:
+            raise UsageError("alpha/beta: the run has no reward target; give target_ms as well")
+        return None
+    soft_a, soft_b = PRESETS["soft"]
+    metric = "latency" if target_ms is not None else (base.metric if base else "latency")
+    new_target = target_ms if target_ms is not None else target
+    if new_target is None:
+        new_target = base.target
+    return RewardConfig(
+        target=_check_number("target_ms" if target_ms is not None else "target", new_target,
+                             positive=True),
+        alpha=_check_number("alpha", alpha, positive=False) if alpha is not None
+        else (base.alpha if base else soft_a),
+        beta=_check_number("beta", beta, positive=False) if beta is not None
+        else (base.beta if base else soft_b),
+        metric=metric,
+        accuracy_key=base.accuracy_key if base else "accuracy",
+    )
+
+
+def _column(frame: pd.DataFrame, name: str) -> pd.Series:
+    if name in frame:
+        return pd.to_numeric(frame[name], errors="coerce")
+    return pd.Series(np.nan, index=frame.index, dtype=float)
+
+
+def score(frame: pd.DataFrame, reward: RewardConfig | None) -> pd.Series:
+    """Reward of every row recomputed from raw metrics (the stored reward when ``reward`` is None).
+
+    Rows whose accuracy or cost is missing score NaN.
+    """
+    if reward is None:
+        return _column(frame, "reward")
+    acc, cost = _column(frame, reward.accuracy_key), _column(frame, reward.cost_key)
+    values = [mnas_reward(a, c, reward.target, reward.alpha, reward.beta)
+              for a, c in zip(acc, cost, strict=True)]
+    return pd.Series(values, index=frame.index, dtype=float)
+
+
+def _base(frame: pd.DataFrame) -> pd.DataFrame:
+    """``frame`` with the columns every analysis reads (an empty run has none)."""
+    missing = [c for c in ("trial_id", "status", "error", "reward", "arch_key") if c not in frame]
+    if not missing:
+        return frame
+    frame = frame.copy()
+    for col in missing:
+        frame[col] = pd.Series([None] * len(frame), index=frame.index, dtype=object)
+    return frame
+
+
+def complete_trials(frame: pd.DataFrame) -> pd.DataFrame:
+    """Rows of complete trials only (failed and pruned ones excluded)."""
+    frame = _base(frame)
+    return frame[frame["status"] == "complete"]
+
+
+def rank_trials(frame: pd.DataFrame, reward: RewardConfig | None) -> pd.DataFrame:
+    """Complete trials with a finite reward, best first, with ``rank`` (1-based) and ``reward``.
+
+    Ties are broken by the lower trial id. Without reward settings and stored rewards, trials are
+    ranked by accuracy.
+    """
+    done = complete_trials(frame).copy()
+    values = score(done, reward)
+    if reward is None and values.isna().all():
+        values = _column(done, "accuracy")
+    done["reward"] = values
+    done = done[np.isfinite(done["reward"].to_numpy(dtype=float))]
+    done = done.sort_values(["reward", "trial_id"], ascending=[False, True], kind="stable")
+    done.insert(0, "rank", np.arange(1, len(done) + 1))
+    return done.reset_index(drop=True)
+
+
+def _view(frame: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
+    out = pd.DataFrame(index=frame.index)
+    for col in columns:
+        out[col] = frame[col] if col in frame else np.nan
+    return out.reset_index(drop=True)
+
+
+def top_k(frame: pd.DataFrame, k: int, reward: RewardConfig | None) -> pd.DataFrame:
+    """The ``k`` best complete trials: rank, trial, accuracy, latency, MACs, params, reward."""
+    if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+        raise UsageError(f"top={k!r}: must be an integer >= 1")
+    return _view(rank_trials(frame, reward).head(k), TOP_COLUMNS)
+
+
+def pareto_front(frame: pd.DataFrame, cost: str = "latency_ms",
+                 reward: RewardConfig | None = None) -> pd.DataFrame:
+    """Non-dominated complete trials: accuracy (max) against ``cost`` (min), sorted by cost.
+
+    Args:
+        frame: the trials frame.
+        cost: ``latency_ms``, ``macs`` or ``params``.
+        reward: settings for the ``reward`` column of the result.
+    """
+    if cost not in COSTS:
+        raise UsageError(f"cost={cost!r}: allowed values: {', '.join(COSTS)}")
+    done = complete_trials(frame)
+    done = done.assign(**{cost: _column(done, cost), "accuracy": _column(done, "accuracy")})
+    points = np.column_stack([done["accuracy"], done[cost]])
+    front = done[pareto_mask(points, maximize=(True, False))].copy()
+    front["reward"] = score(front, reward)
+    front = front.sort_values([cost, "trial_id"], kind="stable")
+    return _view(front, ["trial_id", "accuracy", cost, "reward", "arch_key"])
+
+
+def finish_order(frame: pd.DataFrame) -> pd.DataFrame:
+    """Trials in the order they finished (``step``; trial id where steps are missing)."""
+    if "step" in frame and frame["step"].notna().all():
+        return frame.sort_values(["step", "trial_id"], kind="stable")
+    return frame.sort_values("trial_id", kind="stable") if "trial_id" in frame else frame
+
+
+def progress(frame: pd.DataFrame, reward: RewardConfig | None) -> pd.DataFrame:
+    """Best-so-far reward after every finished trial (failed and pruned ones count as trials).
+
+    Columns: ``n`` (trials finished), ``trial_id``, ``status``, ``reward`` (NaN unless complete),
+    ``best_reward`` and ``best_trial_id`` (NaN until the first complete trial).
+    """
+    ordered = finish_order(_base(frame))
+    values = score(ordered, reward)
+    if reward is None and values.isna().all():
+        values = _column(ordered, "accuracy")
+    values = values.where(ordered["status"] == "complete")
+    best, best_id, rows = -math.inf, None, []
+    for (_, row), value in zip(ordered.iterrows(), values, strict=True):
+        if np.isfinite(value) and value > best:
+            best, best_id = float(value), row.get("trial_id")
+        rows.append({"n": len(rows) + 1, "trial_id": row.get("trial_id"),
+                     "status": row.get("status"), "reward": value,
+                     "best_reward": best if best_id is not None else np.nan,
+                     "best_trial_id": best_id})
+    columns = ["n", "trial_id", "status", "reward", "best_reward", "best_trial_id"]
+    return pd.DataFrame(rows, columns=columns)
+
+
+def failure_summary(frame: pd.DataFrame) -> tuple[dict[str, int], pd.DataFrame]:
+    """Counts per status and the failed/pruned trials grouped by error (most common first).
+
+    Returns:
+        ``({"complete": n, "failed": n, "pruned": n}, errors)``; ``errors`` has columns
+        ``status``, ``error`` (first line), ``count`` and ``trial_ids``.
+    """
+    frame = _base(frame)
+    counts = {s: int((frame["status"] == s).sum()) for s in ("complete", "failed", "pruned")}
+    bad = frame[frame["status"] != "complete"]
+    rows: dict[tuple[str, str], list[Any]] = {}
+    for _, row in bad.iterrows():
+        error = row.get("error")
+        text = str(error).splitlines()[0] if isinstance(error, str) and error else (
+            "pruned by the scheduler" if row.get("status") == "pruned" else "(no message)")
+        rows.setdefault((str(row.get("status")), text), []).append(row.get("trial_id"))
+    table = pd.DataFrame(
+        [{"status": s, "error": e, "count": len(ids), "trial_ids": " ".join(map(str, ids))}
+         for (s, e), ids in rows.items()],
+        columns=["status", "error", "count", "trial_ids"])
+    return counts, table.sort_values("count", ascending=False, kind="stable").reset_index(drop=True)
+
+
+def decision_stats(frame: pd.DataFrame, reward: RewardConfig | None,
+                   top_fraction: float = 0.25) -> pd.DataFrame:
+    """Which decision values go with high reward, over the complete trials.
+
+    For every decision (``arch.<label>`` column) and value: ``n`` trials, ``mean_reward``,
+    ``best_reward``, ``top_n`` (how many of the top ``top_fraction`` of trials by reward have it)
+    and ``lift`` (its share of the top trials over its share of all trials; > 1: favoured).
+    """
+    ranked = rank_trials(frame, reward)
+    columns = ["decision", "value", "n", "mean_reward", "best_reward", "top_n", "lift"]
+    if ranked.empty:
+        return pd.DataFrame(columns=columns)
+    n_top = max(1, math.ceil(len(ranked) * top_fraction))
+    top = ranked["rank"] <= n_top
+    rows = []
+    for col in [c for c in ranked.columns if c.startswith("arch.")]:
+        for value, group in ranked.groupby(col, sort=True, dropna=False):
+            top_n = int(top[group.index].sum())
+            rows.append({"decision": col[len("arch."):], "value": value, "n": len(group),
+                         "mean_reward": float(group["reward"].mean()),
+                         "best_reward": float(group["reward"].max()), "top_n": top_n,
+                         "lift": (top_n / n_top) / (len(group) / len(ranked))})
+    return pd.DataFrame(rows, columns=columns)
+
+
+def decision_summary(stats: pd.DataFrame) -> pd.DataFrame:
+    """One row per decision: the value with the highest mean reward, and the runner-up."""
+    rows = []
+    for decision, group in stats.groupby("decision", sort=False):
+        group = group.sort_values(["mean_reward", "n"], ascending=False, kind="stable")
+        best = group.iloc[0]
+        second = group.iloc[1] if len(group) > 1 else None
+        rows.append({"decision": decision, "best_value": best["value"],
+                     "mean_reward": best["mean_reward"], "n": best["n"], "lift": best["lift"],
+                     "runner_up": None if second is None else second["value"],
+                     "runner_up_mean": np.nan if second is None else second["mean_reward"]})
+    return pd.DataFrame(rows, columns=["decision", "best_value", "mean_reward", "n", "lift",
+                                       "runner_up", "runner_up_mean"])
+
+
+@dataclass
+class Analysis:
+    """Everything ``nas analyze`` reports about one run (see :func:`analyze`)."""
+
+    name: str
+    path: str
+    reward: RewardConfig | None
+    counts: dict[str, int]
+    ranked: pd.DataFrame
+    top: pd.DataFrame
+    front_latency: pd.DataFrame
+    front_macs: pd.DataFrame
+    progress: pd.DataFrame
+    failures: pd.DataFrame
+    decisions: pd.DataFrame
+    decision_summary: pd.DataFrame
+    config: dict[str, Any] = field(default_factory=dict)
+
+    def tables(self) -> dict[str, pd.DataFrame]:
+        """The report's tables by name (``top``, ``pareto_latency``, ...)."""
+        return {"top": self.top, "pareto_latency": self.front_latency,
+                "pareto_macs": self.front_macs, "progress": self.progress,
+                "failures": self.failures, "decisions": self.decision_summary,
+                "decision_values": self.decisions}
+
+    @property
+    def chosen(self) -> dict[str, Any] | None:
+        """The rank-1 trial's row (None when no trial is complete)."""
+        return None if self.ranked.empty else self.ranked.iloc[0].to_dict()
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain, JSON-ready data (NaN becomes None)."""
+        return {"run": self.name, "path": self.path,
+                "reward": None if self.reward is None else self.reward.to_dict(),
+                "counts": self.counts,
+                **{name: records(table) for name, table in self.tables().items()}}
+
+
+def records(frame: pd.DataFrame) -> list[dict[str, Any]]:
+    """Rows as plain dicts with Python scalars; NaN becomes None."""
+    out = []
+    for row in frame.to_dict(orient="records"):
+        clean = {}
+        for key, value in row.items():
+            if isinstance(value, np.generic):
+                value = value.item()
+            if isinstance(value, float) and not math.isfinite(value):
+                value = None
+            clean[str(key)] = value
+        out.append(clean)
+    return out
+
+
+def analyze(frame: pd.DataFrame, config: Mapping[str, Any], *, name: str = "run",
+            path: str = "", k: int = 10, reward: RewardConfig | None = None) -> Analysis:
+    """All tables of one run; ``reward``: the settings to rank with (:func:`reward_settings`)."""
+    counts, failures = failure_summary(frame)
+    stats = decision_stats(frame, reward)
+    return Analysis(
+        name=name, path=path, reward=reward, counts=counts,
+        ranked=rank_trials(frame, reward), top=top_k(frame, k, reward),
+        front_latency=pareto_front(frame, "latency_ms", reward),
+        front_macs=pareto_front(frame, "macs", reward),
+        progress=progress(frame, reward), failures=failures, decisions=stats,
+        decision_summary=decision_summary(stats), config=dict(config))
+

@@ -1,0 +1,367 @@
+"""Architecture cards: one searched child as a self-describing folder, and the way back to a model.
+
+``export_trial(run, rank=1)`` writes, into a fresh folder (default ``<run>/export/trial-<id>``):
+
+- ``arch.json``, the card: the space and its options, the decisions, the canonical key, the space's
+  description (for MnasNet the block table and timm-style block strings such as
+  ``ir_r2_k3_s2_e6_c24_se0.25``), the raw metrics of the trial with their provenance (device
+  fingerprint, latency spread, dataset, epochs, node, times), why it was chosen (rank and reward
+  settings), and the files and checks below;
+- ``model.pt2`` (``torch.export``), ``model.onnx`` (checked in ONNX Runtime against PyTorch) and the
+  weights (safetensors or a weights-only state dict), see :mod:`nas.export_formats`.
+
+With ``train_epochs`` the child is first trained for that many epochs with the run's settings and
+dataset, and every artifact holds the trained weights. Everything is written into a temporary
+folder that is renamed into place at the end, so bad input or a failure leaves nothing behind.
+
+:func:`build_from_card` rebuilds the model from a card (same parameters, and with the card's
+weights the same outputs). The card is also an ``--arch`` file for ``nas cost`` and friends.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import time
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from nas.errors import UsageError
+from nas.export_formats import (
+    check_reference,
+    load_weights,
+    onnx_available,
+    reference_output,
+    train_for_export,
+    write_onnx,
+    write_pt2,
+    write_weights,
+)
+from nas.results import _clean
+from nas.reward import RewardConfig
+
+__all__ = ["FORMATS", "CARD_FORMAT", "parse_formats", "select_trial", "export_trial",
+           "ExportResult", "load_card", "build_from_card", "verify_card", "card_space"]
+
+log = logging.getLogger(__name__)
+
+FORMATS = ("json", "pt2", "onnx", "weights")
+CARD = "arch.json"
+CARD_FORMAT = "mnas-card/1"
+
+
+def parse_formats(formats: str | Sequence[str] | None) -> tuple[str, ...]:
+    """Validated export formats (``"json,pt2"`` or a list); ``json`` (the card) is always written.
+
+    None means every format, ``onnx`` only where the ``onnx`` extra is installed.
+
+    Raises:
+        UsageError: an unknown format, or ``onnx`` without onnx/onnxruntime.
+    """
+    if formats is None:
+        wanted = [f for f in FORMATS if f != "onnx" or onnx_available()]
+        if not onnx_available():
+            log.warning("onnx/onnxruntime not installed: skipping model.onnx "
+                        "(pip install 'mnas[onnx]')")
+    else:
+        items = formats.split(",") if isinstance(formats, str) else list(formats)
+        wanted = [str(f).strip().lower() for f in items if str(f).strip()]
+        if not wanted:
+            raise UsageError(f"--format {formats!r}: empty; allowed: {', '.join(FORMATS)}")
+        for fmt in wanted:
+            if fmt not in FORMATS:
+                raise UsageError(f"--format {fmt!r}: unknown format; allowed: {', '.join(FORMATS)}")
+        if "onnx" in wanted and not onnx_available():
+            raise UsageError("--format onnx needs onnx and onnxruntime: pip install 'mnas[onnx]'")
+    return tuple(f for f in FORMATS if f in wanted or f == "json")
+
+
+def select_trial(run: Any, *, rank: int | None = None, trial_id: int | None = None,
+                 reward: RewardConfig | None = None) -> tuple[dict[str, Any], int | None, float]:
+    """The record to export: the ``rank``-th best complete trial (1 = best) or trial ``trial_id``.
+
+    Returns:
+        ``(record, rank or None, reward under the ranking settings)``.
+
+    Raises:
+        UsageError: both or a bad value given, rank beyond the complete trials, unknown trial id,
+            or a trial that did not complete.
+    """
+    from nas.analyze import rank_trials
+
+    if rank is not None and trial_id is not None:
+        raise UsageError("--rank and --trial: give one of them, not both")
+    ranked = rank_trials(run.trials, reward)
+    if trial_id is None:
+        rank = 1 if rank is None else rank
+        if isinstance(rank, bool) or not isinstance(rank, int) or rank < 1:
+            raise UsageError(f"--rank {rank!r}: must be an integer >= 1")
+        if rank > len(ranked):
+            raise UsageError(f"--rank {rank}: the run has only {len(ranked)} complete trials "
+                             "with a reward")
+        trial_id = int(ranked.iloc[rank - 1]["trial_id"])
+    by_id = {r.get("trial_id"): r for r in run.records}
+    if trial_id not in by_id:
+        ids = sorted(by_id, key=lambda i: (not isinstance(i, int), i if isinstance(i, int) else 0,
+                                           str(i)))
+        known = ", ".join(str(i) for i in ids[:20]) + (", ..." if len(ids) > 20 else "")
+        raise UsageError(f"--trial {trial_id!r}: no such trial in {run.path} (known: {known})")
+    record = by_id[trial_id]
+    if record.get("status") != "complete":
+        raise UsageError(f"--trial {trial_id}: the trial is {record.get('status')} "
+                         f"({record.get('error') or 'no metrics'}); only complete trials export")
+    row = ranked[ranked["trial_id"] == trial_id]
+    found_rank = int(row.iloc[0]["rank"]) if len(row) else None
+    value = float(row.iloc[0]["reward"]) if len(row) else float("nan")
+    return record, found_rank, value
+
+
+def card_space(config: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
+    """``(name, options)`` of a run config's (or card's) ``space`` section."""
+    section = config.get("space")
+    if not isinstance(section, Mapping) or not isinstance(section.get("name"), str):
+        raise UsageError("the run config/card has no space.name")
+    return section["name"], dict(section.get("options") or {})
+
+
+def _seed(config: Mapping[str, Any]) -> int:
+    seed = (config.get("evaluator") or {}).get("seed", 0)
+    return seed if isinstance(seed, int) and not isinstance(seed, bool) else 0
+
+
+def _provenance(run: Any, record: Mapping[str, Any]) -> dict[str, Any]:
+    config, metrics = run.config, record.get("metrics") or {}
+    evaluator = dict(config.get("evaluator") or {})
+    train = metrics.get("train") or {}
+    return {
+        "run": run.path.name, "run_dir": str(run.path), "trial_id": record.get("trial_id"),
+        "tune_trial_id": record.get("tune_trial_id"), "step": record.get("step"),
+        "started_at": record.get("started_at"), "finished_at": record.get("finished_at"),
+        "dataset": metrics.get("dataset", evaluator.get("dataset")),
+        "epochs": train.get("epochs", evaluator.get("epochs")),
+        "device": record.get("device") or {}, "node": record.get("node") or {},
+        "latency": {"median_ms": metrics.get("latency_ms"), "p10_ms": metrics.get("latency_p10_ms"),
+                    "p90_ms": metrics.get("latency_p90_ms"),
+                    "spread": metrics.get("latency_spread"), "n": metrics.get("latency_n"),
+                    "settings": config.get("latency") or {}},
+        "evaluator": evaluator, "controller": config.get("controller") or {},
+        "reward": {"settings": config.get("reward"), "stored": record.get("reward")},
+    }
+
+
+def _card(run: Any, record: Mapping[str, Any], space: Any, arch: Any, model: nn.Module,
+          selection: dict[str, Any]) -> dict[str, Any]:
+    name, _ = card_space(run.config)
+    metrics = {k: v for k, v in (record.get("metrics") or {}).items() if k != "train"}
+    train = dict((record.get("metrics") or {}).get("train") or {})
+    train.pop("history", None)
+    import nas
+
+    return {
+        "format": CARD_FORMAT,
+        "space": {"name": name, "options": dict(space.options)},
+        "decisions": dict(arch.items()), "arch_key": arch.key,
+        "input_shape": list(space.input_shape()),
+        "structure": space.describe(arch),
+        "model": {"params": int(sum(p.numel() for p in model.parameters())),
+                  "macs": metrics.get("macs"), "seed": _seed(run.config)},
+        "metrics": {**metrics, "train": train},
+        "provenance": _provenance(run, record),
+        "selection": selection,
+        "files": {}, "checks": {},
+        "exported_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "versions": {"mnas": nas.__version__, "torch": torch.__version__},
+    }
+
+
+@dataclass
+class ExportResult:
+    """What :func:`export_trial` wrote: the folder, the card, file sizes in bytes."""
+
+    path: Path
+    card: dict[str, Any]
+    sizes: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def onnx_max_abs_diff(self) -> float | None:
+        """ONNX Runtime vs PyTorch, or None when ONNX was not exported."""
+        return (self.card["checks"].get("onnx") or {}).get("max_abs_diff")
+
+
+def _check_out(out: Path, overwrite: bool) -> None:
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"--out {str(out)!r}: exists and is not a folder")
+    if out.exists() and any(out.iterdir()) and not overwrite:
+        raise UsageError(f"--out {str(out)!r}: exists; choose another folder or pass --force")
+
+
+def _fix_modes(folder: Path) -> None:
+    """Give every file the usual mode under the umask (some writers create 0600 files)."""
+    mask = os.umask(0)
+    os.umask(mask)
+    for path in folder.iterdir():
+        os.chmod(path, 0o666 & ~mask)
+
+
+def _commit(tmp: Path, out: Path) -> None:
+    old = None
+    if out.exists():
+        old = out.with_name(f".{out.name}.old-{os.getpid()}")
+        os.replace(out, old)
+    os.replace(tmp, out)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def _write_artifacts(folder: Path, model: nn.Module, input_shape: Sequence[int],
+                     formats: Sequence[str], card: dict[str, Any], opset: int) -> None:
+    if "pt2" in formats:
+        card["checks"]["pt2"] = write_pt2(model, input_shape, folder / "model.pt2")
+        card["files"]["pt2"] = "model.pt2"
+    if "onnx" in formats:
+        card["checks"]["onnx"] = write_onnx(model, input_shape, folder / "model.onnx", opset)
+        card["files"]["onnx"] = "model.onnx"
+        if not card["checks"]["onnx"]["ok"]:
+            log.warning("ONNX Runtime differs from PyTorch by %.3g",
+                        card["checks"]["onnx"]["max_abs_diff"])
+    if "weights" in formats:
+        info = write_weights(model, folder)
+        card["weights"] = {**card.get("weights", {}), **info}
+        card["files"]["weights"] = info["file"]
+        card["checks"]["reference"] = reference_output(model, input_shape)
+
+
+def export_trial(run: Any, *, rank: int | None = None, trial_id: int | None = None,
+                 formats: str | Sequence[str] | None = None, out: str | Path | None = None,
+                 train_epochs: int | None = None, reward: RewardConfig | None = None,
+                 opset: int = 17, overwrite: bool = False) -> ExportResult:
+    """Export one trial of ``run`` (a :class:`nas.results.Run`) as an architecture card folder.
+
+    Args:
+        run: the loaded run.
+        rank / trial_id: which trial (default: rank 1 under ``reward``).
+        formats: subset of ``json,pt2,onnx,weights`` (default: all; onnx where installed).
+        out: the folder to create (default ``<run>/export/trial-<id>``).
+        train_epochs: train the child this many epochs first (the weights are then trained ones).
+        reward: ranking settings (default: the run's own, see :func:`nas.analyze.reward_settings`).
+        opset: ONNX opset.
+        overwrite: replace an existing non-empty ``out``.
+
+    Raises:
+        UsageError: bad selection, format, folder or training failure; nothing is written then.
+    """
+    from nas import get_space
+    from nas.analyze import reward_settings
+
+    wanted = parse_formats(formats)
+    if train_epochs is not None and (isinstance(train_epochs, bool)
+                                     or not isinstance(train_epochs, int) or train_epochs < 1):
+        raise UsageError(f"--train-epochs {train_epochs!r}: must be an integer >= 1")
+    reward = reward if reward is not None else reward_settings(run.config)
+    record, found_rank, value = select_trial(run, rank=rank, trial_id=trial_id, reward=reward)
+    target = Path(out) if out is not None else run.path / "export" / f"trial-{record['trial_id']}"
+    _check_out(target, overwrite)
+    name, options = card_space(run.config)
+    space = get_space(name, **options)
+    arch = space.validate(record["arch"])
+    torch.manual_seed(_seed(run.config))
+    model = space.build(arch)
+    selection = {"rank": found_rank, "reward": value,
+                 "reward_settings": None if reward is None else reward.to_dict()}
+    card = _card(run, record, space, arch, model, selection)
+    if train_epochs:
+        card["weights"] = {"trained_epochs": train_epochs,
+                           "train": train_for_export(model, run.config, train_epochs)}
+    model.eval()
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(f".{target.name}.tmp-{uuid.uuid4().hex[:8]}")
+    tmp.mkdir()  # the umask applies, unlike tempfile.mkdtemp's 0700
+    try:
+        _write_artifacts(tmp, model, space.input_shape(), wanted, card, opset)
+        card = _clean(card)  # NaN -> null, tuples -> lists: the card is plain JSON data
+        text = json.dumps(card, indent=2, allow_nan=False)
+        (tmp / CARD).write_text(text + "\n", encoding="utf-8")
+        _fix_modes(tmp)
+        _commit(tmp, target)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    sizes = {p.name: p.stat().st_size for p in sorted(target.iterdir()) if p.is_file()}
+    log.info("exported trial %s to %s", record["trial_id"], target)
+    return ExportResult(path=target, card=card, sizes=sizes)
+
+
+def load_card(path: str | Path) -> tuple[dict[str, Any], Path]:
+    """Read a card (``arch.json`` or the folder holding it); returns ``(card, folder)``."""
+    path = Path(path)
+    file = path / CARD if path.is_dir() else path
+    try:
+        card = json.loads(file.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise UsageError(f"card {str(file)!r}: no such file") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise UsageError(f"card {str(file)!r}: cannot read JSON ({exc})") from None
+    if not isinstance(card, dict) or not isinstance(card.get("decisions"), dict):
+        raise UsageError(f"card {str(file)!r}: expected a JSON object with 'space' and 'decisions'")
+    return card, file.parent
+
+
+def build_from_card(path: str | Path, *, weights: bool = True) -> nn.Module:
+    """Rebuild the model of an architecture card, in eval mode.
+
+    Args:
+        path: ``arch.json`` or the export folder holding it.
+        weights: load the card's weights file when it has one (trained or initial weights).
+
+    Raises:
+        UsageError: unreadable card, unknown space, decisions not in the space, a key that does
+            not match the decisions, or a missing/mismatched weights file.
+    """
+    from nas import get_space
+
+    card, folder = load_card(path)
+    name, options = card_space(card)
+    space = get_space(name, **options)
+    arch = space.validate(card["decisions"])
+    if card.get("arch_key") not in (None, arch.key):
+        raise UsageError(f"card arch_key {card['arch_key']!r} does not match its decisions "
+                         f"({arch.key}); the card was edited or the space changed")
+    torch.manual_seed(int((card.get("model") or {}).get("seed", 0)))
+    model = space.build(arch)
+    files, info = card.get("files") or {}, card.get("weights") or {}
+    if weights and files.get("weights"):
+        load_weights(model, folder / files["weights"], info.get("format", "safetensors"))
+    return model.eval()
+
+
+def verify_card(path: str | Path, model: nn.Module | None = None, *,
+                weights: bool = True) -> dict[str, Any]:
+    """Compare a card's model (rebuilt unless given) with the card.
+
+    Args:
+        path: the card or its folder.
+        model: the model built from it (default: :func:`build_from_card`).
+        weights: whether the model holds the card's weights (outputs are compared only then).
+
+    Returns:
+        ``{"params", "card_params", "params_match", "reference_max_abs_diff", "outputs_match"}``
+        (the last two None without weights or a stored reference).
+    """
+    card, _ = load_card(path)
+    model = model if model is not None else build_from_card(path, weights=weights)
+    params = int(sum(p.numel() for p in model.parameters()))
+    expected = (card.get("model") or {}).get("params")
+    reference = (card.get("checks") or {}).get("reference")
+    has_weights = bool((card.get("files") or {}).get("weights"))
+    diff = check_reference(model, reference) if weights and reference and has_weights else None
+    return {"params": params, "card_params": expected,
+            "params_match": expected is None or expected == params,
+            "reference_max_abs_diff": diff,
+            "outputs_match": None if diff is None else bool(diff <= 1e-4)}

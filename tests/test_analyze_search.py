@@ -1,0 +1,104 @@
+"""Analysis and export on a run folder made by one real small search (local Ray, toy space).
+
+The search runs once for this module; every test reads its run folder.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+import nas
+from nas.cli import main
+
+pytestmark = [pytest.mark.ray, pytest.mark.slow]
+
+TOY = {
+    "space": {"name": "nas.testing.fixtures:ToySpace"},
+    "controller": {"name": "evolution", "options": {"population_size": 3, "sample_size": 2}},
+    "evaluator": {"dataset": "digits", "epochs": 2},
+    "latency": {"repeats": 6, "warmup": 1, "rounds": 2},
+    "reward": {"preset": "soft", "target": 0.05},
+    "search": {"trials": 6, "concurrency": 2},
+    "ray": {"num_cpus": 2},
+}
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory):
+    from nas.config import parse_config
+    from nas.runner.driver import start_search
+
+    root = tmp_path_factory.mktemp("search")
+    config = parse_config({**TOY, "results_dir": str(root)})
+    result = start_search(config, name="real")
+    assert result.complete and result.trials == 6
+    return result.run_dir
+
+
+def test_rewards_recomputed_from_raw_metrics_match_the_search(run_dir):
+    run = nas.load_run(run_dir)
+    assert len(run.trials) == 6
+    ranked = run.best(6)
+    stored = run.trials.set_index("trial_id")["reward"]
+    assert len(ranked) == (run.trials["status"] == "complete").sum() > 0
+    assert np.allclose(ranked["reward"], stored[ranked["trial_id"]].to_numpy())
+    assert list(ranked["reward"]) == sorted(ranked["reward"], reverse=True)
+    front = run.pareto()
+    assert 1 <= len(front) <= len(ranked)
+    assert int(ranked.iloc[0]["trial_id"]) in set(front["trial_id"])  # the best is non-dominated
+    prog = run.progress()
+    assert len(prog) == 6 and prog["best_reward"].iloc[-1] == pytest.approx(ranked["reward"][0])
+
+
+def test_rerank_for_another_target_changes_only_the_scores(run_dir):
+    run = nas.load_run(run_dir)
+    latency = run.trials.set_index("trial_id")["latency_ms"]
+    accuracy = run.trials.set_index("trial_id")["accuracy"]
+    target = float(latency.median())
+    top = run.best(6, target_ms=target, alpha=0.0, beta=-1.0)
+    for tid, reward in zip(top["trial_id"], top["reward"], strict=True):
+        lat, acc = latency[tid], accuracy[tid]
+        assert reward == pytest.approx(acc if lat <= target else acc * target / lat)
+
+
+def test_cli_analyze_writes_report(run_dir, capsys):
+    assert main(["analyze", str(run_dir), "--top", "3"]) == 0
+    out = capsys.readouterr().out
+    assert "Top architectures" in out and "Pareto front: accuracy vs latency" in out
+    for name in ("pareto.png", "progress.png", "report.html", "analysis.json"):
+        assert (run_dir / "analysis" / name).stat().st_size > 0
+    data = json.loads((run_dir / "analysis" / "analysis.json").read_text())
+    assert data["counts"]["complete"] + data["counts"]["failed"] + data["counts"]["pruned"] == 6
+
+
+def test_export_best_and_build_it_back(run_dir, tmp_path, capsys):
+    out = tmp_path / "best"
+    assert main(["export", str(run_dir), "--rank", "1", "--out", str(out)]) == 0
+    text = capsys.readouterr().out
+    card = json.loads((out / "arch.json").read_text())
+    assert card["provenance"]["device"]["torch"] and card["provenance"]["dataset"] == "digits"
+    assert card["provenance"]["epochs"] == 2 and card["metrics"]["latency_n"] > 0
+    assert card["model"]["params"] == card["metrics"]["params"]
+    assert (out / "model.pt2").exists() and (out / card["files"]["weights"]).exists()
+    if "onnx" in card["files"]:
+        assert "max abs diff" in text and card["checks"]["onnx"]["max_abs_diff"] < 1e-4
+    model = nas.build_from_card(out)
+    assert sum(p.numel() for p in model.parameters()) == card["metrics"]["params"]
+    assert main(["build", str(out)]) == 0
+
+
+def test_compare_with_a_shorter_run(run_dir, tmp_path, capsys):
+    short = tmp_path / "short"
+    shutil.copytree(run_dir, short, ignore=shutil.ignore_patterns("tune", "analysis"))
+    lines = (short / "trials.jsonl").read_text().splitlines(keepends=True)
+    (short / "trials.jsonl").write_text("".join(lines[:3]))
+    assert main(["compare", str(run_dir), str(short), "--out", str(tmp_path / "cmp"),
+                 "--format", "json"]) == 0
+    summary = {row["run"]: row for row in json.loads(capsys.readouterr().out)["summary"]}
+    assert summary["real"]["trials"] == 6 and summary["short"]["trials"] == 3
+    assert summary["real"]["best_reward"] >= summary["short"]["best_reward"]
+    assert (tmp_path / "cmp" / "compare.png").stat().st_size > 0

@@ -1,0 +1,241 @@
+"""Architecture cards on a crafted MnasNet run (no Ray): card, pt2, ONNX, weights, rebuild."""
+
+from __future__ import annotations
+
+import json
+import re
+import zipfile
+
+import numpy as np
+import pytest
+import torch
+
+import nas
+from nas.errors import UsageError
+from nas.export import build_from_card, export_trial, load_card, parse_formats, verify_card
+from nas.export_formats import seeded_input
+from nas.results import RunDir
+
+SPACE = {"name": "mnasnet",
+         "options": {"input_size": 8, "in_channels": 1, "num_classes": 10, "width_mult": 0.5,
+                     "stem_channels": 8, "head_channels": 32, "skeleton": [[16, 1, 1], [24, 1, 2]],
+                     "activation": "relu", "dropout": 0.0}}
+CONFIG = {"space": SPACE, "controller": {"name": "random", "options": {}},
+          "evaluator": {"dataset": "digits", "epochs": 3, "batch_size": 64, "lr": 0.05},
+          "latency": {"device": "cpu", "threads": 1},
+          "reward": {"preset": "hard", "target": 1.0}, "search": {"trials": 4}}
+BLOCK = re.compile(r"^(ir_r\d+_k[35]_s[12]_e[36]|ds_r\d+_k[35]_s[12]|cn_r\d+_k[35]_s[12])"
+                   r"_c\d+(_se0\.25)?(_noskip)?$")
+FINGERPRINT = {"device": "cpu", "cpu": "test cpu", "threads": 1, "torch": torch.__version__,
+               "runtime": "torch", "key": "abc123"}
+
+
+def make_run(root, name="mnas"):
+    space = nas.get_space(SPACE["name"], **SPACE["options"])
+    rng = np.random.default_rng(0)
+    run = RunDir.create(root, name, CONFIG)
+    for tid, (status, acc) in enumerate([("complete", 0.9), ("complete", 0.8),
+                                         ("failed", None), ("complete", 0.7)]):
+        arch = space.sample(rng)
+        metrics = {} if status == "failed" else {
+            "accuracy": acc, "latency_ms": 0.5, "latency_p10_ms": 0.45, "latency_p90_ms": 0.6,
+            "latency_spread": 0.3, "latency_n": 30, "params": 1000, "macs": 20000,
+            "dataset": "digits", "train": {"epochs": 3, "val_accuracy": acc, "history": [{}]}}
+        run.append_trial({"trial_id": tid, "tune_trial_id": f"t{tid}", "arch_key": arch.key,
+                          "arch": dict(arch.items()), "status": status,
+                          "error": "RuntimeError: boom" if status == "failed" else None,
+                          "metrics": metrics, "reward": acc, "timings": {"train_s": 1.0},
+                          "device": FINGERPRINT, "node": {"hostname": "h"}, "step": tid + 1})
+    return nas.load_run(run.path)
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    return make_run(tmp_path_factory.mktemp("runs"))
+
+
+@pytest.fixture(scope="module")
+def exported(run, tmp_path_factory):
+    """One full export (pt2, onnx where installed, weights) shared by the card tests."""
+    out = tmp_path_factory.mktemp("exports") / "best"
+    return export_trial(run, rank=1, out=out)
+
+
+def test_card_contents(run, exported):
+    card = json.loads((exported.path / "arch.json").read_text())
+    space = nas.get_space("mnasnet", **SPACE["options"])
+    arch = space.validate(card["decisions"])
+    assert card["format"] == "mnas-card/1" and card["arch_key"] == arch.key
+    assert card["arch_key"] == run.records[0]["arch_key"]  # rank 1: accuracy 0.9, reward 0.9
+    assert card["space"] == {"name": "mnasnet", "options": space.options}
+    assert card["selection"]["rank"] == 1 and card["selection"]["reward"] == pytest.approx(0.9)
+    strings = card["structure"]["block_strings"]
+    assert len(strings) == 2 and all(BLOCK.match(s) for s in strings), strings
+    assert card["structure"]["block_table"][1]["stride"] == 2
+    assert card["input_shape"] == [1, 8, 8]
+    assert card["model"]["params"] == sum(p.numel() for p in space.build(arch).parameters())
+    assert card["metrics"]["accuracy"] == 0.9 and "history" not in card["metrics"]["train"]
+    prov = card["provenance"]
+    assert prov["device"] == FINGERPRINT and prov["dataset"] == "digits" and prov["epochs"] == 3
+    assert prov["latency"]["spread"] == 0.3 and prov["latency"]["p90_ms"] == 0.6
+    assert prov["trial_id"] == 0 and prov["run"] == "mnas"
+
+
+def test_pt2_archive_and_check(exported):
+    check = exported.card["checks"]["pt2"]
+    assert check["dynamic_batch"] is True and check["max_abs_diff"] < 1e-5
+    with zipfile.ZipFile(exported.path / "model.pt2") as archive:  # read the listing only
+        assert any(name.endswith(".json") for name in archive.namelist())
+    assert exported.sizes["model.pt2"] > 1000
+
+
+def test_onnx_matches_pytorch_in_onnxruntime(exported):
+    if "onnx" not in exported.card["files"]:
+        pytest.skip("the onnx extra (onnx, onnxruntime) is not installed")
+    onnx = exported.card["checks"]["onnx"]
+    assert onnx["ok"] and onnx["max_abs_diff"] < 1e-4 and onnx["input_shape"] == [1, 1, 8, 8]
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(str(exported.path / "model.onnx"),
+                                   providers=["CPUExecutionProvider"])
+    x = seeded_input((1, 1, 8, 8), seed=5)
+    ours = session.run(None, {"input": x.numpy()})[0]
+    with torch.inference_mode():
+        ref = build_from_card(exported.path)(x).numpy()
+    assert np.abs(ours - ref).max() < 1e-4
+
+
+def test_build_from_card_same_params_and_outputs(exported):
+    card = exported.card
+    model = nas.build_from_card(str(exported.path / "arch.json"))
+    assert sum(p.numel() for p in model.parameters()) == card["model"]["params"]
+    check = verify_card(exported.path)
+    assert check["params_match"] and check["outputs_match"] and check["reference_max_abs_diff"] == 0
+    # a model built without the weights, then given the same weights, gives the same outputs
+    bare = build_from_card(exported.path, weights=False)
+    bare.load_state_dict(model.state_dict())
+    x = seeded_input((3, 1, 8, 8), seed=9)
+    with torch.inference_mode():
+        assert torch.equal(bare(x), model(x))
+
+
+def test_card_is_an_arch_file_for_the_cli(exported):
+    from nas.cli._common import load_arch_file
+
+    space, arch = load_arch_file(exported.path / "arch.json")
+    assert arch.key == exported.card["arch_key"] and space.options["input_size"] == 8
+
+
+def test_select_by_trial_and_new_target(run, tmp_path):
+    result = export_trial(run, trial_id=3, formats="json", out=tmp_path / "t3")
+    assert result.card["selection"]["rank"] == 3 and set(result.sizes) == {"arch.json"}
+    # at T = 0.25 ms every trial is over the target: reward = acc * 0.25 / 0.5, same order
+    reward = run.reward(0.25)
+    result = export_trial(run, rank=2, formats="json", out=tmp_path / "r2", reward=reward)
+    assert result.card["provenance"]["trial_id"] == 1
+    assert result.card["selection"]["reward"] == pytest.approx(0.4)
+
+
+def test_weights_without_safetensors_are_a_weights_only_state_dict(run, tmp_path, monkeypatch):
+    import nas.export_formats as formats
+
+    monkeypatch.setattr(formats, "safetensors_available", lambda: False)
+    result = export_trial(run, rank=1, formats="weights", out=tmp_path / "w")
+    assert result.card["files"]["weights"] == "model_weights.pt"
+    state = torch.load(result.path / "model_weights.pt", weights_only=True)
+    model = build_from_card(result.path)
+    assert set(state) == set(model.state_dict())
+    assert verify_card(result.path)["outputs_match"]
+
+
+def test_train_epochs_trains_before_export(run, tmp_path):
+    result = export_trial(run, rank=1, formats="json,weights", out=tmp_path / "trained",
+                          train_epochs=1)
+    weights = result.card["weights"]
+    assert weights["trained_epochs"] == 1 and weights["train"]["epochs"] == 1
+    assert 0.0 <= weights["train"]["val_accuracy"] <= 1.0
+    trained = build_from_card(result.path)
+    fresh = build_from_card(result.path, weights=False)  # the seeded initial weights
+    changed = [k for k, v in trained.state_dict().items()
+               if v.is_floating_point() and not torch.equal(v, fresh.state_dict()[k])]
+    assert changed and verify_card(result.path)["outputs_match"]
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    ({"rank": 4}, "--rank 4: the run has only 3 complete trials"),
+    ({"rank": 0}, "--rank 0"),
+    ({"trial_id": 42}, "--trial 42: no such trial"),
+    ({"trial_id": 2}, "--trial 2: the trial is failed"),
+    ({"rank": 1, "trial_id": 0}, "not both"),
+    ({"formats": "json,tflite"}, "--format 'tflite': unknown format"),
+    ({"train_epochs": 0}, "--train-epochs 0"),
+])
+def test_bad_selection_writes_nothing(run, tmp_path, kwargs, match):
+    with pytest.raises(UsageError, match=re.escape(match)):
+        export_trial(run, out=tmp_path / "out", **kwargs)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_existing_folder_and_failures_leave_nothing_half_written(run, tmp_path, monkeypatch):
+    out = tmp_path / "out"
+    export_trial(run, formats="json", out=out)
+    with pytest.raises(UsageError, match="exists; choose another folder or pass --force"):
+        export_trial(run, formats="json", out=out)
+    import nas.export as export_mod
+
+    def broken(*args, **kwargs):
+        raise UsageError("--format pt2: torch.export failed: on purpose")
+
+    monkeypatch.setattr(export_mod, "write_pt2", broken)
+    with pytest.raises(UsageError, match="on purpose"):
+        export_trial(run, formats="json,pt2", out=out, overwrite=True)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]  # no temporary folders
+    assert sorted(p.name for p in out.iterdir()) == ["arch.json"]  # the old export is intact
+    monkeypatch.undo()
+    result = export_trial(run, formats="json,weights", out=out, overwrite=True)
+    weights = result.card["files"]["weights"]  # model.safetensors, or model_weights.pt without it
+    assert sorted(p.name for p in out.iterdir()) == sorted(["arch.json", weights])
+
+
+def test_onnx_format_without_the_extra(monkeypatch):
+    import nas.export as export_mod
+
+    monkeypatch.setattr(export_mod, "onnx_available", lambda: False)
+    with pytest.raises(UsageError, match=re.escape("pip install 'mnas[onnx]'")):
+        parse_formats("json,onnx")
+    assert parse_formats(None) == ("json", "pt2", "weights")
+    monkeypatch.undo()
+    assert parse_formats("weights") == ("json", "weights")
+
+
+def test_bad_cards(exported, tmp_path):
+    card, _ = load_card(exported.path)
+    edited = tmp_path / "edited"
+    edited.mkdir()
+    (edited / "arch.json").write_text(json.dumps({**card, "arch_key": "0" * 16}))
+    with pytest.raises(UsageError, match="does not match its decisions"):
+        build_from_card(edited)
+    (edited / "arch.json").write_text(json.dumps(card))  # lists weights that are not there
+    with pytest.raises(UsageError, match="no such file"):
+        build_from_card(edited)
+    assert build_from_card(edited, weights=False) is not None
+    bad = {**card, "decisions": {**card["decisions"], "b1.kernel": 7}}
+    (edited / "arch.json").write_text(json.dumps(bad))
+    with pytest.raises(UsageError, match="b1.kernel: value 7 is not allowed"):
+        build_from_card(edited)
+    (edited / "arch.json").write_text("{not json")
+    with pytest.raises(UsageError, match="cannot read JSON"):
+        build_from_card(edited)
+    with pytest.raises(UsageError, match="no such file"):
+        build_from_card(tmp_path / "missing.json")
+
+
+def test_run_api_export_and_report_blocks(run, tmp_path):
+    from nas.report import chosen_blocks
+
+    result = run.export(2, target_ms=0.25, formats="json", out=tmp_path / "api")
+    assert result.card["provenance"]["trial_id"] == 1 and result.sizes["arch.json"] > 0
+    blocks = chosen_blocks(run.analyze(k=2))
+    space = nas.get_space("mnasnet", **SPACE["options"])
+    best = space.validate(run.records[0]["arch"])
+    assert blocks == " ".join(space.describe(best)["block_strings"])
