@@ -7,8 +7,9 @@ Every helper raises :class:`nas.errors.ConfigError` whose message starts with th
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from dataclasses import fields
 from typing import Any
 
 import torch
@@ -106,3 +107,12 @@ def torch_threads(threads: int | None) -> Iterator[None]:
         yield
     finally:
         torch.set_num_threads(old)
+
+
+def from_plain(cls: Any, data: Mapping[str, Any], prefix: str) -> Any:
+    """``cls(**data)`` for a settings dataclass; an unknown key raises ConfigError naming it."""
+    known = {f.name for f in fields(cls)}
+    for key in data:
+        if key not in known:
+            raise ConfigError(f"{prefix}.{key}: unknown key; known: {', '.join(sorted(known))}")
+    return cls(**dict(data))

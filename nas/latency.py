@@ -31,7 +31,7 @@ import logging
 import platform
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
@@ -44,6 +44,7 @@ from nas._checks import (
     check_device,
     check_int,
     check_number,
+    from_plain,
     resolve_device,
     torch_threads,
 )
@@ -112,11 +113,7 @@ class LatencyConfig:
     @classmethod
     def from_dict(cls, data: Mapping[str, Any], prefix: str = "latency") -> LatencyConfig:
         """Build from plain data; an unknown key raises ConfigError naming it."""
-        known = {f.name for f in fields(cls)}
-        for key in data:
-            if key not in known:
-                raise ConfigError(f"{prefix}.{key}: unknown key; known: {', '.join(sorted(known))}")
-        return cls(**dict(data))
+        return from_plain(cls, data, prefix)
 
     def measure_kwargs(self) -> dict[str, Any]:
         """Keyword arguments of :func:`measure_latency`."""

@@ -5,7 +5,7 @@ A run folder holds:
 - ``config.yaml``: the resolved configuration (written once, at creation);
 - ``trials.jsonl``: one JSON line per finished trial, appended and flushed (and fsynced) by the
   driver only; a torn last line (a crash mid-write) is skipped on read;
-- ``controller.json`` (+ ``controller.pt`` for tensors, weights-only): the controller state after
+- ``controller.json`` (+ ``controller.<hash>.pt`` for tensors, weights-only): the state after
   every tell, written atomically;
 - ``run.json``: bookkeeping (status, segments, the driver's pid and Ray temp folder);
 - ``tune/``: Ray Tune's experiment folders (one per search segment); ``trials.parquet`` at the end.

@@ -15,7 +15,7 @@ import logging
 import math
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import torch
@@ -27,11 +27,12 @@ from nas._checks import (
     check_device,
     check_int,
     check_number,
+    from_plain,
     resolve_device,
     torch_threads,
 )
 from nas.data import Dataset
-from nas.errors import ConfigError, TrialFailed
+from nas.errors import TrialFailed
 
 __all__ = ["TrainConfig", "TrainResult", "train", "evaluate_accuracy", "make_optimizer",
            "lr_factor", "OPTIMIZERS", "SCHEDULES"]
@@ -119,11 +120,7 @@ class TrainConfig:
     @classmethod
     def from_dict(cls, data: Mapping[str, Any], prefix: str = "train") -> TrainConfig:
         """Build from plain data; an unknown key raises ConfigError naming it."""
-        known = {f.name for f in fields(cls)}
-        for key in data:
-            if key not in known:
-                raise ConfigError(f"{prefix}.{key}: unknown key; known: {', '.join(sorted(known))}")
-        return cls(**dict(data))
+        return from_plain(cls, data, prefix)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain data."""

@@ -13,18 +13,11 @@ import pytest
 
 import nas
 from nas.cli import main
+from nas.testing.fixtures import TOY_SEARCH
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
 
-TOY = {
-    "space": {"name": "nas.testing.fixtures:ToySpace"},
-    "controller": {"name": "evolution", "options": {"population_size": 3, "sample_size": 2}},
-    "evaluator": {"dataset": "digits", "epochs": 2},
-    "latency": {"repeats": 6, "warmup": 1, "rounds": 2},
-    "reward": {"preset": "soft", "target": 0.05},
-    "search": {"trials": 6, "concurrency": 2},
-    "ray": {"num_cpus": 2},
-}
+TOY = TOY_SEARCH
 
 
 @pytest.fixture(scope="module")

@@ -15,18 +15,11 @@ import yaml
 
 import nas
 from nas.runner.session import stray_ray_processes
+from nas.testing.fixtures import TOY_SEARCH
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
 
-TOY = {
-    "space": {"name": "nas.testing.fixtures:ToySpace"},
-    "controller": {"name": "evolution", "options": {"population_size": 3, "sample_size": 2}},
-    "evaluator": {"dataset": "digits", "epochs": 2},
-    "latency": {"repeats": 6, "warmup": 1, "rounds": 2},
-    "reward": {"preset": "soft", "target": 0.05},
-    "search": {"trials": 6, "concurrency": 2},
-    "ray": {"num_cpus": 2},
-}
+TOY = TOY_SEARCH
 
 
 def config(tmp_path, **patch):

@@ -20,7 +20,18 @@ from torch import nn
 
 from nas.space import Arch, Choice, Space
 
-__all__ = ["ToySpace", "FaultSpace", "fixed_time"]
+__all__ = ["ToySpace", "FaultSpace", "fixed_time", "TOY_SEARCH"]
+
+# a small real search (tiny MLPs on digits), used by tests that need a run folder
+TOY_SEARCH: dict[str, Any] = {
+    "space": {"name": "nas.testing.fixtures:ToySpace"},
+    "controller": {"name": "evolution", "options": {"population_size": 3, "sample_size": 2}},
+    "evaluator": {"dataset": "digits", "epochs": 2},
+    "latency": {"repeats": 6, "warmup": 1, "rounds": 2},
+    "reward": {"preset": "soft", "target": 0.05},
+    "search": {"trials": 6, "concurrency": 2},
+    "ray": {"num_cpus": 2},
+}
 
 
 class _Input(Space):
