@@ -1,8 +1,8 @@
 """Saving and loading controller states: JSON plus a weights-only torch file for tensors.
 
 Controllers never do I/O; the driver calls :func:`save_state` after every tell and
-:func:`load_state` on resume. Nothing is pickled: tensors are read back with
-``torch.load(..., weights_only=True)``.
+:func:`load_state` on resume. Tensors go to a separate file written by ``torch.save`` and read back
+with ``torch.load(..., weights_only=True)``; nothing else is pickled.
 """
 
 from __future__ import annotations
