@@ -109,11 +109,7 @@ def pareto_figure(analysis: Any) -> bytes:
 
 
 def _reward_label(reward: Any) -> str:
-    if reward is None:
-        return "reward (stored)"
-    unit = {"latency": " ms", "macs": " MACs", "params": " params"}[reward.metric]
-    return (f"reward ACC x (cost/T)^w, T = {reward.target:g}{unit}, "
-            f"alpha {reward.alpha:g}, beta {reward.beta:g}")
+    return "reward (stored)" if reward is None else f"reward {reward.describe()}"
 
 
 def progress_figure(analysis: Any) -> bytes:

@@ -123,9 +123,7 @@ def reward_text(reward: Any) -> str:
     """One line describing reward settings (None: the stored reward)."""
     if reward is None:
         return "stored reward (the run has no reward settings)"
-    unit = {"latency": "ms", "macs": "MACs", "params": "parameters"}[reward.metric]
-    return (f"ACC x ({reward.cost_key}/T)^w, T = {reward.target:g} {unit}, "
-            f"alpha = {reward.alpha:g}, beta = {reward.beta:g}")
+    return reward.describe()
 
 
 def chosen_blocks(analysis: Any) -> str | None:

@@ -109,6 +109,12 @@ class RewardConfig:
             self.beta,
         )
 
+    def describe(self) -> str:
+        """One line, e.g. ``ACC x (latency_ms/T)^w, T = 1 ms, alpha = -0.07, beta = -0.07``."""
+        unit = {"latency": "ms", "macs": "MACs", "params": "parameters"}[self.metric]
+        return (f"ACC x ({self.cost_key}/T)^w, T = {self.target:g} {unit}, "
+                f"alpha = {self.alpha:g}, beta = {self.beta:g}")
+
     def to_dict(self) -> dict[str, Any]:
         """Plain data, e.g. for a resolved config."""
         return asdict(self)

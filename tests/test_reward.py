@@ -130,3 +130,11 @@ def test_pareto_mask_keeps_duplicates_and_checks_shape():
     assert pareto_mask([], maximize=[True, False]).tolist() == []
     with pytest.raises(ValueError, match="n x 2"):
         pareto_mask([[1.0, 2.0, 3.0]], maximize=[True, False])
+
+
+def test_describe_names_cost_target_and_exponents():
+    from nas.reward import RewardConfig
+
+    assert RewardConfig.from_preset("hard", 2.5).describe() == (
+        "ACC x (latency_ms/T)^w, T = 2.5 ms, alpha = 0, beta = -1")
+    assert "T = 3e+08 MACs" in RewardConfig(target=3e8, metric="macs").describe()
