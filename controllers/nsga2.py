@@ -93,15 +93,16 @@ class NSGA2Controller(Controller):
     ``wants_metrics`` is ``True``: tell each proposal the raw metrics, e.g.
     ``{"accuracy": 0.72, "latency_ms": 11.8}``; a missing or non-finite objective is a failure.
 
-    Defaults from Deb et al. 2002 (section VI): population 100, crossover probability 0.9,
-    mutation probability ``1 / n`` per decision (``n`` decisions). With 100 children or fewer
-    the population is still random: use ``population_size=20`` or so for small budgets.
+    Defaults: crossover probability 0.9 and mutation probability ``1 / n`` per decision (``n``
+    decisions) from Deb et al. 2002 (section VI); population 20, not their 100: at 100 the first
+    100 children are random search, and on NAS-Bench-201 (accuracy against parameters) 20 gave
+    the largest hypervolume at 300 children of {10, 20, 50, 100} and tied 10 at 100 children.
 
     Args:
         space: the search space (at least two architectures).
         seed: seed of the controller's ``numpy.random.Generator``.
         objectives: ``(metric, "max" | "min")`` pairs (default accuracy up, latency_ms down).
-        population_size: N, members kept (>= 2; default 100).
+        population_size: N, members kept (>= 2; default 20).
         crossover_prob: probability that a child mixes two parents (0..1; default 0.9).
         mutation_prob: per-decision mutation probability (0..1; default ``1 / n``).
     """
@@ -114,7 +115,7 @@ class NSGA2Controller(Controller):
         *,
         seed: int | None = None,
         objectives: Sequence[Sequence[str]] = DEFAULT_OBJECTIVES,
-        population_size: int = 100,
+        population_size: int = 20,
         crossover_prob: float = 0.9,
         mutation_prob: float | None = None,
     ) -> None:

@@ -313,6 +313,15 @@ class Space:
         index[pos] = (index[pos] + 1 + int(rng.integers(n - 1))) % n
         return self._make(index)
 
+    def features(self, arch: Arch) -> list[float] | None:
+        """Extra numeric features of ``arch`` for model-based controllers, or ``None``.
+
+        Every controller can one-hot encode the decisions; a space whose decisions interact in a
+        known way can add features that expose it, e.g. the path encoding of a cell (BANANAS,
+        arXiv:1910.11858, section 4). Same length for every architecture of the space.
+        """
+        return None
+
     # -- text forms -------------------------------------------------------------------------
     def arch_from_json(self, data: str | Mapping[str, Any]) -> Arch:
         """Parse :meth:`Arch.to_json` output (or its dict); also accepts a bare decisions dict."""
@@ -352,6 +361,18 @@ class Space:
     def build(self, arch: Arch) -> Any:
         """Build ``arch`` as a ``torch.nn.Module`` (implemented by each concrete space)."""
         raise NotImplementedError(f"space {self.name!r} does not implement build()")
+
+    def count_params(self, arch: Arch) -> int:
+        """Parameters of the network :meth:`build` makes for ``arch``.
+
+        The default builds it on PyTorch's meta device (no memory, no initialisation); spaces
+        with a closed form override it (``nasbench201``), since a benchmark may ask for thousands.
+        """
+        import torch
+
+        with torch.device("meta"):
+            model = self.build(arch)
+        return int(sum(p.numel() for p in model.parameters()))
 
     def input_shape(self) -> tuple[int, int, int]:
         """Shape ``(C, H, W)`` of one input sample expected by :meth:`build`'s models."""

@@ -21,6 +21,8 @@ __all__ = ["NasBench201Space", "OPS", "EDGES"]
 
 OPS = ("none", "skip_connect", "nor_conv_1x1", "nor_conv_3x3", "avg_pool_3x3")
 EDGES = tuple((j, i) for j in range(1, 4) for i in range(j))  # (to, from) in benchmark order
+# every path from the cell's input (node 0) to its output (node 3), as (to, from) edges
+PATHS = (((3, 0),), ((1, 0), (3, 1)), ((2, 0), (3, 2)), ((1, 0), (2, 1), (3, 2)))
 
 
 def _label(to: int, frm: int) -> str:
@@ -99,6 +101,50 @@ class NasBench201Space(Space):
 
     def describe(self, arch: Arch) -> dict[str, Any]:
         return {"arch_str": self.to_string(arch)}
+
+    def count_params(self, arch: Arch) -> int:
+        """Parameters of the built network, in closed form (equal to counting the built model).
+
+        The network without its cells (stem, reduction blocks, last BN, head) is fixed; each
+        ``nor_conv_kxk`` edge of a cell at C channels adds a k x k conv (k^2 C^2) and a BN (2 C),
+        and the other operations have no parameters.
+        """
+        arch = self.validate(arch)
+        o = self.options
+        c, n, ch_in, classes = (o["channels"], o["cells_per_stage"], o["in_channels"],
+                                o["num_classes"])
+        fixed = 9 * ch_in * c + 2 * c  # stem conv + BN
+        for width in (c, 2 * c):  # reduction blocks to 2C and 4C
+            fixed += 9 * width * 2 * width + 2 * 2 * width  # strided conv + BN
+            fixed += 9 * (2 * width) ** 2 + 2 * 2 * width  # conv + BN
+            fixed += width * 2 * width  # 1x1 shortcut
+        fixed += 2 * 4 * c + 4 * c * classes + classes  # last BN, linear head
+        kernels = {"nor_conv_1x1": 1, "nor_conv_3x3": 3}
+        cells = 0
+        for width in (c, 2 * c, 4 * c):
+            for j, i in EDGES:
+                k = kernels.get(str(arch[_label(j, i)]))
+                if k is not None:
+                    cells += k * k * width * width + 2 * width
+        return fixed + n * cells
+
+    def features(self, arch: Arch) -> list[float]:
+        """Path encoding (BANANAS, arXiv:1910.11858, section 4): for every sequence of 1 to 3
+        non-``none`` operations, how many input-to-output paths of the cell apply exactly that
+        sequence (84 counts). A path through a ``none`` edge carries nothing and is not counted.
+        """
+        ops = OPS[1:]
+        offsets = {1: 0, 2: len(ops), 3: len(ops) + len(ops) ** 2}
+        counts = [0.0] * (len(ops) + len(ops) ** 2 + len(ops) ** 3)
+        for path in PATHS:
+            names = [str(arch[_label(j, i)]) for j, i in path]
+            if "none" in names:
+                continue
+            index = 0
+            for name in names:
+                index = index * len(ops) + ops.index(name)
+            counts[offsets[len(names)] + index] += 1.0
+        return counts
 
     def build(self, arch: Arch) -> Any:
         from search_spaces.nb201_model import NB201Network

@@ -19,10 +19,14 @@ SMALL = {  # options that make each algorithm leave its initial phase within the
     "evolution": {"population_size": 4, "sample_size": 2},
     "rl": {"batch_size": 4},
     "nsga2": {"population_size": 6},
+    "tpe": {"n_startup_trials": 4},
+    "bananas": {"n_init": 4, "epochs": 10, "num_random": 20},
 }
 VARIANTS = [(name, SMALL.get(name, {})) for name in CONTROLLERS.names()] + [
     ("random", {"dedup": True}),
     ("rl", {"batch_size": 3, "algorithm": "reinforce", "failure_reward": 0.0}),
+    ("rl", {"batch_size": 3, "normalize": False, "resample": 0, "learn_repeats": True}),
+    ("bananas", {"n_init": 3, "epochs": 5, "acquisition": "ei", "refit_growth": 0.0}),
 ]
 IDS = [f"{name}-{'-'.join(map(str, opts.values())) or 'defaults'}" for name, opts in VARIANTS]
 
@@ -73,10 +77,11 @@ def test_every_builtin_controller_is_covered():
 BAD_OPTIONS = [
     ("random", "dedup", 1), ("random", "max_retries", 0), ("random", "max_retries", 2.5),
     ("evolution", "population_size", 1), ("evolution", "population_size", "10"),
-    ("evolution", "sample_size", 0), ("evolution", "sample_size", 11),
+    ("evolution", "sample_size", 0), ("evolution", "sample_size", 21),
     ("rl", "algorithm", "a2c"), ("rl", "hidden_size", 0), ("rl", "lr", 0.0), ("rl", "lr", -1.0),
     ("rl", "lr", math.nan), ("rl", "lr", True), ("rl", "batch_size", 0), ("rl", "ppo_epochs", 0),
     ("rl", "clip", 0.0), ("rl", "clip", 1.0), ("rl", "entropy_weight", -0.1),
+    ("rl", "normalize", 1), ("rl", "resample", -1), ("rl", "learn_repeats", "no"),
     ("rl", "baseline_decay", 1.0), ("rl", "baseline_decay", -0.5), ("rl", "init_range", 0.0),
     ("rl", "failure_reward", math.inf), ("rl", "failure_reward", "low"),
     ("nsga2", "population_size", 1), ("nsga2", "crossover_prob", 1.5),
@@ -84,6 +89,9 @@ BAD_OPTIONS = [
     ("nsga2", "objectives", "accuracy"), ("nsga2", "objectives", [("accuracy", "up")]),
     ("nsga2", "objectives", [("accuracy", "max"), ("accuracy", "min")]),
     ("nsga2", "objectives", [("accuracy",)]), ("nsga2", "objectives", [("", "max")]),
+    ("tpe", "n_startup_trials", -1), ("tpe", "n_ei_candidates", 0), ("tpe", "max_retries", -1),
+    ("tpe", "constant_liar", 1), ("tpe", "multivariate", "no"), ("tpe", "objectives", []),
+    ("tpe", "objectives", [("accuracy", "up")]),
 ]
 
 
@@ -116,8 +124,8 @@ def test_single_architecture_space_is_rejected_where_mutation_is_needed(name):
 
 
 def test_sample_size_above_population_message(nb201):
-    with pytest.raises(ConfigError, match=r"sample_size=11: must be <= population_size \(10\)"):
-        CONTROLLERS.create("evolution", space=nb201, sample_size=11)
+    with pytest.raises(ConfigError, match=r"sample_size=21: must be <= population_size \(20\)"):
+        CONTROLLERS.create("evolution", space=nb201, sample_size=21)
 
 
 def test_seed_none_draws_entropy_and_is_recorded(nb201):

@@ -103,3 +103,28 @@ def test_options(space):
     with pytest.raises(UsageError, match="cells_per_stage=0"):
         nas.get_space("nasbench201", cells_per_stage=0)
     assert space.describe(space.from_string(ALL_NONE)) == {"arch_str": ALL_NONE}
+
+
+def test_count_params_in_closed_form_equals_the_built_network():
+    from nas.space import Space
+
+    rng = np.random.default_rng(0)
+    for options in ({}, {"channels": 8, "cells_per_stage": 2, "in_channels": 1,
+                         "num_classes": 7}):
+        space = nas.get_space("nasbench201", **options)
+        for _ in range(6):
+            arch = space.sample(rng)
+            assert space.count_params(arch) == Space.count_params(space, arch)
+
+
+def test_path_encoding_counts_the_input_output_paths():
+    space = nas.get_space("nasbench201")
+    conv = ("|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|"
+            "+|nor_conv_3x3~0|nor_conv_3x3~1|nor_conv_3x3~2|")
+    feats = space.features(space.from_string(conv))
+    assert len(feats) == 84 and sum(feats) == 4  # all four paths exist
+    ops = ("skip_connect", "nor_conv_1x1", "nor_conv_3x3", "avg_pool_3x3")
+    k = ops.index("nor_conv_3x3")
+    assert feats[k] == 1 and feats[4 + 5 * k] == 2 and feats[20 + 21 * k] == 1
+    cut = "|none~0|+|none~0|none~1|+|none~0|none~1|none~2|"
+    assert sum(space.features(space.from_string(cut))) == 0
