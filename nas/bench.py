@@ -4,23 +4,31 @@ A tabular benchmark (NAS-Bench-201, arXiv:2001.00326, or any CSV with one row pe
 replaces training by a table lookup, so a controller's search quality can be measured over many
 seeds in seconds. Each trial asks the controller, looks the architecture up by the space's canonical
 string (:meth:`Space.to_string`), and tells the reward: the metric itself, or MnasNet's
-``ACC * (LAT / T) ** w`` (arXiv:1807.11626, eq. 2) when a latency column is given. Architectures
-missing from the table (or with a missing metric) are failed trials.
+``ACC * (COST / T) ** w`` (arXiv:1807.11626, eq. 2) when a cost is given (a latency column of the
+table, or the parameter count of the space's network). Architectures missing from the table (or
+with a missing metric) are failed trials.
+
+As in a search, a trial is a *new* architecture evaluated: a proposal already evaluated in the
+same search is answered with the stored result and the controller is asked again (``dedup``).
+``noise`` adds seeded Gaussian noise to what the controller is told; the curves report the true
+value of the architecture the controller was told was best.
 
 Python use::
 
     from nas import get_space
-    from nas.bench import TableObjective, run_bench, summarize, synthetic_table
+    from nas.bench import TableObjective, load_table, run_bench
+    from nas.bench_report import summarize
 
     space = get_space("nasbench201")
-    objective = TableObjective(space, synthetic_table(space, seed=0), key="arch_str",
-                               metric="accuracy")
-    curves = run_bench(objective, ["random", "evolution", "rl"], trials=100, seeds=30)
+    table = load_table("nb201_cifar10.csv", key="arch_str", metric="cifar10_test_acc")
+    objective = TableObjective(space, table, key="arch_str", metric="cifar10_test_acc")
+    curves = run_bench(objective, ["random", "evolution", "bananas"], trials=100, seeds=30)
     print(summarize(curves))
 """
 
 from __future__ import annotations
 
+import inspect
 import itertools
 import logging
 import math
@@ -31,27 +39,20 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from nas.controller import Controller
+from nas.controller import Controller, Proposal
 from nas.errors import UsageError
 from nas.registry import CONTROLLERS
 from nas.reward import mnas_reward
 from nas.space import Space
 
-__all__ = [
-    "TableObjective",
-    "load_table",
-    "synthetic_table",
-    "checkpoints",
-    "run_controller",
-    "run_bench",
-    "summarize",
-    "plot_curves",
-    "write_outputs",
-]
+__all__ = ["TableObjective", "load_table", "synthetic_table", "checkpoints", "run_controller",
+           "run_bench", "CURVE_COLUMNS", "MAX_REPEATS"]
 
 log = logging.getLogger(__name__)
 
-CURVE_COLUMNS = ["controller", "seed", "trial", "metric", "reward", "best_metric", "best_reward"]
+CURVE_COLUMNS = ["controller", "seed", "trial", "metric", "cost", "reward", "best_metric",
+                 "best_reward", "asks", "repeats", "distinct_late"]
+MAX_REPEATS = 100  # repeated proposals in a row answered from the records before one is re-run
 
 
 def load_table(path: str | Path, *, key: str, metric: str,
@@ -86,23 +87,29 @@ class TableObjective:
         table: one row per architecture.
         key: column of canonical strings (``arch_str`` for NAS-Bench-201).
         metric: column playing accuracy (higher is better).
-        latency_column: optional cost column; with it the reward is MnasNet's.
-        target_ms: the latency target T (required with ``latency_column``; > 0).
+        latency_column: optional latency column (the cost ``latency_ms``).
+        target_ms: the cost target T (required with a cost; > 0), in the cost's unit.
         alpha: exponent under the target (MnasNet soft preset: -0.07).
         beta: exponent over the target (soft: -0.07; hard: -1).
+        cost: ``"params"``: the cost is the parameter count of the space's network
+            (:meth:`Space.count_params`), instead of a latency column.
     """
 
     def __init__(self, space: Space, table: pd.DataFrame, *, key: str, metric: str,
                  latency_column: str | None = None, target_ms: float | None = None,
-                 alpha: float = -0.07, beta: float = -0.07) -> None:
+                 alpha: float = -0.07, beta: float = -0.07, cost: str | None = None) -> None:
         for flag, column in (("key", key), ("metric", metric), ("latency_column", latency_column)):
             if column is not None and column not in table.columns:
                 raise UsageError(f"{flag}={column!r}: no such column in the table")
-        if latency_column is not None and (
+        if cost not in (None, "params"):
+            raise UsageError(f"cost={cost!r}: allowed: params (or a latency column)")
+        if cost is not None and latency_column is not None:
+            raise UsageError("cost: give either a latency column or cost='params', not both")
+        self.cost_name = "latency_ms" if latency_column else ("params" if cost else None)
+        if self.cost_name is not None and (
             target_ms is None or not math.isfinite(target_ms) or target_ms <= 0
         ):
-            raise UsageError(f"target_ms={target_ms!r}: a positive target is needed with a "
-                             "latency column")
+            raise UsageError(f"target={target_ms!r}: a positive target is needed with a cost")
         for name, value in (("alpha", alpha), ("beta", beta)):
             if not math.isfinite(value):
                 raise UsageError(f"{name}={value!r}: must be finite")
@@ -115,8 +122,10 @@ class TableObjective:
         columns = [metric] + ([latency_column] if latency_column else [])
         values = table[columns].apply(pd.to_numeric, errors="coerce").to_numpy(float)
         self._rows = dict(zip(table[key].astype(str), values, strict=True))
-        self._check_keys(table[key].astype(str).head(100))
+        self._keys = table[key].astype(str)
+        self._check_keys(self._keys.head(100))
         self.best_metric = float(np.nanmax(values[:, 0])) if len(values) else math.nan
+        self._params: dict[str, float] = {}
 
     def _check_keys(self, keys: pd.Series) -> None:
         for text in keys:
@@ -132,32 +141,54 @@ class TableObjective:
     @property
     def metric_names(self) -> tuple[str, ...]:
         """Names of the metrics :meth:`evaluate` returns."""
-        if self.latency_column:
-            return ("accuracy", "latency_ms", "reward")
-        return ("accuracy", "reward")
+        return ("accuracy", "reward") if self.cost_name is None else (
+            "accuracy", self.cost_name, "reward")
+
+    def _cost(self, text: str, row: np.ndarray) -> float:
+        if self.latency_column is not None:
+            return float(row[1])
+        if text not in self._params:
+            self._params[text] = float(self.space.count_params(self.space.from_string(text)))
+        return self._params[text]
+
+    def costs(self) -> np.ndarray:
+        """The cost of every architecture of the table (for reference fronts)."""
+        return np.array([self._cost(k, self._rows[k]) for k in self._keys])
+
+    def metrics(self) -> np.ndarray:
+        """The metric of every architecture of the table."""
+        return np.array([self._rows[k][0] for k in self._keys])
+
+    def reward(self, accuracy: float, cost: float | None) -> float:
+        """The reward of raw values: the accuracy, or MnasNet's reward with a cost."""
+        if self.cost_name is None:
+            return float(accuracy)
+        return mnas_reward(accuracy, cost, self.target_ms, self.alpha, self.beta)
 
     def evaluate(self, arch: Any) -> dict[str, float] | None:
-        """``{"accuracy", "reward"[, "latency_ms"]}`` of ``arch``; ``None`` for a failed trial."""
-        row = self._rows.get(self.space.to_string(arch))
+        """``{"accuracy", "reward"[, cost]}`` of ``arch``; ``None`` for a failed trial."""
+        text = self.space.to_string(arch)
+        row = self._rows.get(text)
         if row is None or not math.isfinite(row[0]):
             return None
-        if self.latency_column is None:
+        if self.cost_name is None:
             return {"accuracy": float(row[0]), "reward": float(row[0])}
-        reward = mnas_reward(row[0], row[1], self.target_ms, self.alpha, self.beta)
+        cost = self._cost(text, row)
+        reward = self.reward(row[0], cost)
         if not math.isfinite(reward):
             return None
-        return {"accuracy": float(row[0]), "latency_ms": float(row[1]), "reward": reward}
+        return {"accuracy": float(row[0]), self.cost_name: cost, "reward": reward}
 
 
 def synthetic_table(space: Space, *, seed: int = 0, interactions: float = 0.5,
                     noise: float = 0.2, max_size: int = 200_000) -> pd.DataFrame:
-    """A structured table over a whole (small) space, for benchmarks and tests.
+    """A structured table over a whole (small) space, for tests.
 
     The score is a sum of per-decision main effects, pairwise interactions between decisions
     (``interactions`` scales them relative to the main effects) and per-architecture noise; it is
     mapped to an accuracy in percent. Latency grows with the options that help accuracy, so the
     accuracy-latency trade-off is real. Columns: ``arch_str`` (canonical string), ``accuracy``,
-    ``latency_ms``.
+    ``latency_ms``. It ranks controllers differently from real tables: benchmark on a real one.
     """
     if space.size() > max_size:
         raise UsageError(f"space {space.name!r} has {space.size()} architectures; "
@@ -179,64 +210,156 @@ def synthetic_table(space: Space, *, seed: int = 0, interactions: float = 0.5,
 
 
 def checkpoints(trials: int) -> list[int]:
-    """10, 25, 50, 100, 250, 500, ... up to ``trials`` (always ending with ``trials``)."""
-    marks, scale = [], 1
-    while scale * 10 <= trials:
-        marks += [m * scale for m in (10, 25, 50) if m * scale <= trials]
+    """10, 25, 50, 100, 200, 300, 500, 1000, 2000, ... up to ``trials`` (ending with it)."""
+    marks = [m for m in (10, 25, 50, 100, 200, 300) if m <= trials]
+    scale = 1
+    while 500 * scale <= trials:
+        marks += [m * scale for m in (500, 1000) if m * scale <= trials]
         scale *= 10
+    marks = sorted(set(marks))
     if not marks or marks[-1] != trials:
         marks.append(trials)
     return marks
 
 
+class _Search:
+    """One search's loop: asks, repeats answered from the records, noise, the incumbent."""
+
+    def __init__(self, controller: Controller, objective: TableObjective, *, trials: int,
+                 seed: int, noise: float, dedup: bool, max_repeats: int) -> None:
+        self.ctrl, self.objective, self.trials = controller, objective, trials
+        self.noise, self.dedup, self.max_repeats = noise, dedup, max_repeats
+        self.noise_rng = np.random.default_rng([seed, 3571])
+        self.known: dict[tuple[int, ...], Any] = {}  # told result of every evaluated arch
+        self.live: dict[tuple[int, ...], list[Proposal]] = {}  # in flight -> parked repeats
+        self.asks = self.repeats = 0
+        self.late: set[tuple[int, ...]] = set()  # distinct proposals in the last 100 trials
+        self.late_from = max(0, trials - 100)
+
+    def next(self, t: int) -> Proposal:
+        """A proposal to evaluate as trial ``t`` (0-based); repeats are answered, not re-run."""
+        for attempt in range(self.max_repeats + 1):
+            proposal = self.ctrl.ask()
+            self.asks += 1
+            idx = proposal.arch.indices
+            if t >= self.late_from:
+                self.late.add(idx)
+            if not self.dedup or attempt == self.max_repeats:
+                break
+            if idx in self.known:
+                self.repeats += 1
+                self.ctrl.tell(proposal, self.known[idx])
+            elif idx in self.live:
+                self.repeats += 1
+                self.live[idx].append(proposal)  # told when the one in flight finishes
+            else:
+                break
+        self.live.setdefault(proposal.arch.indices, [])
+        return proposal
+
+    def told(self, metrics: dict[str, float] | None) -> tuple[Any, float]:
+        """What the controller is told for ``metrics`` and the (noisy) reward it ranks by."""
+        if metrics is None:
+            return None, -math.inf
+        accuracy = metrics["accuracy"]
+        if self.noise > 0:
+            accuracy += float(self.noise_rng.normal(0.0, self.noise))
+        cost = metrics.get(self.objective.cost_name) if self.objective.cost_name else None
+        reward = self.objective.reward(accuracy, cost)
+        if self.ctrl.wants_metrics:
+            return {**metrics, "accuracy": accuracy, "reward": reward}, reward
+        return reward, reward
+
+    def finish(self, proposal: Proposal, result: Any) -> None:
+        """Tell ``proposal`` and the repeats parked behind it."""
+        idx = proposal.arch.indices
+        self.ctrl.tell(proposal, result)
+        for parked in self.live.pop(idx, []):
+            self.ctrl.tell(parked, result)
+        self.known[idx] = result
+
+
 def run_controller(controller: Controller, objective: TableObjective, *, trials: int,
-                   workers: int = 1, seed: int = 0) -> np.ndarray:
-    """Run one search; rows per trial: metric, reward, best metric so far, best reward so far.
+                   workers: int = 1, seed: int = 0, noise: float = 0.0, dedup: bool = True,
+                   max_repeats: int = MAX_REPEATS) -> dict[str, Any]:
+    """Run one search of ``trials`` evaluated architectures.
 
     With ``workers > 1`` that many proposals stay outstanding and each step tells a random one
-    of them (drawn with ``seed``), as finishing workers would.
+    of them (drawn with ``seed``), as finishing workers would. With ``dedup`` a proposal already
+    evaluated (or in flight) is answered from the records instead of spending a trial, up to
+    ``max_repeats`` in a row. ``noise`` is the standard deviation of Gaussian noise added to the
+    accuracy the controller is told (seeded with ``seed``).
+
+    Returns:
+        ``{"curve": array trials x 6, "asks", "repeats", "distinct_late"}``; the curve's
+        columns are metric, cost, reward (true values of the trial's architecture), then the
+        true metric and reward of the incumbent (the best by what the controller was told);
+        ``distinct_late`` counts the distinct architectures proposed in the last 100 trials.
     """
     missing = set(controller.required_metrics) - set(objective.metric_names)
     if missing:
         raise UsageError(f"--controllers: {controller.name!r} needs metric(s) {sorted(missing)}; "
-                         "pass --latency-column")
+                         "give a cost (--latency-column or --cost params)")
+    search = _Search(controller, objective, trials=trials, seed=seed, noise=noise, dedup=dedup,
+                     max_repeats=max_repeats)
     order_rng = np.random.default_rng([seed, 7919])
-    pending = [controller.ask() for _ in range(min(workers, trials))]
-    out = np.full((trials, 4), np.nan)
+    pending = [search.next(t) for t in range(min(workers, trials))]
+    out = np.full((trials, 5), np.nan)
+    best_told, incumbent = -math.inf, (math.nan, math.nan)
     for t in range(trials):
         proposal = pending.pop(int(order_rng.integers(len(pending))))
         metrics = objective.evaluate(proposal.arch)
-        reward = None if metrics is None else metrics["reward"]
-        controller.tell(proposal, metrics if controller.wants_metrics else reward)
+        result, score = search.told(metrics)
+        search.finish(proposal, result)
         if t + len(pending) + 1 < trials:
-            pending.append(controller.ask())
+            pending.append(search.next(t + len(pending) + 1))
         if metrics is not None:
-            out[t, :2] = metrics["accuracy"], reward
-    out[:, 2] = np.fmax.accumulate(out[:, 0])
-    out[:, 3] = np.fmax.accumulate(out[:, 1])
-    return out
+            out[t, :3] = (metrics["accuracy"], metrics.get(objective.cost_name or "", math.nan),
+                          metrics["reward"])
+            if score > best_told:
+                best_told, incumbent = score, (metrics["accuracy"], metrics["reward"])
+        out[t, 3:] = incumbent
+    return {"curve": out, "asks": search.asks, "repeats": search.repeats,
+            "distinct_late": len(search.late)}
+
+
+def _default_options(name: str, objective: TableObjective) -> dict[str, Any]:
+    """Multi-objective controllers search accuracy against the objective's cost (accuracy alone
+    for those that always want metrics, when the table gives no cost)."""
+    cls = CONTROLLERS.get(name)
+    if "objectives" not in inspect.signature(cls).parameters:
+        return {}
+    if objective.cost_name is not None:
+        return {"objectives": [["accuracy", "max"], [objective.cost_name, "min"]]}
+    return {"objectives": [["accuracy", "max"]]} if getattr(cls, "wants_metrics", False) else {}
 
 
 def run_bench(objective: TableObjective, controllers: Sequence[str], *, trials: int = 100,
-              seeds: int = 30, first_seed: int = 0, workers: int = 1,
-              options: Mapping[str, Mapping[str, Any]] | None = None,
+              seeds: int = 30, first_seed: int = 0, workers: int = 1, noise: float = 0.0,
+              dedup: bool = True, options: Mapping[str, Mapping[str, Any]] | None = None,
               progress: Callable[[str, int], None] | None = None) -> pd.DataFrame:
     """Every controller on every seed; the per-trial curves in long form (:data:`CURVE_COLUMNS`).
 
     Args:
         objective: the lookup table.
         controllers: registered controller names.
-        trials: trials per search (>= 1).
+        trials: evaluated architectures per search (>= 1).
         seeds: searches per controller (>= 1), seeded ``first_seed, first_seed + 1, ...``.
         first_seed: the first seed (>= 0).
         workers: proposals outstanding at once (>= 1).
-        options: per-controller constructor options, e.g. ``{"evolution": {"sample_size": 5}}``.
+        noise: standard deviation of the noise added to what controllers are told (>= 0).
+        dedup: answer repeated proposals from the records (a trial is a new architecture).
+        options: per-controller constructor options, e.g. ``{"evolution": {"sample_size": 5}}``;
+            multi-objective controllers (those taking ``objectives``) get accuracy against the
+            objective's cost unless given.
         progress: called with ``(controller, seed)`` before each search.
     """
     for name, value, low in (("trials", trials, 1), ("seeds", seeds, 1),
                              ("first_seed", first_seed, 0), ("workers", workers, 1)):
         if isinstance(value, bool) or not isinstance(value, int) or value < low:
             raise UsageError(f"--{name.replace('_', '-')}={value!r}: must be an integer >= {low}")
+    if not (isinstance(noise, int | float) and math.isfinite(noise) and noise >= 0):
+        raise UsageError(f"--noise={noise!r}: must be a finite number >= 0")
     options = dict(options or {})
     unknown = set(options) - set(controllers)
     if unknown:
@@ -247,75 +370,18 @@ def run_bench(objective: TableObjective, controllers: Sequence[str], *, trials: 
         if name not in CONTROLLERS:
             raise UsageError(f"--controllers: unknown controller {name!r}; "
                              f"known: {', '.join(CONTROLLERS.names())}")
+        opts = {**_default_options(name, objective), **dict(options.get(name, {}))}
         for seed in range(first_seed, first_seed + seeds):
             if progress is not None:
                 progress(name, seed)
-            ctrl = CONTROLLERS.create(name, space=objective.space, seed=seed,
-                                      **dict(options.get(name, {})))
-            curve = run_controller(ctrl, objective, trials=trials, workers=workers, seed=seed)
-            frame = pd.DataFrame(curve, columns=CURVE_COLUMNS[3:])
+            ctrl = CONTROLLERS.create(name, space=objective.space, seed=seed, **opts)
+            res = run_controller(ctrl, objective, trials=trials, workers=workers, seed=seed,
+                                 noise=noise, dedup=dedup)
+            frame = pd.DataFrame(res["curve"], columns=CURVE_COLUMNS[3:8])
             frame.insert(0, "trial", np.arange(1, trials + 1))
             frame.insert(0, "seed", seed)
             frame.insert(0, "controller", name)
+            for stat in ("asks", "repeats", "distinct_late"):
+                frame[stat] = res[stat]
             frames.append(frame)
     return pd.concat(frames, ignore_index=True)
-
-
-def summarize(curves: pd.DataFrame, marks: Sequence[int] | None = None) -> pd.DataFrame:
-    """Per controller: mean and std over seeds of the best metric at each mark, and final reward.
-
-    Columns ``best@N mean``/``best@N std`` for each mark N, ``final reward mean``/``std`` and
-    ``failed`` (mean failed trials per search); one row per controller, in first-seen order.
-    """
-    trials = int(curves["trial"].max())
-    marks = list(marks) if marks is not None else checkpoints(trials)
-    rows = []
-    for name, group in curves.groupby("controller", sort=False):
-        row: dict[str, Any] = {"controller": name}
-        for mark in marks:
-            best = group.loc[group["trial"] == mark, "best_metric"]
-            row[f"best@{mark} mean"], row[f"best@{mark} std"] = best.mean(), best.std(ddof=0)
-        final = group.loc[group["trial"] == trials, "best_reward"]
-        row["final reward mean"], row["final reward std"] = final.mean(), final.std(ddof=0)
-        row["failed"] = group["metric"].isna().groupby(group["seed"]).sum().mean()
-        rows.append(row)
-    return pd.DataFrame(rows)
-
-
-def plot_curves(curves: pd.DataFrame, path: str | Path, *, metric: str = "metric") -> Path:
-    """PNG of the mean best-metric curve of each controller with a +-1 std band (Agg backend)."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(7, 4.5), dpi=120)
-    FigureCanvasAgg(fig)
-    ax = fig.add_subplot()
-    for name, group in curves.groupby("controller", sort=False):
-        stats = group.groupby("trial")["best_metric"].agg(["mean", "std"])
-        ax.plot(stats.index, stats["mean"], label=str(name))
-        ax.fill_between(stats.index, stats["mean"] - stats["std"], stats["mean"] + stats["std"],
-                        alpha=0.2)
-    ax.set_xscale("log")
-    ax.set_xlabel("trials")
-    ax.set_ylabel(f"best {metric} so far (mean +- std over seeds)")
-    ax.grid(alpha=0.3)
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(path)
-    return Path(path)
-
-
-def write_outputs(curves: pd.DataFrame, summary: pd.DataFrame, out_dir: str | Path, *,
-                  metric: str = "metric") -> dict[str, Path]:
-    """Write ``curves.csv``, ``summary.csv`` and ``curves.png`` into ``out_dir`` (created)."""
-    out = Path(out_dir)
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise UsageError(f"--out: cannot create {out} ({exc})") from None
-    paths = {"curves": out / "curves.csv", "summary": out / "summary.csv",
-             "plot": out / "curves.png"}
-    curves.to_csv(paths["curves"], index=False)
-    summary.to_csv(paths["summary"], index=False)
-    plot_curves(curves, paths["plot"], metric=metric)
-    return paths

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -16,9 +17,9 @@ from nas.bench import (
     checkpoints,
     load_table,
     run_bench,
-    summarize,
     synthetic_table,
 )
+from nas.bench_report import HVNorm, hypervolume, hypervolume_table, summarize
 from nas.cli import main
 from nas.reward import mnas_reward
 
@@ -45,7 +46,8 @@ def partial_csv(table, tmp_path_factory) -> str:
 # -- library ---------------------------------------------------------------------------------------
 @pytest.mark.parametrize(("trials", "marks"), [
     (1, [1]), (10, [10]), (7, [7]), (100, [10, 25, 50, 100]),
-    (300, [10, 25, 50, 100, 250, 300]), (1000, [10, 25, 50, 100, 250, 500, 1000]),
+    (300, [10, 25, 50, 100, 200, 300]), (250, [10, 25, 50, 100, 200, 250]),
+    (1000, [10, 25, 50, 100, 200, 300, 500, 1000]),
 ])
 def test_checkpoints(trials, marks):
     assert checkpoints(trials) == marks
@@ -88,8 +90,11 @@ def test_missing_rows_and_missing_metrics_are_failures(space, table):
 @pytest.mark.parametrize(("kwargs", "message"), [
     ({"key": "nope"}, "key='nope': no such column"),
     ({"metric": "nope"}, "metric='nope': no such column"),
-    ({"latency_column": "latency_ms"}, "target_ms=None: a positive target"),
-    ({"latency_column": "latency_ms", "target_ms": -1.0}, "target_ms=-1.0"),
+    ({"latency_column": "latency_ms"}, "target=None: a positive target"),
+    ({"latency_column": "latency_ms", "target_ms": -1.0}, "target=-1.0"),
+    ({"cost": "params"}, "target=None: a positive target"),
+    ({"cost": "macs", "target_ms": 1.0}, "cost='macs': allowed: params"),
+    ({"cost": "params", "latency_column": "latency_ms", "target_ms": 1.0}, "not both"),
     ({"alpha": math.inf}, "alpha=inf: must be finite"),
 ])
 def test_table_objective_validation(space, table, kwargs, message):
@@ -194,16 +199,19 @@ def _error(capsys, argv: list[str]) -> str:
     (["--trials", "-5"], "--trials=-5"),
     (["--seeds", "0"], "--seeds=0"),
     (["--workers", "0"], "--workers=0"),
-    (["--latency-column", "latency_ms"], "--target-ms=None"),
-    (["--latency-column", "latency_ms", "--target-ms", "0"], "--target-ms=0.0"),
-    (["--target-ms", "5"], "--target-ms: only meaningful with --latency-column"),
+    (["--latency-column", "latency_ms", "--target-ms", "0"], "--target=0.0: must be positive"),
+    (["--target-ms", "5"], "--target: only meaningful with a cost"),
+    (["--cost", "params", "--latency-column", "latency_ms"], "--cost: give either"),
     (["--alpha", "nan"], "--alpha=nan"),
-    (["--latency-column", "lat"], "--target-ms"),
+    (["--noise", "-1"], "--noise=-1.0"),
+    (["--latency-column", "lat"], "--latency-column: column 'lat'"),
     (["--latency-column", "lat", "--target-ms", "5"], "--latency-column: column 'lat'"),
     (["--set", "rl.lr"], "--set 'rl.lr': expected NAME.OPTION=VALUE"),
-    (["--set", "nsga2.population_size=4"], "controller 'nsga2' is not in --controllers"),
+    (["--controllers", "random", "--set", "nsga2.population_size=4"],
+     "controller 'nsga2' is not in --controllers"),
     (["--set", "rl.lr=-1"], "rl option lr=-1"),
-    (["--controllers", "nsga2"], "'nsga2' needs metric(s) ['latency_ms']"),
+    (["--controllers", "nsga2", "--set", 'nsga2.objectives=[["accuracy","max"],["x","min"]]'],
+     "'nsga2' needs metric(s) ['x']"),
 ])
 def test_cli_bench_bad_arguments_exit_2_naming_the_argument(partial_csv, capsys, extra, needle):
     err = _error(capsys, [*BASE, "--table", partial_csv, "--trials", "5", "--seeds", "1", *extra])
@@ -223,3 +231,51 @@ def test_cli_bench_missing_table_and_columns(partial_csv, tmp_path, capsys):
 def test_cli_bench_unknown_space_exits_2(partial_csv, capsys):
     argv = ["bench", "--space", "nope", "--table", partial_csv, "--metric", "cifar10_test_acc"]
     assert "unknown space 'nope'" in _error(capsys, argv)
+
+
+# -- real table, all controllers, noise, dedup, hypervolume ----------------------------------------
+REAL = Path(__file__).resolve().parents[2] / "shared" / "data" / "nb201_cifar10.csv"
+
+
+@pytest.mark.skipif(not REAL.is_file(), reason=f"the real NAS-Bench-201 table is not at {REAL}")
+def test_cli_bench_reads_the_real_table_with_every_controller(tmp_path, capsys):
+    out = tmp_path / "real"
+    code = main(["bench", "--table", str(REAL), "--key", "arch_str", "--metric",
+                 "cifar10_test_acc", "--controllers", "all", "--trials", "25", "--seeds", "2",
+                 "--noise", "0.3", "--dedup", "both", "--out", str(out)])
+    assert code == 0
+    printed = capsys.readouterr().out
+    assert "table best 94.37" in printed and "noise std 0.3" in printed
+    summary = pd.read_csv(out / "summary.csv")
+    names = set(nas.CONTROLLERS.names())
+    assert set(summary["controller"]) == names | {f"{n} (no dedup)" for n in names}
+    assert summary["best@25 mean"].between(80, 94.3734).all()
+
+
+def test_hypervolume_by_hand():
+    norm = HVNorm(acc_min=0.0, acc_max=10.0, cost_min=0.0, cost_max=10.0)
+    # two front points (acc 5 @ cost 2, acc 10 @ cost 6) and a dominated one
+    acc, cost = np.array([5.0, 10.0, 4.0]), np.array([2.0, 6.0, 5.0])
+    assert hypervolume(acc, cost, norm) == pytest.approx(0.5 * 0.8 + 0.5 * 0.4)
+    assert hypervolume(acc[:1], cost[:1], norm) == pytest.approx(0.4)
+    assert hypervolume(np.array([np.nan]), np.array([1.0]), norm) == 0.0
+    assert HVNorm.of(np.array([1.0, 2.0, 9.0]), np.array([3.0, 1.0, 2.0])) == HVNorm(2.0, 9.0, 1.0,
+                                                                                     3.0)
+
+
+def test_cost_params_feeds_mnas_reward_and_hypervolume(space, table):
+    objective = TableObjective(space, table, key="arch_str", metric="accuracy", cost="params",
+                               target_ms=3e5)
+    arch = space.from_string(table["arch_str"].iloc[7])
+    metrics = objective.evaluate(arch)
+    assert metrics["params"] == space.count_params(arch)
+    assert metrics["reward"] == mnas_reward(metrics["accuracy"], metrics["params"], 3e5, -0.07,
+                                            -0.07)
+    curves = run_bench(objective, ["nsga2", "bananas"], trials=30, seeds=2,
+                       options={"bananas": {"n_init": 5, "epochs": 20}})
+    assert curves["cost"].notna().all()
+    norm = HVNorm.of(objective.metrics(), objective.costs())
+    hv = hypervolume_table(curves, norm, marks=(10, 30))
+    assert list(hv["controller"]) == ["nsga2", "bananas"]
+    assert (hv["hv@30 mean"] >= hv["hv@10 mean"]).all()  # more points never shrink the front
+    assert (hv["hv@30 mean"] <= hypervolume(objective.metrics(), objective.costs(), norm)).all()

@@ -11,10 +11,14 @@ from nas.errors import UsageError
 
 __all__ = ["register"]
 
-EXAMPLE = """example:
-  nas bench --space nasbench201 --table nb201.csv --key arch_str --metric cifar10_test_acc \\
-      --controllers random,evolution,rl --trials 100 --seeds 30 --out results/bench
-  add --latency-column latency_ms --target-ms 8 [--alpha -0.07 --beta -0.07] for MnasNet's reward;
+EXAMPLE = """examples:
+  nas bench --table ../shared/data/nb201_cifar10.csv --key arch_str --metric cifar10_test_acc \\
+      --controllers all --trials 100 --seeds 30 --out results/bench
+  nas bench --table ../shared/data/nb201_cifar10.csv --metric cifar10_test_acc --noise 0.3
+  nas bench --table ../shared/data/nb201_cifar10.csv --metric cifar10_test_acc \\
+      --cost params --controllers nsga2,bananas,tpe --trials 300 --seeds 10
+  a cost (--latency-column COL or --cost params) makes the reward MnasNet's and adds
+  hypervolumes; --target (default: the table's median cost) and --alpha/--beta set the reward;
   pass controller options with --set evolution.population_size=20 (values are JSON)"""
 
 
@@ -33,17 +37,27 @@ def register(subparsers: Any) -> None:
     p.add_argument("--key", default="arch_str",
                    help="column of the space's canonical strings (default arch_str)")
     p.add_argument("--metric", required=True, help="column to maximize (e.g. cifar10_test_acc)")
-    p.add_argument("--latency-column", help="latency column: the reward becomes MnasNet's")
-    p.add_argument("--target-ms", type=float, help="latency target T (with --latency-column)")
+    p.add_argument("--latency-column",
+                   help="latency column: the cost; the reward becomes MnasNet's")
+    p.add_argument("--cost", choices=["params"],
+                   help="the space's parameter count as the cost (instead of a latency column)")
+    p.add_argument("--target", "--target-ms", dest="target", type=float,
+                   help="cost target T of the reward (default: the table's median cost)")
     p.add_argument("--alpha", type=float, default=-0.07, help="exponent under T (default -0.07)")
     p.add_argument("--beta", type=float, default=-0.07, help="exponent over T (default -0.07)")
-    p.add_argument("--controllers", default="random,evolution,rl",
-                   help="comma-separated controller names (default random,evolution,rl)")
+    p.add_argument("--controllers", default="all",
+                   help="comma-separated controller names, or all (default: every registered one)")
     p.add_argument("--trials", type=int, default=100, help="trials per search (default 100)")
     p.add_argument("--seeds", type=int, default=30, help="searches per controller (default 30)")
     p.add_argument("--first-seed", type=int, default=0, help="first seed (default 0)")
     p.add_argument("--workers", type=int, default=1,
                    help="proposals outstanding at once, told in random order (default 1)")
+    p.add_argument("--noise", type=float, default=0.0,
+                   help="std of seeded Gaussian noise on the accuracy told to controllers "
+                   "(curves report the true value; default 0)")
+    p.add_argument("--dedup", choices=["on", "off", "both"], default="on",
+                   help="answer repeated proposals from the records so a trial is a new "
+                   "architecture (on, default), re-evaluate them (off), or report both")
     p.add_argument("--set", action="append", default=[], metavar="NAME.OPTION=VALUE",
                    help="controller option, e.g. rl.lr=0.005 (repeatable; VALUE is JSON)")
     p.add_argument("--out", help="folder for curves.csv, curves.png and summary.csv")
@@ -69,49 +83,82 @@ def parse_sets(items: list[str], controllers: list[str]) -> dict[str, dict[str, 
 
 
 def _check_args(args: argparse.Namespace) -> list[str]:
+    from nas import CONTROLLERS
+
     controllers = [c.strip() for c in args.controllers.split(",") if c.strip()]
+    if controllers == ["all"]:
+        controllers = CONTROLLERS.names()
     if not controllers:
         raise UsageError(f"--controllers={args.controllers!r}: give at least one controller name")
+    for name in controllers:
+        if name not in CONTROLLERS:
+            raise UsageError(f"--controllers: unknown controller {name!r}; "
+                             f"known: all, {', '.join(CONTROLLERS.names())}")
     for flag, value, low in (("--trials", args.trials, 1), ("--seeds", args.seeds, 1),
                              ("--first-seed", args.first_seed, 0), ("--workers", args.workers, 1)):
         if value < low:
             raise UsageError(f"{flag}={value}: must be an integer >= {low}")
-    if args.latency_column is None and args.target_ms is not None:
-        raise UsageError("--target-ms: only meaningful with --latency-column")
-    if args.latency_column is not None and (
-        args.target_ms is None or not math.isfinite(args.target_ms) or args.target_ms <= 0
-    ):
-        raise UsageError(f"--target-ms={args.target_ms}: a positive latency target is required "
-                         "with --latency-column")
+    if args.latency_column is not None and args.cost is not None:
+        raise UsageError("--cost: give either --latency-column or --cost, not both")
+    has_cost = args.latency_column is not None or args.cost is not None
+    if not has_cost and args.target is not None:
+        raise UsageError("--target: only meaningful with a cost (--latency-column or --cost)")
+    if args.target is not None and (not math.isfinite(args.target) or args.target <= 0):
+        raise UsageError(f"--target={args.target}: must be positive")
     for flag, value in (("--alpha", args.alpha), ("--beta", args.beta)):
         if not math.isfinite(value):
             raise UsageError(f"{flag}={value}: must be finite")
+    if not math.isfinite(args.noise) or args.noise < 0:
+        raise UsageError(f"--noise={args.noise}: must be a finite number >= 0")
     return controllers
 
 
 def run(args: argparse.Namespace) -> int:
     """Handler of ``nas bench``."""
-    from nas import CONTROLLERS, get_space
-    from nas.bench import TableObjective, load_table, run_bench, summarize, write_outputs
+    import numpy as np
+    import pandas as pd
+
+    from nas import get_space
+    from nas.bench import TableObjective, load_table, run_bench
+    from nas.bench_report import HVNorm, hypervolume, hypervolume_table, summarize, write_outputs
 
     controllers = _check_args(args)
-    for name in controllers:
-        if name not in CONTROLLERS:
-            raise UsageError(f"--controllers: unknown controller {name!r}; "
-                             f"known: {', '.join(CONTROLLERS.names())}")
     options = parse_sets(args.set, controllers)
     space = get_space(args.space)
     table = load_table(args.table, key=args.key, metric=args.metric,
                        latency_column=args.latency_column)
-    objective = TableObjective(space, table, key=args.key, metric=args.metric,
-                               latency_column=args.latency_column, target_ms=args.target_ms,
-                               alpha=args.alpha, beta=args.beta)
-    curves = run_bench(objective, controllers, trials=args.trials, seeds=args.seeds,
-                       first_seed=args.first_seed, workers=args.workers, options=options)
+    objective = TableObjective(space, table, key=args.key, metric=args.metric)
+    norm = None
+    if args.latency_column or args.cost:
+        costs = TableObjective(space, table, key=args.key, metric=args.metric,
+                               latency_column=args.latency_column, cost=args.cost,
+                               target_ms=1.0).costs()
+        target = args.target if args.target is not None else float(np.nanmedian(costs))
+        objective = TableObjective(space, table, key=args.key, metric=args.metric,
+                                   latency_column=args.latency_column, cost=args.cost,
+                                   target_ms=target, alpha=args.alpha, beta=args.beta)
+        norm = HVNorm.of(objective.metrics(), costs)
+        print(f"reward: {args.metric} * ({objective.cost_name} / {target:.6g}) ^ w, "
+              f"w = {args.alpha:g} at or under the target, {args.beta:g} over it")
+    modes = {"on": [True], "off": [False], "both": [True, False]}[args.dedup]
+    frames = []
+    for dedup in modes:
+        curves = run_bench(objective, controllers, trials=args.trials, seeds=args.seeds,
+                           first_seed=args.first_seed, workers=args.workers, noise=args.noise,
+                           dedup=dedup, options=options)
+        if len(modes) > 1 and not dedup:
+            curves["controller"] = curves["controller"] + " (no dedup)"
+        frames.append(curves)
+    curves = pd.concat(frames, ignore_index=True)
     summary = summarize(curves)
     _print_summary(summary, args, objective.best_metric)
+    hv = None
+    if norm is not None:
+        hv = hypervolume_table(curves, norm)
+        best = hypervolume(objective.metrics(), objective.costs(), norm)
+        _print_hv(hv, norm, best)
     if args.out:
-        paths = write_outputs(curves, summary, args.out, metric=args.metric)
+        paths = write_outputs(curves, summary, args.out, metric=args.metric, hv=hv)
         print("wrote " + ", ".join(str(p) for p in paths.values()))
     return 0
 
@@ -122,18 +169,37 @@ def _print_summary(summary: Any, args: argparse.Namespace, table_best: float) ->
 
     marks = [c[len("best@"):-len(" mean")] for c in summary.columns if c.endswith(" mean")
              and c.startswith("best@")]
-    title = (f"best {args.metric} after N trials (mean +- std over {args.seeds} seeds); "
-             f"table best {table_best:.4g}")
+    noise = f", told with noise std {args.noise:g}" if args.noise else ""
+    title = (f"best {args.metric} after N trials (mean +- standard error over {args.seeds} "
+             f"seeds{noise}); table best {table_best:.4g}")
     table = Table(title=title)
     table.add_column("controller")
     for mark in marks:
         table.add_column(f"@{mark}", justify="right")
     table.add_column("final reward", justify="right")
-    table.add_column("failed/search", justify="right")
+    for name in ("failed", "repeats", "distinct last 100"):
+        table.add_column(f"{name}/search", justify="right")
     digits = 2 if abs(table_best) >= 10 else 4  # accuracy in percent or as a fraction
     for _, row in summary.iterrows():
-        cells = [f"{row[f'best@{m} mean']:.{digits}f} +- {row[f'best@{m} std']:.{digits}f}"
+        cells = [f"{row[f'best@{m} mean']:.{digits}f} +- {row[f'best@{m} se']:.{digits}f}"
                  for m in marks]
-        final = f"{row['final reward mean']:.{digits}f} +- {row['final reward std']:.{digits}f}"
-        table.add_row(str(row["controller"]), *cells, final, f"{row['failed']:.1f}")
-    Console(width=max(100, 24 * (len(marks) + 2))).print(table)
+        final = f"{row['final reward mean']:.{digits}f} +- {row['final reward se']:.{digits}f}"
+        table.add_row(str(row["controller"]), *cells, final, f"{row['failed']:.1f}",
+                      f"{row['repeats']:.1f}", f"{row['distinct_late']:.1f}")
+    Console(width=max(110, 22 * (len(marks) + 4))).print(table)
+
+
+def _print_hv(hv: Any, norm: Any, best: float) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    marks = [c[len("hv@"):-len(" mean")] for c in hv.columns if c.endswith(" mean")]
+    table = Table(title=f"hypervolume of the accuracy-cost points found (mean +- standard error); "
+                  f"the whole table's front: {best:.4f}", caption=norm.describe())
+    table.add_column("controller")
+    for mark in marks:
+        table.add_column(f"HV@{mark}", justify="right")
+    for _, row in hv.iterrows():
+        table.add_row(str(row["controller"]),
+                      *[f"{row[f'hv@{m} mean']:.4f} +- {row[f'hv@{m} se']:.4f}" for m in marks])
+    Console(width=110).print(table)
