@@ -10,7 +10,7 @@ A config has these sections (every key optional but ``space.name`` and ``control
     latency:    {device: cpu, threads: 1, runtime: torch, repeats: 50, service: false}
     reward:     {target: 2.0, alpha: -0.07, beta: -0.07, metric: latency}  # or {preset, target}
     search:     {trials: 24, concurrency: 2, cpus_per_trial: 1, gpus_per_trial: 0,
-                 scheduler: none, max_failures: 1, seed: 0}
+                 scheduler: none, max_failures: 1, seed: 0, dedup: true, max_repeats: 100}
     ray:        {address: null, num_cpus: null, num_gpus: null, dashboard: false, resources: null}
 
 ``evaluator`` takes the keys of :class:`nas.evaluate.EvalSettings` (``dataset``, ``val_fraction``,
@@ -73,6 +73,11 @@ class SearchSettings:
         max_failures: Tune retries of a trial whose worker died (exceptions are recorded, not
             retried).
         seed: the controller's seed.
+        dedup: never spend a trial on an architecture already evaluated in this run: a repeated
+            proposal is told the stored result and the controller is asked again (off: repeats
+            are re-evaluated, e.g. to average noisy rewards).
+        max_repeats: repeated proposals in a row answered from the records before a repeat is
+            evaluated anyway (so a tiny or exhausted space cannot loop).
     """
 
     trials: int = 20
@@ -84,6 +89,8 @@ class SearchSettings:
     reduction_factor: int = 3
     max_failures: int = 1
     seed: int = 0
+    dedup: bool = True
+    max_repeats: int = 100
 
     def __post_init__(self) -> None:
         _int("search.trials", self.trials)
@@ -99,6 +106,9 @@ class SearchSettings:
         _int("search.reduction_factor", self.reduction_factor, minimum=2)
         _int("search.max_failures", self.max_failures, minimum=0)
         _int("search.seed", self.seed, minimum=0)
+        if not isinstance(self.dedup, bool):
+            raise ConfigError(f"search.dedup={self.dedup!r}: must be true or false")
+        _int("search.max_repeats", self.max_repeats, minimum=0)
 
 
 @dataclass(frozen=True)

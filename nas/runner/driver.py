@@ -124,7 +124,9 @@ def _search(run: RunDir, config: SearchConfig, controller: Controller, address: 
         payload = trial_payload(space, settings, latency_service=config.latency_service)
         searcher = ControllerSearcher(controller, run, pending=pending, max_new=remaining,
                                       record_fn=make_record, progress=progress,
-                                      on_progress=progress_fn)
+                                      on_progress=progress_fn, records=records,
+                                      dedup=config.search.dedup,
+                                      max_repeats=config.search.max_repeats)
         begin = time.perf_counter()
         progress.started_at = time.time()
         run_trials(searcher, payload, run=run, segment=segment, search=config.search,

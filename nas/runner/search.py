@@ -50,6 +50,7 @@ class SearchProgress:
     running: int = 0
     started_at: float = field(default_factory=time.time)
     done_at_start: int = 0
+    repeats: int = 0
     best: dict[str, Any] | None = None
 
     @property
@@ -85,17 +86,25 @@ class ControllerSearcher(Searcher):
         record_fn: turns (proposal, Tune result, error flag) into a trial record.
         progress: counters updated on every event.
         on_progress: called with ``progress`` after every finished trial.
+        records: the run's finished trials so far (what repeated proposals are answered from).
+        dedup: answer a proposal of an architecture already evaluated (or in flight) from the
+            records instead of spending a trial on it; ``max_repeats`` in a row at most.
     """
 
     def __init__(self, controller: Controller, run: RunDir, *, pending: list[Proposal],
                  max_new: int, record_fn: Callable[..., dict[str, Any]],
-                 progress: SearchProgress, on_progress: ProgressFn | None = None) -> None:
+                 progress: SearchProgress, on_progress: ProgressFn | None = None,
+                 records: list[dict[str, Any]] | None = None, dedup: bool = True,
+                 max_repeats: int = 100) -> None:
         super().__init__(metric=None, mode=None)
         self.controller = controller
         self.run = run
         self._pending = list(pending)
         self._budget = max_new
         self._live: dict[str, Proposal] = {}
+        self._dedup, self._max_repeats = dedup, max_repeats
+        self._known = {r["arch_key"]: r for r in records or [] if r.get("arch_key")}
+        self._parked: dict[str, list[Proposal]] = {}  # arch key in flight -> repeats waiting
         self._record_fn = record_fn
         self.progress = progress
         self._on_progress = on_progress
@@ -104,10 +113,33 @@ class ControllerSearcher(Searcher):
         if self._budget <= 0:
             return Searcher.FINISHED
         self._budget -= 1
-        proposal = self._pending.pop(0) if self._pending else self.controller.ask()
+        proposal = self._next_proposal()
         self._live[trial_id] = proposal
+        self._parked.setdefault(proposal.arch.key, [])
         self.progress.running += 1
         return {"arch": dict(proposal.arch.items()), "proposal_id": proposal.id}
+
+    def _next_proposal(self) -> Proposal:
+        """The next proposal to run; repeats of evaluated or running architectures are answered
+        from the records (or parked until the running one finishes), ``max_repeats`` at most."""
+        repeats = 0
+        for attempt in range(self._max_repeats + 1):
+            proposal = self._pending.pop(0) if self._pending else self.controller.ask()
+            key = proposal.arch.key
+            if not self._dedup or attempt == self._max_repeats:
+                break
+            if key in self._known:
+                self.controller.tell(proposal, _metric_value(self.controller, self._known[key]))
+            elif key in self._parked:
+                self._parked[key].append(proposal)
+            else:
+                break
+            repeats += 1
+        if repeats:
+            self.progress.repeats += repeats
+            self.run.save_controller(self.controller)
+            log.debug("%d repeated proposals answered from the run's records", repeats)
+        return proposal
 
     def on_trial_complete(self, trial_id: str, result: dict[str, Any] | None = None,
                           error: bool = False) -> None:
@@ -117,7 +149,12 @@ class ControllerSearcher(Searcher):
         record = self._record_fn(proposal, trial_id, result, error)
         record["step"] = self.controller.num_told + 1
         self.run.append_trial(record)  # first: a finished trial is never lost
-        self.controller.tell(proposal, _metric_value(self.controller, record))
+        value = _metric_value(self.controller, record)
+        self.controller.tell(proposal, value)
+        if not any(p.arch.key == proposal.arch.key for p in self._live.values()):
+            for parked in self._parked.pop(proposal.arch.key, []):
+                self.controller.tell(parked, value)
+        self._known[proposal.arch.key] = record
         self.run.save_controller(self.controller)
         self._count(record)
 
