@@ -116,22 +116,28 @@ class BananasController(Controller):
         self._offsets = np.cumsum([0] + self._sizes[:-1])
         self._told: list[tuple[tuple[int, ...], float | None]] = []
         self._seen: set[tuple[int, ...]] = set()
-        self._features: dict[tuple[int, ...], np.ndarray] = {}
+        self._features: dict[tuple[int, ...], list[float]] = {}
+        probe = space.features(space.sample(np.random.default_rng(0)))
+        self._has_features = options["encoding"] == "auto" and probe is not None
         self._model: MLPEnsemble | None = None
         self._model_at = -1  # number of successes the model was fitted on
 
     # -- encoding ------------------------------------------------------------------------------
-    def _encode(self, indices: tuple[int, ...]) -> np.ndarray:
+    def _encode_many(self, rows: np.ndarray) -> np.ndarray:
+        """Features of architectures given as an ``N x decisions`` array of option indices."""
+        onehot = np.zeros((len(rows), sum(self._sizes)), dtype=np.float32)
+        onehot[np.arange(len(rows))[:, None], self._offsets + rows] = 1.0
+        if not self._has_features:
+            return onehot
+        extra = np.array([self._features_of(tuple(int(i) for i in row)) for row in rows],
+                         dtype=np.float32)
+        return np.concatenate([onehot, extra], axis=1)
+
+    def _features_of(self, indices: tuple[int, ...]) -> list[float]:
         cached = self._features.get(indices)
         if cached is None:
-            onehot = np.zeros(sum(self._sizes), dtype=np.float32)
-            onehot[self._offsets + np.asarray(indices)] = 1.0
-            extra = None
-            if self.hp["encoding"] == "auto":
-                extra = self.space.features(self.space.decode(list(indices)))
-            cached = onehot if extra is None else np.concatenate(
-                [onehot, np.asarray(extra, dtype=np.float32)])
-            self._features[indices] = cached
+            cached = self._features[indices] = list(self.space.features(
+                self.space.decode(list(indices))) or [])
         return cached
 
     # -- ask / tell ----------------------------------------------------------------------------
@@ -147,14 +153,14 @@ class BananasController(Controller):
         if len(good) < self.hp["n_init"]:
             return self._random_unseen(taken), {"random": True}
         candidates = self._candidates(good, taken)
-        if not candidates:
+        if not len(candidates):
             return self._random_unseen(taken), {"random": True}
         with _one_thread():
             model = self._fitted(good)
-            preds = model.predict(np.stack([self._encode(c) for c in candidates]))
+            preds = model.predict(self._encode_many(candidates))
         score = self._acquire(preds, max(v for _, v in good))
         best = candidates[int(np.argmax(score))]
-        return self.space.decode(list(best)), {"random": False}
+        return self.space.decode([int(i) for i in best]), {"random": False}
 
     def _fitted(self, good: list[tuple[tuple[int, ...], float]]) -> MLPEnsemble:
         due = self._model_at < 0 or len(good) >= self._model_at + max(
@@ -173,7 +179,7 @@ class BananasController(Controller):
         # seeded by the data size, not drawn from the generator: a restored controller refits
         # the same ensemble and its generator stays in step
         seed = int(np.random.SeedSequence([self.seed, len(good)]).generate_state(1)[0])
-        return model.fit(np.stack([self._encode(idx) for idx, _ in good]),
+        return model.fit(self._encode_many(np.array([idx for idx, _ in good])),
                          np.array([v for _, v in good]), seed=seed)
 
     def _acquire(self, preds: np.ndarray, best: float) -> np.ndarray:
@@ -191,18 +197,31 @@ class BananasController(Controller):
         return mean
 
     def _candidates(self, good: list[tuple[tuple[int, ...], float]],
-                    taken: set[tuple[int, ...]]) -> list[tuple[int, ...]]:
-        """Neighbours of the best ``num_parents`` results and fresh samples, none taken."""
+                    taken: set[tuple[int, ...]]) -> np.ndarray:
+        """Neighbours of the best ``num_parents`` results and fresh samples, none taken, as an
+        ``N x decisions`` array of option indices (first occurrence order)."""
         parents = sorted(good, key=lambda item: item[1], reverse=True)[: self.hp["num_parents"]]
-        pool: dict[tuple[int, ...], None] = {}
-        for idx, _ in parents:
-            for d, n in enumerate(self._sizes):
-                for k in range(n):
-                    if k != idx[d]:
-                        pool[idx[:d] + (k,) + idx[d + 1:]] = None
-        for _ in range(self.hp["num_random"]):
-            pool[self.space.sample(self.rng).indices] = None
-        return [c for c in pool if c not in taken]
+        blocks = [self._neighbours(np.array(idx)) for idx, _ in parents]
+        if self.hp["num_random"]:
+            blocks.append(self.rng.integers(0, self._sizes, size=(self.hp["num_random"],
+                                                                   len(self._sizes))))
+        pool = np.concatenate(blocks)
+        seen: set[tuple[int, ...]] = set(taken)
+        keep = []
+        for i, row in enumerate(map(tuple, pool.tolist())):
+            if row not in seen:
+                seen.add(row)
+                keep.append(i)
+        return pool[keep]
+
+    def _neighbours(self, idx: np.ndarray) -> np.ndarray:
+        """Every architecture that differs from ``idx`` in exactly one decision."""
+        rows = []
+        for d, n in enumerate(self._sizes):
+            block = np.repeat(idx[None, :], n - 1, axis=0)
+            block[:, d] = [k for k in range(n) if k != idx[d]]
+            rows.append(block)
+        return np.concatenate(rows)
 
     def _random_unseen(self, taken: set[tuple[int, ...]]) -> Arch:
         if len(taken) < self.space.size():

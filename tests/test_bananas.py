@@ -73,8 +73,10 @@ def test_the_space_features_reach_the_predictor():
     auto = nas.CONTROLLERS.create("bananas", space=space, seed=0)
     plain = nas.CONTROLLERS.create("bananas", space=space, seed=0, encoding="onehot")
     arch = space.sample(np.random.default_rng(0))
-    assert len(auto._encode(arch.indices)) == 30 + 84  # one-hot plus the path encoding
-    assert len(plain._encode(arch.indices)) == 30
+    rows = np.array([arch.indices])
+    assert auto._encode_many(rows).shape == (1, 30 + 84)  # one-hot plus the path encoding
+    assert plain._encode_many(rows).shape == (1, 30)
+    assert auto._encode_many(rows)[0, 30:].tolist() == space.features(arch)
     assert Grid().features(Grid().sample(np.random.default_rng(0))) is None
 
 
