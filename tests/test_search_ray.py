@@ -60,7 +60,7 @@ def test_search_end_to_end_with_asha(tmp_path):
     assert "[6/6]" in out.stdout and "best reward" in out.stdout
     run_dir = tmp_path / "results" / "e2e"
     recs = records(run_dir)
-    assert sorted(r["trial_id"] for r in recs) == list(range(6))
+    assert len(recs) == 6 and len({r["trial_id"] for r in recs}) == 6
     assert {r["status"] for r in recs} <= {"complete", "pruned"}
     done = [r for r in recs if r["status"] == "complete"]
     assert done and all(r["metrics"]["latency_n"] > 0 and r["metrics"]["macs"] > 0 for r in done)
@@ -142,7 +142,9 @@ def test_ctrl_c_stops_cleanly_and_resumes(tmp_path):
     temp_dir = json.loads((run_dir / "run.json").read_text())["ray_temp_dir"]
     assert stray_ray_processes(temp_dir) == []
     assert run_nas("resume", run_dir).returncode == 0
-    assert sorted(r["trial_id"] for r in records(run_dir)) == list(range(8))
+    recs = records(run_dir)  # ids may skip: repeats are answered from the records, no trial
+    assert len(recs) == 8 and len({r["trial_id"] for r in recs}) == 8
+    assert len({r["arch_key"] for r in recs}) == 8  # no child trained twice
 
 
 def test_two_node_cluster_and_losing_the_worker(tmp_path):
@@ -165,7 +167,8 @@ def test_two_node_cluster_and_losing_the_worker(tmp_path):
         assert proc.wait(timeout=240) == 0
         recs = records(run_dir)
         assert (run_dir / "trials.jsonl").read_text().startswith(before)
-        assert sorted(r["trial_id"] for r in recs) == list(range(8))
+        assert len(recs) == 8 and len({r["trial_id"] for r in recs}) == 8
+        assert len({r["arch_key"] for r in recs}) == 8
         nodes = {r["node"].get("node_id") for r in recs if r.get("node")}
         assert worker.node_id in nodes and len(nodes) == 2
     finally:
