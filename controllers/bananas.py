@@ -24,8 +24,8 @@ from typing import Any
 
 import numpy as np
 
+from controllers._threads import one_thread
 from controllers.predictor import MLPEnsemble
-from controllers.rl import _one_thread
 from nas.controller import Controller, Proposal, check_choice, check_float, check_int
 from nas.registry import register_controller
 from nas.space import Arch, Space
@@ -155,7 +155,7 @@ class BananasController(Controller):
         candidates = self._candidates(good, taken)
         if not len(candidates):
             return self._random_unseen(taken), {"random": True}
-        with _one_thread():
+        with one_thread():
             model = self._fitted(good)
             preds = model.predict(self._encode_many(candidates))
         score = self._acquire(preds, max(v for _, v in good))

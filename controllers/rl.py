@@ -17,13 +17,12 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
 import torch
 
+from controllers._threads import one_thread
 from controllers.rl_policy import LSTMPolicy, ppo_loss, reinforce_loss
 from nas.controller import (
     Controller,
@@ -40,18 +39,6 @@ from nas.space import Arch, Space
 __all__ = ["RLController"]
 
 log = logging.getLogger(__name__)
-
-
-@contextmanager
-def _one_thread() -> Iterator[None]:
-    """Run torch single-threaded: the policy is tiny, and thread hand-offs cost more than they
-    save (tens of ms per update on a busy 2-core machine, against ~1 ms single-threaded)."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(previous)
 
 
 @register_controller("rl")
@@ -154,7 +141,7 @@ class RLController(Controller):
     # -- ask / tell --------------------------------------------------------------------------
     def _propose(self) -> tuple[Arch, dict[str, Any]]:
         taken = self._seen | {arch.indices for arch, _ in self._outstanding.values()}
-        with _one_thread():
+        with one_thread():
             for _ in range(self.hp["resample"] + 1):  # prefer a child not evaluated yet
                 tokens, logps = self.policy.sample(self.generator)
                 if tuple(tokens) not in taken:
@@ -172,7 +159,7 @@ class RLController(Controller):
                 return
         self._batch.append((list(proposal.arch.indices), list(extra["logp"]), float(value)))
         if len(self._batch) >= self.hp["batch_size"]:
-            with _one_thread():
+            with one_thread():
                 self._update()
 
     def _update(self) -> None:
