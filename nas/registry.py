@@ -4,13 +4,21 @@ Built-in entries live in the packages named by each registry (``search_spaces``,
 ``nas.evaluate``) and are imported the first time a registry is read, so registering costs nothing
 at import time. A name of the form ``"package.module:attribute"`` is imported instead of looked up,
 so users can point a config at their own code without registering it.
+
+Names come from files (configs, run folders, architecture cards), so nothing a name points to is
+called before its kind is checked: a space must be a :class:`nas.Space` subclass, a controller a
+:class:`nas.controller.Controller` subclass, an evaluator a Python function marked with
+:func:`evaluator` (or registered). ``"os:system"``, ``"subprocess:getoutput"`` or
+``"builtins:exec"`` are refused with a :class:`UsageError` naming what was found; importing the
+module is the only thing that happens (``os`` and the like run no code of the file's choosing).
 """
 
 from __future__ import annotations
 
+import difflib
 import importlib
 import inspect
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from typing import Any, TypeVar
 
 from nas.errors import UnknownNameError, UsageError
@@ -24,6 +32,9 @@ __all__ = [
     "register_controller",
     "register_evaluator",
     "import_object",
+    "evaluator",
+    "evaluator_options",
+    "did_you_mean",
 ]
 
 T = TypeVar("T")
@@ -46,17 +57,78 @@ def import_object(path: str, *, kind: str = "object") -> Any:
     return obj
 
 
+def did_you_mean(name: object, known: Collection[str]) -> str:
+    """``" (did you mean 'x'?)"`` for the nearest known name, else ``""``."""
+    if not isinstance(name, str):
+        return ""
+    close = difflib.get_close_matches(name, list(known), n=1, cutoff=0.6)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+_EVALUATOR_MARK = "__nas_evaluator_options__"
+
+
+def evaluator(fn: Callable[..., Any] | None = None, *,
+              options: Collection[str] = ()) -> Any:
+    """Mark a function as an evaluator ``fn(arch, model, ctx) -> dict``.
+
+    Only marked (or registered) functions can be named as ``evaluator.name: pkg.mod:fn``.
+    ``options`` lists the keys of ``evaluator.options`` it takes; any other key is refused
+    before a search starts. Use as ``@evaluator`` or ``@evaluator(options=("seconds",))``.
+    """
+
+    def mark(f: Callable[..., Any]) -> Callable[..., Any]:
+        if not inspect.isfunction(f):
+            raise UsageError(f"@evaluator: {f!r} is not a Python function")
+        setattr(f, _EVALUATOR_MARK, tuple(sorted(options)))
+        return f
+
+    return mark(fn) if fn is not None else mark
+
+
+def evaluator_options(fn: Any) -> tuple[str, ...] | None:
+    """The option keys an evaluator declared (None: not a marked evaluator)."""
+    return getattr(fn, _EVALUATOR_MARK, None) if inspect.isfunction(fn) else None
+
+
+def _is_subclass(base: str) -> Callable[[Any], bool]:
+    def check(obj: Any) -> bool:
+        if base == "space":
+            from nas.space import Space as cls
+        else:
+            from nas.controller import Controller as cls
+        return isinstance(obj, type) and issubclass(obj, cls) and obj is not cls
+
+    return check
+
+
+def _found(obj: Any) -> str:
+    if isinstance(obj, type):
+        return f"the class {_qualname(obj)}"
+    if inspect.isbuiltin(obj):
+        return f"the built-in {getattr(obj, '__qualname__', obj)!r}"
+    if inspect.isfunction(obj):
+        return f"the function {_qualname(obj)}"
+    if inspect.ismodule(obj):
+        return f"the module {obj.__name__!r}"
+    return f"a {type(obj).__name__}"
+
+
 class Registry:
-    """A plain decorator registry.
+    """A decorator registry whose entries (and imported ``module:attr`` objects) are kind-checked.
 
     Args:
         kind: what is registered ("space", "controller", ...), used in error messages.
         builtin_modules: modules imported on first lookup, whose decorators fill the registry.
+        accepts: the kind check (None: anything); ``expected`` says in words what it accepts.
     """
 
-    def __init__(self, kind: str, builtin_modules: tuple[str, ...] = ()) -> None:
+    def __init__(self, kind: str, builtin_modules: tuple[str, ...] = (),
+                 accepts: Callable[[Any], bool] | None = None, expected: str = "") -> None:
         self.kind = kind
         self._builtin_modules = builtin_modules
+        self._accepts = accepts
+        self.expected = expected
         self._loaded = False
         self._entries: dict[str, Any] = {}
 
@@ -68,6 +140,9 @@ class Registry:
             )
 
         def decorator(obj: T) -> T:
+            if self.kind == "evaluator" and evaluator_options(obj) is None:
+                evaluator(obj)  # registering marks it (no options)
+            self._check_kind(name, obj)
             old = self._entries.get(name)
             if old is not None and old is not obj and _qualname(old) != _qualname(obj):
                 raise UsageError(f"{self.kind} {name!r} is already registered to {_qualname(old)}")
@@ -97,17 +172,24 @@ class Registry:
         self._load_builtins()
         return name in self._entries
 
+    def _check_kind(self, name: str, obj: Any) -> None:
+        if self._accepts is not None and not self._accepts(obj):
+            raise UsageError(f"{self.kind} {name!r}: expected {self.expected}, found "
+                             f"{_found(obj)}; refusing to use it")
+
     def get(self, name: str) -> Any:
-        """The registered object, or the object a ``"module:attr"`` path points to."""
+        """The registered object, or the kind-checked object a ``"module:attr"`` path names."""
         if isinstance(name, str) and ":" in name:
-            return import_object(name, kind=self.kind)
+            obj = import_object(name, kind=self.kind)
+            self._check_kind(name, obj)
+            return obj
         self._load_builtins()
         try:
             return self._entries[name]
         except (KeyError, TypeError):
             raise UnknownNameError(
-                f"unknown {self.kind} {name!r}; known: {', '.join(sorted(self._entries))} "
-                "(or 'package.module:attribute')"
+                f"unknown {self.kind} {name!r}{did_you_mean(name, self._entries)}; known: "
+                f"{', '.join(sorted(self._entries))} (or 'package.module:attribute')"
             ) from None
 
     def create(self, name: str, **options: Any) -> Any:
@@ -128,9 +210,11 @@ def _qualname(obj: Any) -> str:
     return f"{getattr(obj, '__module__', '?')}.{getattr(obj, '__qualname__', repr(obj))}"
 
 
-SPACES = Registry("space", ("search_spaces",))
-CONTROLLERS = Registry("controller", ("controllers",))
-EVALUATORS = Registry("evaluator", ("nas.evaluate",))
+SPACES = Registry("space", ("search_spaces",), _is_subclass("space"), "a nas.Space subclass")
+CONTROLLERS = Registry("controller", ("controllers",), _is_subclass("controller"),
+                       "a nas.controller.Controller subclass")
+EVALUATORS = Registry("evaluator", ("nas.evaluate",), lambda f: evaluator_options(f) is not None,
+                      "a function marked with @nas.evaluator")
 
 register_space = SPACES.register
 register_controller = CONTROLLERS.register

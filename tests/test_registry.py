@@ -88,5 +88,5 @@ def test_import_object_errors():
 
 
 def test_get_space_requires_a_space():
-    with pytest.raises(UsageError, match="did not produce a nas.Space"):
+    with pytest.raises(UsageError, match="expected a nas.Space subclass, found the class"):
         nas.get_space("collections:OrderedDict")

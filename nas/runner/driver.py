@@ -144,7 +144,8 @@ def _search(run: RunDir, config: SearchConfig, controller: Controller, address: 
 
 def _clean_strays(run: RunDir) -> None:
     """Stop Ray processes a killed driver of this run left behind."""
-    from nas.runner.session import kill_stray_ray, ray_temp_dir
+    from nas.runner.session import ray_temp_dir
+    from nas.runner.strays import kill_stray_ray
 
     killed = kill_stray_ray(ray_temp_dir(run.path))
     if killed:

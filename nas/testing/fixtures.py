@@ -18,6 +18,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from nas.registry import evaluator
 from nas.space import Arch, Choice, Space
 
 __all__ = ["ToySpace", "FaultSpace", "fixed_time", "TOY_SEARCH"]
@@ -96,6 +97,7 @@ class FaultSpace(_Input):
         return _Faulty(body, str(self.validate(arch)["mode"]), float(o["slow_s"]))
 
 
+@evaluator(options=("seconds",))
 def fixed_time(arch: Arch | None, model: nn.Module, ctx: Any) -> dict[str, Any]:
     """Evaluator that takes ``options.seconds`` (default 1.0) and returns stable metrics."""
     options = getattr(ctx.settings, "evaluator_options", None) or {}
