@@ -232,6 +232,9 @@ class BananasController(Controller):
         log.warning("bananas: every architecture tried has been proposed; proposing a repeat")
         return self.space.sample(self.rng)
 
+    def _replay_extra(self, arch: Arch) -> dict[str, Any]:
+        return {"random": True}
+
     def _observe(self, proposal: Proposal, value: Any, extra: dict[str, Any]) -> None:
         self._told.append((proposal.arch.indices, value))
         self._seen.add(proposal.arch.indices)

@@ -89,6 +89,9 @@ class RegularizedEvolution(Controller):
         winner = max((self._population[int(i)] for i in picks), key=lambda m: (m[2], m[0]))
         return self.space.mutate(winner[1], self.rng), {"parent": winner[0]}
 
+    def _replay_extra(self, arch: Arch) -> dict[str, Any]:
+        return {"parent": -1}
+
     def _observe(self, proposal: Proposal, value: Any, extra: dict[str, Any]) -> None:
         if value is None:
             return

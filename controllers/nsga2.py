@@ -195,6 +195,9 @@ class NSGA2Controller(Controller):
         better = a if (ranks[a], -crowd[a]) <= (ranks[b], -crowd[b]) else b
         return np.array(self._members[better][1].indices)
 
+    def _replay_extra(self, arch: Arch) -> dict[str, Any]:
+        return {"random": True}
+
     def _observe(self, proposal: Proposal, value: Any, extra: dict[str, Any]) -> None:
         if value is None:
             return

@@ -148,6 +148,12 @@ class RLController(Controller):
                     break
         return self.space.decode(tokens), {"logp": logps}
 
+    def _replay_extra(self, arch: Arch) -> dict[str, Any]:
+        """Log-probabilities of ``arch`` under the current policy (as if it had sampled it)."""
+        with one_thread(), torch.no_grad():
+            logp, _ = self.policy.evaluate(torch.tensor([list(arch.indices)], dtype=torch.long))
+        return {"logp": [float(v) for v in logp[0]]}
+
     def _observe(self, proposal: Proposal, value: Any, extra: dict[str, Any]) -> None:
         repeat = proposal.arch.indices in self._seen
         self._seen.add(proposal.arch.indices)

@@ -281,6 +281,10 @@ class TPEController(Controller):
         self._known.add(indices)
         return self.space.decode(list(indices)), {"trial": number, "source": source}
 
+    def _replay_extra(self, arch: Arch) -> dict[str, Any]:
+        self._known.add(arch.indices)
+        return {"trial": self._add_running(arch.indices), "source": "replay"}
+
     def _observe(self, proposal: Proposal, value: Any, extra: dict[str, Any]) -> None:
         number = int(extra["trial"])
         if value is None:

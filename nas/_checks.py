@@ -14,7 +14,7 @@ from typing import Any
 
 import torch
 
-from nas.errors import ConfigError
+from nas.errors import ConfigError, unknown_key
 
 __all__ = [
     "check_int",
@@ -114,5 +114,5 @@ def from_plain(cls: Any, data: Mapping[str, Any], prefix: str) -> Any:
     known = {f.name for f in fields(cls)}
     for key in data:
         if key not in known:
-            raise ConfigError(f"{prefix}.{key}: unknown key; known: {', '.join(sorted(known))}")
+            raise unknown_key(f"{prefix}.{key}", key, sorted(known))
     return cls(**dict(data))

@@ -31,7 +31,7 @@ from typing import Any
 
 import yaml
 
-from nas.errors import ConfigError, UsageError
+from nas.errors import ConfigError, UnknownOptionError, UsageError, unknown_key
 
 __all__ = ["SearchSettings", "RaySettings", "SearchConfig", "load_config", "apply_overrides"]
 
@@ -57,7 +57,7 @@ def _num(key: str, value: Any, minimum: float = 0.0) -> None:
 def _known(section: str, data: Mapping[str, Any], known: Sequence[str]) -> None:
     for key in data:
         if key not in known:
-            raise ConfigError(f"{section}.{key}: unknown key; known: {', '.join(known)}")
+            raise unknown_key(f"{section}.{key}", key, known)
 
 
 @dataclass(frozen=True)
@@ -180,17 +180,20 @@ class SearchConfig:
                                   **self.controller.get("options", {}))
 
     def eval_settings(self) -> Any:
-        """:class:`nas.evaluate.EvalSettings` from the evaluator, latency and reward sections."""
-        from nas.evaluate import EvalSettings
-        from nas.train import TrainConfig
+        """:class:`nas.evaluate.EvalSettings` from the evaluator, latency and reward sections.
 
-        train_keys = {f.name for f in fields(TrainConfig)}
+        Errors name the user's key paths (``evaluator.epochs``, ``evaluator.options``), list the
+        keys that exist and suggest the nearest one for a typo.
+        """
+        from nas.evaluate import EvalSettings
+
         ev = dict(self.evaluator)
-        data: dict[str, Any] = {k: v for k, v in ev.items() if k not in train_keys
-                                and k not in ("name", "options")}
+        train_keys, data_keys = _evaluator_keys()
+        _known("evaluator", ev, [*data_keys, *train_keys, "name", "options"])
+        data: dict[str, Any] = {k: v for k, v in ev.items() if k in data_keys}
         data["train"] = {k: v for k, v in ev.items() if k in train_keys}
         data["evaluator"] = ev.get("name", "default")
-        if ev.get("options"):
+        if ev.get("options") is not None:
             data["evaluator_options"] = ev["options"]
         data["latency"] = {k: v for k, v in self.latency.items() if k != "service"}
         data["reward"] = self.reward
@@ -208,13 +211,34 @@ class SearchConfig:
         return bool(self.latency.get("service", False))
 
 
+_USER_PATHS = (("train.", "evaluator."), ("evaluator_options", "evaluator.options"),
+               ("evaluator=", "evaluator.name="))
+
+
+def _evaluator_keys() -> tuple[list[str], list[str]]:
+    """(training keys, data keys) that the ``evaluator`` section takes besides name/options."""
+    from nas.evaluate import EvalSettings
+    from nas.train import TrainConfig
+
+    train = [f.name for f in fields(TrainConfig)]
+    data = [f.name for f in fields(EvalSettings)
+            if f.name not in ("train", "latency", "reward", "evaluator", "evaluator_options")]
+    return train, data
+
+
 def _prefixed(section: str, fn: Any, *args: Any) -> Any:
+    """Call ``fn``; a ConfigError's key is rewritten to the user's key path in ``section``."""
     try:
         return fn(*args)
     except ConfigError as exc:
         msg = str(exc)
-        known = ("train.", "latency.", "reward.", f"{section}.")
+        for inner, outer in _USER_PATHS:
+            if section == "evaluator" and msg.startswith(inner):
+                msg = outer + msg[len(inner):]
+        known = ("latency.", "reward.", f"{section}.")
         raise ConfigError(msg if msg.startswith(known) else f"{section}.{msg}") from None
+    except UnknownOptionError as exc:
+        raise ConfigError(f"{section}.options.{exc.key}: {exc.detail}") from None
 
 
 def _named_section(key: str, data: Any) -> dict[str, Any]:
@@ -279,10 +303,62 @@ def check(config: SearchConfig) -> tuple[Any, Any, Any]:
     if not isinstance(config.latency.get("service", False), bool):
         raise ConfigError(f"latency.service={config.latency['service']!r}: must be true or false")
     settings = config.eval_settings()
-    config.dataset()  # a missing dataset file fails here
+    check_evaluator(settings.evaluator, settings.evaluator_options)
+    _check_devices(config, settings)
+    _named_error("evaluator.dataset", config.dataset)  # a missing dataset file fails here
+    from nas.registry import CONTROLLERS, SPACES
+
+    _named_error("space.name", SPACES.get, config.space["name"])
+    _named_error("controller.name", CONTROLLERS.get, config.controller["name"])
     space = _prefixed("space", config.make_space)
     controller = _prefixed("controller", config.make_controller, space)
     return space, controller, settings
+
+
+def _named_error(path: str, fn: Any, *args: Any) -> Any:
+    """Call ``fn``; a plain UsageError (an unknown name, a missing file) gets the key path."""
+    try:
+        return fn(*args)
+    except ConfigError:
+        raise
+    except UsageError as exc:
+        raise ConfigError(f"{path}: {exc}") from None
+
+
+def check_evaluator(name: str, options: Mapping[str, Any]) -> Any:
+    """The kind-checked evaluator function; ``options`` must be keys it declared."""
+    from nas.errors import did_you_mean
+    from nas.registry import EVALUATORS, evaluator_options
+
+    try:
+        fn = EVALUATORS.get(name)
+    except UsageError as exc:
+        raise ConfigError(f"evaluator.name: {exc}") from None
+    takes = evaluator_options(fn) or ()
+    for key in options:
+        if key not in takes:
+            raise ConfigError(
+                f"evaluator.options.{key}: not an option of evaluator {name!r}"
+                f"{did_you_mean(key, takes)}; it takes: {', '.join(takes) or 'no options'}")
+    return fn
+
+
+def _check_devices(config: SearchConfig, settings: Any) -> None:
+    """A CUDA device needs GPUs per trial (whether the cluster has any is checked once it is up)."""
+    for key, device in (("evaluator.device", settings.train.device),
+                        ("latency.device", settings.latency.device)):
+        if device.startswith("cuda") and config.search.gpus_per_trial <= 0:
+            raise ConfigError(f"{key}={device!r} needs search.gpus_per_trial > 0 (a trial "
+                              "without a GPU sees no CUDA device)")
+
+
+def wants_cuda(config: SearchConfig) -> str | None:
+    """The key path of the first CUDA device the config asks for, or None."""
+    for key, section, name in (("evaluator.device", config.evaluator, "device"),
+                               ("latency.device", config.latency, "device")):
+        if str(section.get(name, "cpu")).startswith("cuda"):
+            return key
+    return None
 
 
 def apply_overrides(data: dict[str, Any], overrides: Sequence[str]) -> dict[str, Any]:

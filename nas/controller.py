@@ -137,6 +137,22 @@ class Controller:
         self._num_failed += value is None
         self._observe(proposal, value, entry[1])
 
+    def replay(self, proposal_id: int, arch: Arch,
+               result: float | Mapping[str, Any] | None) -> None:
+        """Tell ``result`` for ``arch`` under ``proposal_id`` although this instance never
+        proposed it: rebuilding a lost state from a run's records (``nas resume
+        --rebuild-state``). Later proposals get ids above every replayed one."""
+        if proposal_id in self._outstanding:
+            raise UsageError(f"{self.name}.replay: proposal {proposal_id} is outstanding")
+        arch = self.space.validate(arch)
+        self._outstanding[proposal_id] = (arch, self._replay_extra(arch))
+        self._next_id = max(self._next_id, proposal_id + 1)
+        self.tell(Proposal(proposal_id, arch), result)
+
+    def _replay_extra(self, arch: Arch) -> dict[str, Any]:
+        """The ``extra`` a replayed architecture is observed with (what ``_propose`` keeps)."""
+        return {}
+
     def outstanding(self) -> list[Proposal]:
         """Proposals asked and not yet told, oldest first."""
         return [Proposal(i, arch) for i, (arch, _) in self._outstanding.items()]

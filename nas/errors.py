@@ -7,13 +7,20 @@ message that names the offending key or value and what is allowed. The CLI maps
 
 from __future__ import annotations
 
+import difflib
+from collections.abc import Collection
+
 __all__ = [
     "NasError",
     "UsageError",
     "ConfigError",
     "InvalidArchError",
     "UnknownNameError",
+    "UnknownOptionError",
+    "RunLockedError",
     "TrialFailed",
+    "did_you_mean",
+    "unknown_key",
 ]
 
 
@@ -40,9 +47,35 @@ class UnknownNameError(UsageError, KeyError):
         return str(self.args[0]) if self.args else ""
 
 
+class UnknownOptionError(UsageError):
+    """An option a space, controller or evaluator does not take (``key``; ``detail`` says why)."""
+
+    def __init__(self, owner: str, key: str, detail: str) -> None:
+        super().__init__(f"{owner}: {key}: {detail}")
+        self.key, self.detail = key, detail
+
+
+class RunLockedError(UsageError):
+    """Another process holds the run folder's lock (the message names pid, host and since)."""
+
+
 class TrialFailed(NasError):
     """A child could not be evaluated (exception, NaN loss, divergence, time budget)."""
 
     def __init__(self, reason: str) -> None:
         super().__init__(reason)
         self.reason = reason
+
+
+def did_you_mean(name: object, known: Collection[str]) -> str:
+    """``" (did you mean 'x'?)"`` for the nearest known name, else ``""``."""
+    if not isinstance(name, str):
+        return ""
+    close = difflib.get_close_matches(name, list(known), n=1, cutoff=0.6)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def unknown_key(path: str, key: str, known: Collection[str]) -> ConfigError:
+    """The error for ``path`` (e.g. ``reward.targt``) not being a key; lists the known ones."""
+    return ConfigError(f"{path}: unknown key{did_you_mean(key, known)}; known: "
+                       f"{', '.join(known)}")

@@ -30,7 +30,7 @@ import torch
 
 from nas._checks import check_bool, check_int, check_number
 from nas.data import Dataset, load_dataset
-from nas.errors import ConfigError, TrialFailed, UsageError
+from nas.errors import ConfigError, TrialFailed, UsageError, unknown_key
 from nas.latency import LatencyConfig, measure_latency
 from nas.latency_lut import LatencyTable, latency_space, measure_arch
 from nas.registry import EVALUATORS, register_evaluator
@@ -107,7 +107,7 @@ class EvalSettings:
         known = {f.name for f in fields(cls)}
         for key in data:
             if key not in known:
-                raise ConfigError(f"{key}: unknown key; known: {', '.join(sorted(known))}")
+                raise unknown_key(key, key, sorted(known))
         values = dict(data)
         if isinstance(values.get("train"), Mapping):
             values["train"] = TrainConfig.from_dict(values["train"])
@@ -130,7 +130,7 @@ def _reward_from_dict(data: Mapping[str, Any]) -> RewardConfig:
     allowed = {"preset", "target", "alpha", "beta", "metric", "accuracy_key"}
     for key in data:
         if key not in allowed:
-            raise ConfigError(f"reward.{key}: unknown key; known: {', '.join(sorted(allowed))}")
+            raise unknown_key(f"reward.{key}", key, sorted(allowed))
     if "target" not in data:
         raise ConfigError("reward.target: missing (the latency/MACs/params target T)")
     if "preset" in data:

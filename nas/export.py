@@ -197,10 +197,29 @@ class ExportResult:
 
 
 def _check_out(out: Path, overwrite: bool) -> None:
+    """A new or empty folder, or (with ``overwrite``) one holding nothing but an earlier export."""
     if out.exists() and not out.is_dir():
         raise UsageError(f"--out {str(out)!r}: exists and is not a folder")
-    if out.exists() and any(out.iterdir()) and not overwrite:
+    if not out.exists() or not any(out.iterdir()):
+        return
+    if not overwrite:
         raise UsageError(f"--out {str(out)!r}: exists; choose another folder or pass --force")
+    if not _is_export(out):
+        raise UsageError(f"--out {str(out)!r}: --force replaces only a folder holding an "
+                         f"export card ({CARD} with format {CARD_FORMAT!r}); this one does not, "
+                         "so nothing was deleted")
+
+
+def _is_export(folder: Path) -> bool:
+    """Whether ``folder`` holds an export card and only files an export writes."""
+    try:
+        card = json.loads((folder / CARD).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    if not isinstance(card, dict) or card.get("format") != CARD_FORMAT:
+        return False
+    ours = {CARD, *[str(f) for f in (card.get("files") or {}).values()]}
+    return all(p.is_file() and p.name in ours for p in folder.iterdir())
 
 
 def _fix_modes(folder: Path) -> None:

@@ -15,13 +15,12 @@ module is the only thing that happens (``os`` and the like run no code of the fi
 
 from __future__ import annotations
 
-import difflib
 import importlib
 import inspect
 from collections.abc import Callable, Collection
 from typing import Any, TypeVar
 
-from nas.errors import UnknownNameError, UsageError
+from nas.errors import UnknownNameError, UnknownOptionError, UsageError, did_you_mean
 
 __all__ = [
     "Registry",
@@ -55,14 +54,6 @@ def import_object(path: str, *, kind: str = "object") -> Any:
         except AttributeError:
             raise UsageError(f"{kind} {path!r}: module {module_name!r} has no {attr!r}") from None
     return obj
-
-
-def did_you_mean(name: object, known: Collection[str]) -> str:
-    """``" (did you mean 'x'?)"`` for the nearest known name, else ``""``."""
-    if not isinstance(name, str):
-        return ""
-    close = difflib.get_close_matches(name, list(known), n=1, cutoff=0.6)
-    return f" (did you mean {close[0]!r}?)" if close else ""
 
 
 _EVALUATOR_MARK = "__nas_evaluator_options__"
@@ -195,14 +186,22 @@ class Registry:
     def create(self, name: str, **options: Any) -> Any:
         """Look up ``name`` and call it with ``options``."""
         factory = self.get(name)
+        params = inspect.signature(factory).parameters
+        takes_any = any(p.kind is p.VAR_KEYWORD for p in params.values())
+        named = [k for k, p in params.items() if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)
+                 and k != "self"]
+        for key in options:
+            if key not in named and not takes_any:
+                shown = [k for k in named if k not in ("space", "seed")]
+                raise UnknownOptionError(
+                    f"{self.kind} {name!r}", key,
+                    f"not an option of {self.kind} {name!r}{did_you_mean(key, shown)}; it takes: "
+                    f"{', '.join(shown) or 'no options'}")
         try:
             inspect.signature(factory).bind(**options)
         except TypeError as exc:
-            raise UsageError(
-                f"{self.kind} {name!r}: bad options {sorted(options)}: {exc}"
-            ) from None
-        except ValueError:  # no signature available (builtins): let the call decide
-            pass
+            raise UsageError(f"{self.kind} {name!r}: bad options {sorted(options)}: {exc}"
+                             ) from None
         return factory(**options)
 
 

@@ -7,25 +7,35 @@ A run folder holds:
   driver only; a torn last line (a crash mid-write) is skipped on read;
 - ``controller.json`` (+ ``controller.<hash>.pt`` for tensors, weights-only): the state after
   every tell, written atomically;
-- ``run.json``: bookkeeping (status, segments, the driver's pid and Ray temp folder);
+- ``run.json``: bookkeeping (status, segments, the driver's pid, its Ray's temp folder and token);
+- ``driver.lock``: the OS lock of the one process writing the folder, and who holds it;
 - ``tune/``: Ray Tune's experiment folders (one per search segment); ``trials.parquet`` at the end.
 
-Nothing here is pickled and nothing read from disk is unpickled.
+mnas writes no pickles and unpickles nothing. Ray Tune writes its own experiment state into
+``tune/`` while a segment runs (``tuner.pkl``, ``params.pkl``, ... are pickles); mnas never reads
+them, resumes from its own JSON, and deletes them when a segment ends.
+
+Every file is checked when read: a malformed line of ``trials.jsonl``, ``run.json`` or
+``config.yaml`` raises :class:`UsageError` naming the file and the line.
 """
 
 from __future__ import annotations
 
+import fcntl
 import json
 import logging
 import math
 import os
+import socket
+import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from nas.errors import UsageError
+from nas._faults import crash_point
+from nas.errors import RunLockedError, UsageError
 
 __all__ = ["RunDir", "Run", "load_run", "read_trials", "trials_frame", "STATUSES"]
 
@@ -36,6 +46,8 @@ TRIALS = "trials.jsonl"
 CONFIG = "config.yaml"
 CONTROLLER = "controller.json"
 META = "run.json"
+LOCK = "driver.lock"
+RECORD_KEYS = {"trial_id": int, "status": str, "arch_key": str, "arch": dict, "metrics": dict}
 
 
 def _atomic_write(path: Path, text: str) -> None:
@@ -61,25 +73,50 @@ def _clean(obj: Any) -> Any:
 
 
 def read_trials(path: str | Path) -> list[dict[str, Any]]:
-    """Records of ``trials.jsonl`` (a file or a run folder); a torn last line is skipped."""
+    """Records of ``trials.jsonl`` (a file or a run folder), each checked.
+
+    A torn last line (a crash mid-write) is skipped; any other bad line (not JSON, not an object,
+    a missing key, an unknown status, a trial id seen before) raises :class:`UsageError` naming
+    the file and the line.
+    """
     path = Path(path)
     if path.is_dir():
         path = path / TRIALS
     if not path.exists():
         return []
     lines = path.read_text(encoding="utf-8").split("\n")
-    records = []
+    records: list[dict[str, Any]] = []
+    seen: dict[int, int] = {}
     for i, line in enumerate(lines):
         if not line.strip():
             continue
         try:
-            records.append(json.loads(line))
+            record = json.loads(line)
         except json.JSONDecodeError:
-            if i >= len(lines) - 2:  # the last (possibly unterminated) line: torn by a crash
+            if i == len(lines) - 1:  # the unterminated last line: torn by a crash
                 log.warning("%s: skipping a torn last line", path)
                 continue
             raise UsageError(f"{path}: line {i + 1} is not valid JSON") from None
+        _check_record(path, i + 1, record, seen)
+        records.append(record)
     return records
+
+
+def _check_record(path: Path, line: int, record: Any, seen: dict[int, int]) -> None:
+    where = f"{path}: line {line}"
+    if not isinstance(record, dict):
+        raise UsageError(f"{where} is {type(record).__name__}, not a trial record (a JSON object)")
+    for key, kind in RECORD_KEYS.items():
+        value = record.get(key)
+        if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+            what = "missing" if key not in record else f"{value!r} is not a {kind.__name__}"
+            raise UsageError(f"{where}: {key} {what}")
+    if record["status"] not in STATUSES:
+        raise UsageError(f"{where}: status {record['status']!r}; allowed: {', '.join(STATUSES)}")
+    first = seen.setdefault(record["trial_id"], line)
+    if first != line:
+        raise UsageError(f"{where} repeats trial_id {record['trial_id']} of line {first}; "
+                         "remove one of them")
 
 
 class RunDir:
@@ -87,19 +124,83 @@ class RunDir:
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
+        self._lock_fd: int | None = None
 
-    @classmethod
-    def create(cls, results_dir: str | Path, name: str, config: Mapping[str, Any]) -> RunDir:
-        """Make ``results_dir/name`` (which must not exist) and write ``config.yaml``."""
+    @staticmethod
+    def new_path(results_dir: str | Path, name: str) -> Path:
+        """``results_dir/name`` for a new run: one folder name, inside ``results_dir``, unused."""
+        if (not isinstance(name, str) or not name or name in (".", "..") or "/" in name
+                or "\\" in name or name.startswith("-") or "\0" in name):
+            raise UsageError(f"--name {name!r}: must be one folder name (no '/', not '..'), "
+                             "created inside results_dir")
         path = Path(results_dir) / name
         if path.exists():
             raise UsageError(f"run folder {str(path)!r} exists; continue it with `nas resume "
                              f"{path}` or choose another --name")
-        path.mkdir(parents=True)
+        return path
+
+    @classmethod
+    def create(cls, results_dir: str | Path, name: str, config: Mapping[str, Any], *,
+               lock: str | None = "search") -> RunDir:
+        """Make ``results_dir/name`` (which must not exist), lock it and write ``config.yaml``."""
+        path = cls.new_path(results_dir, name)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            path.mkdir()
+        except FileExistsError:
+            raise UsageError(f"run folder {str(path)!r} exists; choose another --name") from None
         run = cls(path)
+        if lock:
+            run.lock(lock)
         _atomic_write(run.config_path, yaml.safe_dump(_clean(config), sort_keys=False))
         run.write_meta({"status": "created", "segments": 0})
         return run
+
+    # -- the one writer ----------------------------------------------------------------------
+    def lock(self, command: str) -> None:
+        """Hold the folder's OS lock for this process (released when it exits or dies).
+
+        Raises:
+            RunLockedError: another process holds it; the message names its pid, host, since.
+        """
+        if self._lock_fd is not None:
+            return
+        fd = os.open(self.path / LOCK, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            holder = self.lock_holder() or {}
+            os.close(fd)
+            since = holder.get("since")
+            since = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(since)) if since else "?"
+            raise RunLockedError(
+                f"run folder {str(self.path)!r} is in use by `nas {holder.get('command', '?')}` "
+                f"(pid {holder.get('pid', '?')} on {holder.get('host', '?')}, since {since}); "
+                "wait for it to end or stop that process") from None
+        os.ftruncate(fd, 0)
+        os.write(fd, json.dumps({"pid": os.getpid(), "host": socket.gethostname(),
+                                 "since": time.time(), "command": command}).encode())
+        os.fsync(fd)
+        self._lock_fd = fd
+
+    def unlock(self) -> None:
+        """Release the lock (the OS also does when the process ends)."""
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)
+            self._lock_fd = None
+
+    def lock_holder(self) -> dict[str, Any] | None:
+        """Who holds (or last held) the lock: ``{pid, host, since, command}``."""
+        try:
+            data = json.loads((self.path / LOCK).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return None
+        return data if isinstance(data, dict) else None
+
+    @property
+    def locked(self) -> bool:
+        """Whether this object holds the lock."""
+        return self._lock_fd is not None
 
     @classmethod
     def open(cls, path: str | Path) -> RunDir:
@@ -132,8 +233,18 @@ class RunDir:
 
     # -- contents ----------------------------------------------------------------------------
     def read_config(self) -> dict[str, Any]:
-        """The resolved configuration."""
-        return yaml.safe_load(self.config_path.read_text(encoding="utf-8")) or {}
+        """The resolved configuration (a YAML mapping; errors name the file and line)."""
+        try:
+            data = yaml.safe_load(self.config_path.read_text(encoding="utf-8"))
+        except yaml.YAMLError as exc:
+            mark = getattr(exc, "problem_mark", None)
+            line = f" at line {mark.line + 1}" if mark is not None else ""
+            raise UsageError(f"{self.config_path}: invalid YAML{line}") from None
+        except (OSError, UnicodeDecodeError) as exc:
+            raise UsageError(f"{self.config_path}: cannot read ({exc})") from None
+        if not isinstance(data, dict):
+            raise UsageError(f"{self.config_path}: must hold a mapping of config sections")
+        return data
 
     def append_trial(self, record: Mapping[str, Any]) -> None:
         """Append one finished trial (one line, flushed and fsynced)."""
@@ -171,9 +282,24 @@ class RunDir:
         return load_state(self.controller_path) if self.controller_path.exists() else None
 
     def meta(self) -> dict[str, Any]:
-        """``run.json`` contents."""
+        """``run.json`` contents (errors name the file and line)."""
         path = self.path / META
-        return json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
+        if not path.exists():
+            return {}
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except (ValueError, UnicodeDecodeError) as exc:
+            line = f" (line {exc.lineno})" if isinstance(exc, json.JSONDecodeError) else ""
+            raise UsageError(f"{path}: not valid JSON{line}; `nas resume {self.path} "
+                             "--rebuild-state` rewrites it") from None
+        if not isinstance(data, dict):
+            raise UsageError(f"{path}: not a JSON object; `nas resume {self.path} "
+                             "--rebuild-state` rewrites it")
+        return data
+
+    def reset_meta(self, updates: Mapping[str, Any]) -> None:
+        """Replace ``run.json`` (a rebuild)."""
+        _atomic_write(self.path / META, json.dumps(_clean(updates), indent=2))
 
     def write_meta(self, updates: Mapping[str, Any]) -> dict[str, Any]:
         """Merge ``updates`` into ``run.json``."""
@@ -185,12 +311,22 @@ class RunDir:
         """``trials.parquet`` from the trials store (None if pyarrow is unavailable)."""
         frame = trials_frame(self.trials())
         out = self.path / "trials.parquet"
+        tmp = out.with_name(out.name + ".tmp")
         try:
-            frame.to_parquet(out, index=False)
+            frame.to_parquet(tmp, index=False)
         except ImportError:
             log.warning("pyarrow is not installed: skipping %s", out)
             return None
+        crash_point("final_write")
+        os.replace(tmp, out)  # a kill mid-write leaves the old file (or none), never a torn one
         return out
+
+    def drop_tune_pickles(self) -> int:
+        """Delete the pickles Ray Tune wrote into ``tune/`` (mnas never reads them)."""
+        found = list(self.tune_dir.rglob("*.pkl")) if self.tune_dir.exists() else []
+        for path in found:
+            path.unlink(missing_ok=True)
+        return len(found)
 
 
 def _flat(prefix: str, obj: Mapping[str, Any]) -> Iterator[tuple[str, Any]]:

@@ -16,6 +16,7 @@ from nas.data import load_dataset
 from nas.errors import ConfigError, UnknownNameError, UsageError
 from nas.evaluate import EvalSettings, evaluate_arch, space_for_dataset
 from nas.latency import LatencyConfig
+from nas.registry import evaluator as nas_evaluator
 from nas.reward import RewardConfig
 from nas.train import TrainConfig
 
@@ -86,11 +87,13 @@ class NaNNet(nn.Module):
         return self.fc(x.flatten(1)) * float("nan")
 
 
+@nas_evaluator
 def nan_evaluator(arch, model, ctx):
     """A custom evaluator that trains a NaN-producing model through the context."""
     return ctx.train(NaNNet())
 
 
+@nas_evaluator
 def custom_evaluator(arch, model, ctx):
     """A custom evaluator: reports one epoch and returns its own metrics."""
     ctx.report({"epoch": 1, "val_accuracy": 0.5})
@@ -115,6 +118,7 @@ def test_custom_evaluator_nan_model_fails(space, arch, digits):
     assert rec["status"] == "failed" and "nan" in rec["reason"]
 
 
+@nas_evaluator
 def list_evaluator(arch, model, ctx):
     return [0.5]
 
@@ -142,6 +146,7 @@ def test_report_early_stop_and_latency_only(space, arch, digits):
     assert "accuracy" not in only and only["latency_ms"] > 0
 
 
+@nas_evaluator
 def broken_evaluator(arch, model, ctx):
     return model(torch.zeros(1, 3, 8, 8))  # wrong channel count -> RuntimeError
 

@@ -25,8 +25,11 @@ def test_unknown_name_lists_known_names():
 
 
 def test_bad_options_are_usage_errors():
-    with pytest.raises(UsageError, match="space 'mnasnet': bad options"):
+    with pytest.raises(UsageError, match="no_such_option: not an option of space 'mnasnet'; "
+                                         "it takes: input_size, num_classes"):
         nas.get_space("mnasnet", no_such_option=1)
+    with pytest.raises(UsageError, match="did you mean 'width_mult'"):
+        nas.get_space("mnasnet", widht_mult=1)
     with pytest.raises(UsageError, match="width_mult=-1"):
         nas.get_space("mnasnet", width_mult=-1)
 

@@ -60,7 +60,7 @@ def test_torn_last_line_is_skipped_and_repaired(run):
 
 
 def test_corrupt_middle_line_is_an_error(run):
-    run.trials_path.write_text('{"trial_id": 0}\nnot json\n{"trial_id": 2}\n')
+    run.trials_path.write_text(f"{json.dumps(rec(0))}\nnot json\n{json.dumps(rec(2))}\n")
     with pytest.raises(UsageError, match="line 2 is not valid JSON"):
         run.trials()
 

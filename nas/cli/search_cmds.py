@@ -29,6 +29,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("run_dir", type=Path)
     p.add_argument("--address", help="join this Ray cluster instead of starting a local Ray")
     p.add_argument("--quiet", action="store_true", help="no per-trial progress lines")
+    p.add_argument("--rebuild-state", action="store_true",
+                   help="replay trials.jsonl into a fresh controller (and rewrite run.json) "
+                        "instead of loading controller.json: the repair for a lost or corrupt "
+                        "state")
     p.set_defaults(func=cmd_resume)
 
     p = sub.add_parser("status", help="summarise a run, finished or not")
@@ -57,9 +61,12 @@ def progress_line(p: Any) -> str:
                 f"{_fmt(p.best.get('accuracy'), '.4f')}, "
                 f"lat {_fmt(p.best.get('latency_ms'), '.3f')}"
                 " ms)")
-    return (f"[{p.done:>{len(str(p.total))}}/{p.total}] failed {p.failed} pruned {p.pruned} "
+    line = (f"[{p.done:>{len(str(p.total))}}/{p.total}] failed {p.failed} pruned {p.pruned} "
             f"running {p.running} | best reward {best} | elapsed {_duration(p.elapsed_s)} "
             f"ETA {_duration(p.eta_s)}")
+    if p.failed and p.last_failure:
+        line += f" | last failure: {p.last_failure}"
+    return line
 
 
 def _printer(quiet: bool) -> Any:
@@ -76,6 +83,12 @@ def _summary(result: Any) -> int:
     state = "complete" if result.complete else "stopped early (resumable)"
     print(f"run {result.run_dir}: {result.trials}/{result.target} trials, {result.failed} failed, "
           f"{state}")
+    if result.all_failed:
+        print("every child failed; most common reasons:", file=sys.stderr)
+        for reason, count in result.failure_reasons:
+            print(f"  {count} x {reason}", file=sys.stderr)
+        print(f"see the tracebacks with: nas analyze {result.run_dir}", file=sys.stderr)
+        return 1
     if result.best:
         b = result.best
         print(f"best: trial {b['trial_id']} reward {b['reward']:.4f} accuracy "
@@ -97,18 +110,29 @@ def cmd_search(args: argparse.Namespace) -> int:
     if args.trials is not None:
         overrides.append(f"search.trials={args.trials}")
     config = load_config(args.config, overrides)
-    print(f"searching: space {config.space['name']}, controller {config.controller['name']}, "
-          f"{config.search.trials} trials at concurrency {config.search.concurrency}", flush=True)
     result = start_search(config, name=args.name, address=args.address,
-                          progress=_printer(args.quiet), config_path=args.config)
+                          progress=_printer(args.quiet), config_path=args.config,
+                          on_ready=_banner("searching"))
     return _summary(result)
 
 
+def _banner(verb: str) -> Any:
+    """Printed once every check passed, before the first child starts."""
+
+    def show(config: Any, run_path: Path) -> None:
+        print(f"{verb} {run_path}: space {config.space['name']}, controller "
+              f"{config.controller['name']}, {config.search.trials} trials at concurrency "
+              f"{config.search.concurrency}", flush=True)
+
+    return show
+
+
 def cmd_resume(args: argparse.Namespace) -> int:
-    """Continue a run from its saved controller state."""
+    """Continue a run from its saved controller state (or one rebuilt from its trials)."""
     from nas.runner import resume_search
 
-    result = resume_search(args.run_dir, address=args.address, progress=_printer(args.quiet))
+    result = resume_search(args.run_dir, address=args.address, progress=_printer(args.quiet),
+                           rebuild_state=args.rebuild_state, on_ready=_banner("resuming"))
     return _summary(result)
 
 

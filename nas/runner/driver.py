@@ -1,30 +1,44 @@
-"""Driver side of a search: run folder, controller state, Ray session, Tune segments, resume."""
+"""Driver side of a search: validation, the run folder and its lock, Ray, Tune segments, resume.
+
+The order is the contract: everything that can be checked is checked before anything starts.
+A new search validates the config, starts (or joins) Ray, checks the cluster can place the trials,
+and only then creates and locks the run folder. A resume locks the folder first (one writer),
+then reads and checks every file in it, stops Ray processes a dead driver of this run left
+behind, and starts Ray.
+"""
 
 from __future__ import annotations
 
 import logging
 import os
 import time
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from nas._faults import crash_point
 from nas.config import SearchConfig, check, parse_config
 from nas.controller import Controller
+from nas.errors import UsageError
 from nas.results import RunDir
 from nas.runner.search import (
     ControllerSearcher,
     ProgressFn,
     SearchProgress,
+    _metric_value,
     make_record,
     run_trials,
     trial_payload,
 )
-from nas.runner.session import start_ray
+from nas.runner.session import RaySession, start_ray
+from nas.runner.strays import MARKER, kill_stray_ray, new_marker
 
 __all__ = ["SearchResult", "start_search", "resume_search", "default_run_name"]
 
 log = logging.getLogger(__name__)
+
+ReadyFn = Callable[[SearchConfig, Path], None]
 
 
 @dataclass
@@ -39,6 +53,13 @@ class SearchResult:
     complete: bool
     ray_startup_s: float = 0.0
     search_s: float = 0.0
+    trained: int = 0
+    failure_reasons: list[tuple[str, int]] = field(default_factory=list)
+
+    @property
+    def all_failed(self) -> bool:
+        """Every finished child failed."""
+        return self.trials > 0 and self.failed == self.trials
 
 
 def default_run_name(config_path: str | Path | None) -> str:
@@ -48,40 +69,119 @@ def default_run_name(config_path: str | Path | None) -> str:
 
 
 def start_search(config: SearchConfig, *, name: str | None = None, address: str | None = None,
-                 progress: ProgressFn | None = None,
-                 config_path: str | Path | None = None) -> SearchResult:
+                 progress: ProgressFn | None = None, config_path: str | Path | None = None,
+                 on_ready: ReadyFn | None = None) -> SearchResult:
     """Validate everything, create the run folder, and search until ``search.trials`` trials.
 
+    ``on_ready(config, run_path)`` is called once every check passed, before the first child.
+
     Raises:
-        ConfigError / UsageError: before Ray starts and before the run folder is created.
+        ConfigError / UsageError: before the run folder is created and before any child starts.
     """
     space, controller, settings = check(config)
     name = name or config.name or default_run_name(config_path)
+    path = RunDir.new_path(config.results_dir, name)
     resolved = config.to_dict()
     resolved["name"] = name
     resolved["space"]["options"] = dict(space.options)  # sized for the dataset
-    run = RunDir.create(config.results_dir, name, resolved)
-    return _search(run, parse_config(resolved), controller, address, progress)
+    config = parse_config(resolved)
+    session = _start_ray(config, settings, address, path)
+    try:
+        run = RunDir.create(config.results_dir, name, resolved, lock="search")
+        return _search(run, config, controller, session, progress, on_ready)
+    finally:
+        session.stop()
 
 
 def resume_search(run_path: str | Path, *, address: str | None = None,
-                  progress: ProgressFn | None = None) -> SearchResult:
-    """Continue a run folder to its configured number of trials from the saved controller state."""
+                  progress: ProgressFn | None = None, rebuild_state: bool = False,
+                  on_ready: ReadyFn | None = None) -> SearchResult:
+    """Continue a run folder to its configured number of trials from the saved controller state.
+
+    ``rebuild_state`` replays ``trials.jsonl`` into a fresh controller (and rewrites ``run.json``)
+    instead of loading ``controller.json``: the repair for a lost or corrupt state.
+    """
     run = RunDir.open(run_path)
-    config = parse_config(run.read_config())
-    _, controller, _ = check(config)
-    state = run.load_controller_state()
-    if state is not None:
+    run.lock("resume")
+    try:
+        config = _read_config(run)
+        _, controller, settings = check(config)
+        if run.repair_trials():
+            log.warning("%s: dropped a torn last line of trials.jsonl", run.trials_path)
+        records = run.trials()
+        if rebuild_state:
+            _rebuild(run, controller, records)
+        else:
+            _restore(run, controller, records)
+        _clean_strays(run)
+        if len(records) >= config.search.trials:
+            _finish(run, config.search.trials)
+            return _result(run, config.search.trials, 0.0, 0.0)
+        crash_point("before_ray")
+        session = _start_ray(config, settings, address, run.path)
+        try:
+            return _search(run, config, controller, session, progress, on_ready)
+        finally:
+            session.stop()
+    finally:
+        run.unlock()
+
+
+def _read_config(run: RunDir) -> SearchConfig:
+    try:
+        return parse_config(run.read_config())
+    except UsageError as exc:
+        if str(exc).startswith(str(run.config_path)):
+            raise
+        raise UsageError(f"{run.config_path}: {exc}") from None
+
+
+def _restore(run: RunDir, controller: Controller, records: list[dict[str, Any]]) -> None:
+    """Load ``controller.json`` and check it agrees with the trials store."""
+    run.meta()  # a corrupt run.json fails here, naming the fix
+    fix = f"rebuild it from trials.jsonl with `nas resume {run.path} --rebuild-state`"
+    try:
+        state = run.load_controller_state()
+    except UsageError as exc:
+        raise UsageError(f"{exc}; {fix}") from None
+    if state is None:
+        if records:
+            raise UsageError(f"{run.controller_path} is missing but trials.jsonl holds "
+                             f"{len(records)} trials; {fix}")
+        return
+    try:
         controller.load_state_dict(state)
-    if run.repair_trials():
-        log.warning("%s: dropped a torn last line of trials.jsonl", run.trials_path)
-    return _search(run, config, controller, address, progress)
+    except UsageError as exc:
+        raise UsageError(f"{run.controller_path}: {exc}; {fix}") from None
+    unknown = [r["trial_id"] for r in records if r["trial_id"] >= controller.num_asked]
+    if unknown:
+        raise UsageError(f"{run.controller_path} is older than trials.jsonl (trial "
+                         f"{unknown[0]} was never proposed by it); {fix}")
+    _reconcile(controller, records)
+
+
+def _rebuild(run: RunDir, controller: Controller, records: list[dict[str, Any]]) -> None:
+    """Replay every stored trial into the fresh ``controller``; rewrite the bookkeeping."""
+    space = controller.space
+    for record in sorted(records, key=lambda r: r.get("step") or 0):
+        try:
+            arch = space.validate(record["arch"])
+        except UsageError as exc:
+            raise UsageError(f"{run.trials_path}: trial {record['trial_id']}: {exc}") from None
+        controller.replay(record["trial_id"], arch, _metric_value(controller, record))
+    run.save_controller(controller)
+    try:
+        segments = int(run.meta().get("segments", 0))
+    except UsageError:
+        segments = len(list(run.tune_dir.glob("segment-*"))) if run.tune_dir.exists() else 0
+    run.reset_meta({"status": "interrupted", "segments": segments, "driver_pid": None,
+                    "rebuilt_at": time.time()})
+    log.warning("rebuilt the controller state from %d trials of %s", len(records),
+                run.trials_path)
 
 
 def _reconcile(controller: Controller, records: list[dict[str, Any]]) -> None:
     """Tell proposals that finished but whose tell was not saved (crash between the two)."""
-    from nas.runner.search import _metric_value
-
     by_id = {r["trial_id"]: r for r in records}
     for proposal in controller.outstanding():
         record = by_id.get(proposal.id)
@@ -89,10 +189,36 @@ def _reconcile(controller: Controller, records: list[dict[str, Any]]) -> None:
             controller.tell(proposal, _metric_value(controller, record))
 
 
-def _search(run: RunDir, config: SearchConfig, controller: Controller, address: str | None,
-            progress_fn: ProgressFn | None) -> SearchResult:
+def _clean_strays(run: RunDir) -> None:
+    """Stop the Ray processes that a dead driver of this run recorded as its own (lock held)."""
+    marker = run.meta().get("ray_marker")
+    if marker and run.locked:
+        killed = kill_stray_ray(marker)
+        if killed:
+            log.warning("stopped %d Ray processes left behind by an earlier driver", killed)
+
+
+def _start_ray(config: SearchConfig, settings: Any, address: str | None,
+               path: Path) -> RaySession:
+    """Start or join Ray, with this driver's marker; check the cluster can place the trials."""
+    from nas.runner.preflight import check_cluster
+
+    extra = {}
+    if config.latency_service and "latency_device" not in (config.ray.resources or {}):
+        extra["latency_device"] = 1.0  # the local Ray holds the target device
+    os.environ[MARKER] = new_marker()
+    session = start_ray(config.ray, address=address, run_path=path, resources=extra)
+    try:
+        check_cluster(config, settings)
+    except BaseException:
+        session.stop()
+        raise
+    return session
+
+
+def _search(run: RunDir, config: SearchConfig, controller: Controller, session: RaySession,
+            progress_fn: ProgressFn | None, on_ready: ReadyFn | None) -> SearchResult:
     records = run.trials()
-    _reconcile(controller, records)
     target = config.search.trials
     remaining = target - len(records)
     pending = controller.outstanding()[: max(0, remaining)]
@@ -100,20 +226,14 @@ def _search(run: RunDir, config: SearchConfig, controller: Controller, address: 
                               failed=sum(r["status"] == "failed" for r in records),
                               pruned=sum(r["status"] == "pruned" for r in records))
     progress.best = _best(records)
-    if remaining <= 0:
-        _clean_strays(run)
-        run.write_meta({"status": "complete", "driver_pid": None})
-        return _result(run, target, progress, 0.0, 0.0)
     space, _, settings = check(config)
-    meta = run.meta()
-    segment = int(meta.get("segments", 0)) + 1
-    extra = {}
-    if config.latency_service and "latency_device" not in (config.ray.resources or {}):
-        extra["latency_device"] = 1.0  # the local Ray holds the target device
-    session = start_ray(config.ray, address=address, run_path=run.path, resources=extra)
+    segment = int(run.meta().get("segments", 0)) + 1
     run.write_meta({"status": "running", "segments": segment, "driver_pid": os.getpid(),
                     "ray_temp_dir": session.temp_dir, "ray_address": session.address,
+                    "ray_marker": os.environ.get(MARKER) if session.local else None,
                     "ray_startup_s": round(session.startup_s, 3)})
+    if on_ready is not None:
+        on_ready(config, run.path)
     search_s = 0.0
     try:
         service = None  # keep the handle: the named actor lives as long as it is referenced
@@ -135,21 +255,18 @@ def _search(run: RunDir, config: SearchConfig, controller: Controller, address: 
         del service
     finally:
         session.stop()
-        done = len(run.trials())
-        run.write_meta({"status": "complete" if done >= target else "interrupted",
-                        "driver_pid": None})
-        run.write_parquet()
-    return _result(run, target, progress, session.startup_s, search_s)
+        crash_point("after_trials")
+        run.drop_tune_pickles()
+        _finish(run, target)
+    return _result(run, target, session.startup_s, search_s)
 
 
-def _clean_strays(run: RunDir) -> None:
-    """Stop Ray processes a killed driver of this run left behind."""
-    from nas.runner.session import ray_temp_dir
-    from nas.runner.strays import kill_stray_ray
-
-    killed = kill_stray_ray(ray_temp_dir(run.path))
-    if killed:
-        log.warning("stopped %d Ray processes left behind by an earlier driver", killed)
+def _finish(run: RunDir, target: int) -> None:
+    """``trials.parquet`` first, then the status: a run marked complete always has both."""
+    run.write_parquet()
+    done = len(run.trials())
+    run.write_meta({"status": "complete" if done >= target else "interrupted",
+                    "driver_pid": None})
 
 
 def _best(records: list[dict[str, Any]]) -> dict[str, Any] | None:
@@ -162,10 +279,21 @@ def _best(records: list[dict[str, Any]]) -> dict[str, Any] | None:
             "latency_ms": top["metrics"].get("latency_ms")}
 
 
-def _result(run: RunDir, target: int, progress: SearchProgress, startup: float,
-            search_s: float) -> SearchResult:
+def failure_reasons(records: list[dict[str, Any]], k: int = 3) -> list[tuple[str, int]]:
+    """The ``k`` most common failure reasons (first line of the error) with their counts."""
+    counts: dict[str, int] = {}
+    for r in records:
+        if r["status"] == "failed":
+            reason = str(r.get("error") or "unknown").strip().splitlines()[0][:200]
+            counts[reason] = counts.get(reason, 0) + 1
+    return sorted(counts.items(), key=lambda kv: -kv[1])[:k]
+
+
+def _result(run: RunDir, target: int, startup: float, search_s: float) -> SearchResult:
     records = run.trials()
     return SearchResult(run_dir=run.path, trials=len(records), target=target,
                         failed=sum(r["status"] == "failed" for r in records),
                         best=_best(records), complete=len(records) >= target,
-                        ray_startup_s=startup, search_s=search_s)
+                        ray_startup_s=startup, search_s=search_s,
+                        trained=sum(r["status"] == "complete" for r in records),
+                        failure_reasons=failure_reasons(records))

@@ -52,6 +52,7 @@ class SearchProgress:
     done_at_start: int = 0
     repeats: int = 0
     best: dict[str, Any] | None = None
+    last_failure: str | None = None
 
     @property
     def elapsed_s(self) -> float:
@@ -163,6 +164,8 @@ class ControllerSearcher(Searcher):
         p.running = max(0, p.running - 1)
         p.done += 1
         p.failed += record["status"] == "failed"
+        if record["status"] == "failed":
+            p.last_failure = str(record.get("error") or "unknown").strip().splitlines()[0][:160]
         p.pruned += record["status"] == "pruned"
         reward = record.get("reward")
         if record["status"] == "complete" and reward is not None and (

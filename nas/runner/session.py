@@ -20,7 +20,7 @@ from typing import Any
 
 import ray
 
-from nas.runner.strays import MARKER, kill_stray_ray, stray_ray_processes
+from nas.runner.strays import MARKER
 
 __all__ = ["MARKER", "RaySession", "start_ray", "ray_temp_dir"]
 
@@ -64,11 +64,9 @@ def start_ray(settings: Any, *, address: str | None, run_path: Path,
         ray.init(address=target, **common)
         return RaySession(False, target, None, time.perf_counter() - started)
     temp_dir = ray_temp_dir(run_path)
-    stray = stray_ray_processes(temp_dir)
-    if stray:
-        log.warning("stopping %d Ray processes left behind by an earlier driver", len(stray))
-        kill_stray_ray(temp_dir)
-    os.environ[MARKER] = temp_dir  # inherited by the Ray processes started below
+    # inherited by the Ray processes started below; the driver sets its own token first, and
+    # left-over processes are found by it (nas.runner.strays), never by a command line
+    os.environ.setdefault(MARKER, temp_dir)
     dashboard: dict[str, Any] = {"include_dashboard": bool(settings.dashboard)}
     if settings.dashboard:
         dashboard["dashboard_host"] = "127.0.0.1"

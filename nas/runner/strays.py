@@ -1,22 +1,27 @@
-"""Ray processes left behind by a killed driver of a run: finding and stopping them."""
+"""Ray processes left behind by a killed driver of a run: finding and stopping them.
+
+Before it starts a local Ray, the driver puts a fresh token in the environment variable
+:data:`MARKER` (every Ray process it starts inherits it) and records the token in ``run.json``.
+Left-over processes are recognised only by that exact token in their own environment, never by
+their command line (which any process can imitate), and only by a driver holding the run folder's
+lock, so never while the driver that started them lives.
+"""
 
 from __future__ import annotations
 
 import os
 import signal
 import time
+import uuid
 
-MARKER = "MNAS_RAY_TEMP_DIR"
+MARKER = "MNAS_RAY_OWNER"
 
-__all__ = ["MARKER", "stray_ray_processes", "kill_stray_ray"]
+__all__ = ["MARKER", "new_marker", "stray_ray_processes", "kill_stray_ray"]
 
 
-def _cmdline(pid: int) -> str:
-    try:
-        with open(f"/proc/{pid}/cmdline", "rb") as fh:
-            return fh.read().replace(b"\0", b" ").decode(errors="replace")
-    except OSError:
-        return ""
+def new_marker() -> str:
+    """A fresh token for the Ray processes of one driver."""
+    return f"mnas-{uuid.uuid4().hex}"
 
 
 def _environ(pid: int) -> bytes:
@@ -27,29 +32,27 @@ def _environ(pid: int) -> bytes:
         return b""
 
 
-def stray_ray_processes(temp_dir: str) -> list[int]:
-    """Live processes of the local Ray of this run (Linux ``/proc``; elsewhere ``[]``).
+def stray_ray_processes(marker: str) -> list[int]:
+    """Live processes (other than this one) whose environment holds ``MARKER=marker``.
 
-    Ray renames its processes (``ray::DashboardAgent``), so they are recognised by the marker
-    variable :data:`MARKER` that the driver sets before starting Ray (inherited by every Ray
-    process), or by ``temp_dir`` on their command line.
+    Linux ``/proc`` only (elsewhere ``[]``). Ray renames its processes (``ray::IDLE``), which is
+    why the environment, not the name, identifies them.
     """
-    if not os.path.isdir("/proc"):
+    if not marker or not os.path.isdir("/proc"):
         return []
-    me, marker = os.getpid(), f"{MARKER}={temp_dir}".encode()
+    me, wanted = os.getpid(), f"{MARKER}={marker}".encode()
     pids = []
     for entry in os.listdir("/proc"):
         if not entry.isdigit() or int(entry) == me or not _alive(int(entry)):
             continue
-        pid = int(entry)
-        if temp_dir in _cmdline(pid) or marker in _environ(pid).split(b"\0"):
-            pids.append(pid)
+        if wanted in _environ(int(entry)).split(b"\0"):
+            pids.append(int(entry))
     return sorted(pids)
 
 
-def kill_stray_ray(temp_dir: str, timeout_s: float = 10.0) -> int:
-    """Stop Ray processes left behind by a killed driver of this run; returns how many."""
-    found = stray_ray_processes(temp_dir)
+def kill_stray_ray(marker: str, timeout_s: float = 10.0) -> int:
+    """Stop the processes carrying ``marker`` (a dead driver's Ray); returns how many."""
+    found = stray_ray_processes(marker)
     pids = list(found)
     for sig in (signal.SIGTERM, signal.SIGKILL):
         for pid in pids:
