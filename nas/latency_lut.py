@@ -92,7 +92,9 @@ class LatencyCache:
     """Memoised :func:`measure_arch`, keyed by (subject key, device fingerprint key).
 
     The subject key hashes the space name and options, the architecture (or preset) and the batch
-    size; the fingerprint key names the device, thread count, torch version and runtime.
+    size; the fingerprint key names the device, thread count, torch version and runtime. Every
+    result carries ``"measurement"``, the ordinal (1, 2, ...) of the timing that produced it, so a
+    cache hit names the measurement it repeats.
     """
 
     def __init__(self) -> None:
@@ -103,7 +105,7 @@ class LatencyCache:
     def measure(
         self, space: Space, arch: Arch | None, config: LatencyConfig, *, preset: str | None = None
     ) -> dict[str, Any]:
-        """The measurement as plain data with ``"cached": bool`` added."""
+        """The measurement as plain data, with ``"cached"`` and ``"measurement"`` added."""
         fingerprint = config.fingerprint()
         key = (_subject_key(space, arch, preset, config), fingerprint["key"])
         if key in self._entries:
@@ -111,6 +113,7 @@ class LatencyCache:
             return {**self._entries[key], "cached": True}
         self.misses += 1
         result = measure_arch(space, arch, config, preset=preset).to_dict()
+        result["measurement"] = self.misses
         self._entries[key] = result
         return {**result, "cached": False}
 

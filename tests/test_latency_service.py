@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 
@@ -40,8 +42,16 @@ def test_service_measures_caches_and_is_found_by_name(local_ray):
         again = LatencyClient.connect().measure(space, arch, FAST)  # another handle, same actor
         assert again["cached"] is True and again["median_ms"] == first["median_ms"]
         other = space.sample(np.random.default_rng(1))
-        assert client.latency_fn()(space, other, None, FAST)["cached"] is False
+        third = client.latency_fn()(space, other, None, FAST)
+        assert third["cached"] is False
         assert client.stats() == {"entries": 2, "hits": 1, "misses": 2}
+        # every answer names the actor that gave it, its request number and the timing it comes from
+        stamps = [r["device"]["measured_by"] for r in (first, again, third)]
+        assert {s["pid"] for s in stamps} == {stamps[0]["pid"]} != {os.getpid()}
+        assert stamps[0]["actor_id"] and {s["actor_id"] for s in stamps} == {stamps[0]["actor_id"]}
+        assert [(s["request"], s["measurement"], s["cached"]) for s in stamps] == [
+            (1, 1, False), (2, 1, True), (3, 2, False)]
+        assert first["device"]["key"] == FAST.fingerprint()["key"]  # the fingerprint is intact
         # the actor holds the custom resource: none is left for anybody else
         assert ray.available_resources().get("latency_device", 0) == 0
     finally:

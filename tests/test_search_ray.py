@@ -9,12 +9,13 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 import yaml
 
 import nas
 from nas.runner.strays import stray_ray_processes
-from nas.testing.fixtures import TOY_SEARCH
+from nas.testing.fixtures import TOY_SEARCH, ToySpace, scripted_curve
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
 
@@ -51,17 +52,54 @@ def wait_for_lines(path, n, proc, timeout=180):
     raise AssertionError(f"{path} did not reach {n} lines")
 
 
+def asha_stops(curves, *, rungs, reduction_factor):
+    """Replay ASHA's rule (one bracket, as in Ray Tune's ASHAScheduler) over trials run one after
+    another: at a rung (an iteration count), a trial stops when its value is below the
+    ``1 - 1/reduction_factor`` quantile of the values recorded there before it (its own is
+    recorded either way). ``curves``: trial -> value per iteration, in run order. Returns
+    {trial: iteration it stopped at}."""
+    seen = {rung: [] for rung in rungs}
+    stops = {}
+    for trial, curve in curves.items():
+        for iteration, value in enumerate(curve, 1):
+            if iteration in seen:
+                earlier = seen[iteration]
+                seen[iteration] = earlier + [value]
+                if earlier and value < np.percentile(earlier, 100 * (1 - 1 / reduction_factor)):
+                    stops[trial] = iteration
+                    break
+    return stops
+
+
 def test_search_end_to_end_with_asha(tmp_path):
-    cfg = config(tmp_path, search={"trials": 6, "concurrency": 2, "scheduler": "asha",
-                                   "grace_period": 1, "reduction_factor": 2})
-    out = run_nas("search", cfg, "--name", "e2e", "--set", "evaluator.epochs=3")
+    # scripted per-epoch accuracies (no training), trials one at a time in a seeded order: what
+    # ASHA must stop is known; 3 epochs + the final report = max_t 4, so the rungs are at 1 and 2
+    cfg = config(tmp_path, controller={"name": "random"},
+                 evaluator={"dataset": "digits", "epochs": 3,
+                            "name": "nas.testing.fixtures:scripted_epochs"},
+                 search={"trials": 6, "concurrency": 1, "scheduler": "asha", "seed": 3,
+                         "grace_period": 1, "reduction_factor": 2})
+    out = run_nas("search", cfg, "--name", "e2e")
     assert out.returncode == 0, out.stderr[-3000:]
     assert "[6/6]" in out.stdout and "best reward" in out.stdout
     run_dir = tmp_path / "results" / "e2e"
-    recs = records(run_dir)
+    recs = records(run_dir)  # in the order they ran
     assert len(recs) == 6 and len({r["trial_id"] for r in recs}) == 6
+    assert len({r["arch_key"] for r in recs}) == 6
     assert {r["status"] for r in recs} <= {"complete", "pruned"}
+    space = ToySpace()
+    curves = {r["trial_id"]: scripted_curve(space.validate(r["arch"]), 3) for r in recs}
+    expected = asha_stops(curves, rungs=(1, 2), reduction_factor=2)
+    # seed 3: the 4th child is the best; 3 children stop at rung 1, one that passed it at rung 2
+    assert sorted(expected.values()) == [1, 1, 1, 2], "this workload must make ASHA stop trials"
+    pruned = {r["trial_id"]: r for r in recs if r["status"] == "pruned"}
+    # exactly the trials below the rung's median of the earlier ones, stopped at that rung
+    assert {t: r["metrics"]["epochs"] for t, r in pruned.items()} == expected
+    assert all(r["metrics"]["accuracy"] == curves[t][expected[t] - 1] and r["reward"] is None
+               for t, r in pruned.items())
     done = [r for r in recs if r["status"] == "complete"]
+    assert len(done) == 2 and all(r["metrics"]["accuracy"] == curves[r["trial_id"]][-1]
+                                  for r in done)
     assert done and all(r["metrics"]["latency_n"] > 0 and r["metrics"]["macs"] > 0 for r in done)
     assert all(r["node"]["node_id"] and r["device"]["torch"] for r in done)
     resolved = yaml.safe_load((run_dir / "config.yaml").read_text())
@@ -81,7 +119,18 @@ def test_latency_service_measures_for_the_trials(tmp_path):
     assert out.returncode == 0, out.stderr[-3000:]
     recs = records(tmp_path / "results" / "svc")
     assert [r["status"] for r in recs] == ["complete"] * 3
-    assert all(r["latency_by"] == "service" and r["metrics"]["latency_n"] > 0 for r in recs)
+    assert len({r["arch_key"] for r in recs}) == 3  # dedup: three different children
+    # what only the service's actor writes: its own process and id, and its running counts
+    stamps = [r["device"].get("measured_by") for r in recs]
+    assert None not in stamps, "a trial's latency was not measured by the service"
+    assert len({s["pid"] for s in stamps}) == 1 and len({s["actor_id"] for s in stamps}) == 1
+    assert all(s["pid"] != r["node"]["pid"] for s, r in zip(stamps, recs, strict=True))
+    assert sorted(s["request"] for s in stamps) == [1, 2, 3]
+    # three different children: three timings, none answered from the cache
+    assert sorted((s["measurement"], s["cached"]) for s in stamps) == [(1, False), (2, False),
+                                                                        (3, False)]
+    assert all(r["metrics"]["latency_ms"] > 0 and r["metrics"]["latency_n"] > 0 for r in recs)
+    assert len({r["metrics"]["latency_ms"] for r in recs}) == 3  # timed, not a canned number
 
 
 def test_failing_children_are_recorded_and_the_search_completes(tmp_path):

@@ -9,11 +9,18 @@ every measurement, one at a time (``max_concurrency=1``), placed by a custom res
 options, batch size, device fingerprint) in the actor, so repeated children are timed once. Trials
 reach the actor by name through :class:`LatencyClient`; the measuring itself is Ray-free
 (:mod:`nas.latency`, :mod:`nas.latency_lut`).
+
+Every answer says who measured it: its device fingerprint carries ``"measured_by"``, ``{"pid",
+"node_id", "actor_id", "request", "measurement", "cached"}`` (the actor's process, node and id, the
+running count of requests it answered, the ordinal of the timing the answer comes from, and whether
+it came from the cache). The fingerprint is what a trial record keeps as ``device``, so
+``trials.jsonl`` shows which trials the service timed.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -40,6 +47,10 @@ class _LatencyWorker:
     def __init__(self) -> None:
         self._cache = LatencyCache()
         self._spaces: dict[str, Space] = {}
+        self._requests = 0
+        ctx = ray.get_runtime_context()
+        self._me = {"pid": os.getpid(), "node_id": ctx.get_node_id(),
+                    "actor_id": ctx.get_actor_id()}
 
     def _space(self, ref: str, options: Mapping[str, Any]) -> Space:
         key = repr((ref, sorted(options.items())))
@@ -51,7 +62,11 @@ class _LatencyWorker:
         space = self._space(request["space"], request["options"])
         arch = None if request["arch"] is None else space.validate(request["arch"])
         config = LatencyConfig.from_dict(request["config"])
-        return self._cache.measure(space, arch, config, preset=request["preset"])
+        result = self._cache.measure(space, arch, config, preset=request["preset"])
+        self._requests += 1
+        stamp = {**self._me, "request": self._requests, "measurement": result["measurement"],
+                 "cached": result["cached"]}
+        return {**result, "device": {**result["device"], "measured_by": stamp}}
 
     def stats(self) -> dict[str, int]:
         return self._cache.stats()
@@ -83,7 +98,9 @@ class LatencyClient:
     def measure(
         self, space: Space, arch: Arch | None, config: LatencyConfig, *, preset: str | None = None
     ) -> dict[str, Any]:
-        """Latency of ``arch`` (or ``preset``) as :meth:`LatencyResult.to_dict` plus ``cached``."""
+        """Latency of ``arch`` (or ``preset``) as :meth:`LatencyResult.to_dict` plus ``cached``
+        and ``measurement`` (see :class:`LatencyCache`); ``device["measured_by"]`` names the actor
+        that answered (see the module docstring)."""
         request = {
             "space": space_ref(space),
             "options": dict(space.options),

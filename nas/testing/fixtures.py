@@ -8,6 +8,9 @@ Name them in a config as ``nas.testing.fixtures:ToySpace`` / ``nas.testing.fixtu
   takes ``slow_s`` per forward pass (to run over a training time budget).
 - :func:`fixed_time`: an evaluator that takes a fixed wall time (``options.seconds``, default 1 s)
   and returns deterministic metrics, to measure the search machinery's own overhead.
+- :func:`scripted_epochs`: an evaluator that measures latency, then reports the per-epoch
+  validation accuracies :func:`scripted_curve` gives the architecture instead of training, so an
+  early-stopping scheduler's decisions can be predicted.
 """
 
 from __future__ import annotations
@@ -21,7 +24,8 @@ from torch import nn
 from nas.registry import evaluator
 from nas.space import Arch, Choice, Space
 
-__all__ = ["ToySpace", "FaultSpace", "fixed_time", "TOY_SEARCH"]
+__all__ = ["ToySpace", "FaultSpace", "fixed_time", "scripted_curve", "scripted_epochs",
+           "TOY_SEARCH"]
 
 # a small real search (tiny MLPs on digits), used by tests that need a run folder
 TOY_SEARCH: dict[str, Any] = {
@@ -105,3 +109,34 @@ def fixed_time(arch: Arch | None, model: nn.Module, ctx: Any) -> dict[str, Any]:
     time.sleep(seconds)  # the simulated evaluation itself
     key = int(arch.key[:8], 16) if arch is not None else 0
     return {"accuracy": 0.5 + (key % 1000) / 2000.0, "latency_ms": 1.0 + (key % 97) / 10.0}
+
+
+def scripted_curve(arch: Arch, epochs: int) -> list[float]:
+    """Validation accuracy after each of ``epochs`` epochs: rising to a level set by ``arch``.
+
+    The level is a hash of the architecture key in [0.1, 0.9]; every curve has the same shape, so
+    architectures rank the same after every epoch.
+    """
+    level = 0.1 + 0.8 * (int(arch.key[:8], 16) % 997) / 996
+    return [level * (0.5 + 0.5 * epoch / epochs) for epoch in range(1, epochs + 1)]
+
+
+@evaluator
+def scripted_epochs(arch: Arch | None, model: nn.Module, ctx: Any) -> dict[str, Any]:
+    """Evaluator: the standard latency phase, then :func:`scripted_curve` reported per epoch.
+
+    No training: epoch ``e`` reports ``{"epoch": e, "val_accuracy": curve[e - 1]}`` through
+    ``ctx.report`` (which may stop it early by returning True, as after a real epoch), and the
+    accuracy is the last one reported.
+    """
+    if arch is None:
+        raise ValueError("scripted_epochs needs an architecture, not a preset")
+    metrics = ctx.measure_latency(model)
+    history: list[dict[str, Any]] = []
+    for epoch, accuracy in enumerate(scripted_curve(arch, ctx.settings.train.epochs), 1):
+        history.append({"epoch": epoch, "val_accuracy": accuracy})
+        if ctx.report is not None and ctx.report(dict(history[-1])):
+            break
+    metrics.update(accuracy=history[-1]["val_accuracy"],
+                   train={"epochs": len(history), "history": history})
+    return metrics
