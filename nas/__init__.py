@@ -64,7 +64,7 @@ def build_from_card(path: str, *, weights: bool = True) -> object:
     return _build_from_card(path, weights=weights)
 
 
-def get_space(name: str, **options: object) -> Space:
+def get_space(name: str, /, **options: object) -> Space:
     """Create a registered space (or ``"package.module:Class"``) with its options."""
     space = SPACES.create(name, **options)
     if not isinstance(space, Space):

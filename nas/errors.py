@@ -17,6 +17,7 @@ __all__ = [
     "InvalidArchError",
     "UnknownNameError",
     "UnknownOptionError",
+    "RefusedNameError",
     "RunLockedError",
     "TrialFailed",
     "did_you_mean",
@@ -53,6 +54,10 @@ class UnknownOptionError(UsageError):
     def __init__(self, owner: str, key: str, detail: str) -> None:
         super().__init__(f"{owner}: {key}: {detail}")
         self.key, self.detail = key, detail
+
+
+class RefusedNameError(UsageError):
+    """A ``module:attr`` name points to something of the wrong kind; it was not called."""
 
 
 class RunLockedError(UsageError):

@@ -260,7 +260,7 @@ def get_dataset(settings: EvalSettings) -> Dataset:
                            settings.max_train, settings.data_root, settings.download)
 
 
-def space_for_dataset(name: str, dataset: Dataset, **options: Any) -> Space:
+def space_for_dataset(name: str, dataset: Dataset, /, **options: Any) -> Space:
     """Create space ``name`` sized for ``dataset`` (in_channels, input_size, num_classes)."""
     from nas import get_space
 

@@ -20,7 +20,13 @@ import inspect
 from collections.abc import Callable, Collection
 from typing import Any, TypeVar
 
-from nas.errors import UnknownNameError, UnknownOptionError, UsageError, did_you_mean
+from nas.errors import (
+    RefusedNameError,
+    UnknownNameError,
+    UnknownOptionError,
+    UsageError,
+    did_you_mean,
+)
 
 __all__ = [
     "Registry",
@@ -165,7 +171,7 @@ class Registry:
 
     def _check_kind(self, name: str, obj: Any) -> None:
         if self._accepts is not None and not self._accepts(obj):
-            raise UsageError(f"{self.kind} {name!r}: expected {self.expected}, found "
+            raise RefusedNameError(f"{self.kind} {name!r}: expected {self.expected}, found "
                              f"{_found(obj)}; refusing to use it")
 
     def get(self, name: str) -> Any:
@@ -183,7 +189,7 @@ class Registry:
                 f"{', '.join(sorted(self._entries))} (or 'package.module:attribute')"
             ) from None
 
-    def create(self, name: str, **options: Any) -> Any:
+    def create(self, name: str, /, **options: Any) -> Any:
         """Look up ``name`` and call it with ``options``."""
         factory = self.get(name)
         params = inspect.signature(factory).parameters

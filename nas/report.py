@@ -129,7 +129,7 @@ def reward_text(reward: Any) -> str:
 def chosen_blocks(analysis: Any) -> str | None:
     """Block strings of the rank-1 architecture where its space has them (e.g. MnasNet)."""
     from nas import get_space
-    from nas.errors import NasError
+    from nas.errors import NasError, RefusedNameError
 
     chosen, space_cfg = analysis.chosen, analysis.config.get("space") or {}
     if not chosen or not isinstance(space_cfg.get("name"), str):
@@ -139,6 +139,8 @@ def chosen_blocks(analysis: Any) -> str | None:
     try:
         space = get_space(space_cfg["name"], **dict(space_cfg.get("options") or {}))
         strings = space.describe(space.validate(decisions)).get("block_strings")
+    except RefusedNameError:
+        raise  # a run folder naming the wrong kind of object is refused, not skipped
     except (NasError, ImportError, TypeError, ValueError):
         return None
     return " ".join(strings) if strings else None

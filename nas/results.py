@@ -141,8 +141,9 @@ class RunDir:
 
     @classmethod
     def create(cls, results_dir: str | Path, name: str, config: Mapping[str, Any], *,
-               lock: str | None = "search") -> RunDir:
-        """Make ``results_dir/name`` (which must not exist), lock it and write ``config.yaml``."""
+               lock: str | None = None) -> RunDir:
+        """Make ``results_dir/name`` (which must not exist) and write ``config.yaml``; with
+        ``lock`` (the command's name), hold the folder's lock from the start."""
         path = cls.new_path(results_dir, name)
         path.parent.mkdir(parents=True, exist_ok=True)
         try:

@@ -115,6 +115,28 @@ def test_export_refuses_an_existing_folder_without_force(run_dir, tmp_path, caps
     assert main(["export", str(run_dir), "--format", "json", "--out", str(out), "--force"]) == 0
 
 
+@pytest.mark.parametrize("content", [
+    {"notes.txt": "my thesis"},                                   # not an export at all
+    {"arch.json": '{"format": "something-else/1"}'},              # another tool's card
+    {"arch.json": "not json"},
+    "export+",                                                    # an export plus a user file
+])
+def test_force_replaces_only_an_export_folder(run_dir, tmp_path, capsys, content):
+    out = tmp_path / "mine"
+    if content == "export+":
+        assert main(["export", str(run_dir), "--format", "json", "--out", str(out)]) == 0
+        content = {"keep.txt": "not written by an export"}
+    out.mkdir(exist_ok=True)
+    for name, text in content.items():
+        (out / name).write_text(text)
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    capsys.readouterr()
+    assert main(["export", str(run_dir), "--format", "json", "--out", str(out), "--force"]) == 2
+    one_line_error(capsys, "--force replaces only a folder holding an export card",
+                   "nothing was deleted")
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+
+
 def test_rank_and_trial_together_is_an_argparse_error(run_dir, capsys):
     with pytest.raises(SystemExit) as exc:
         main(["export", str(run_dir), "--rank", "1", "--trial", "1"])

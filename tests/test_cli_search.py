@@ -34,15 +34,47 @@ def no_ray(monkeypatch):
     ({"evaluator": {"dataset": "npz:missing.npz"}}, [], "missing.npz"),
     ({}, ["--set", "evaluator.lr=-1"], "lr"),
     ({}, ["--set", "nonsense"], "expected key.path=value"),
+    ({"evaluator": {"name": "magic"}}, [], "evaluator.name: unknown evaluator 'magic'"),
+    ({"evaluator": {"name": "defualt"}}, [], "(did you mean 'default'?)"),
+    ({"evaluator": {"options": {"x": 1}}}, [],
+     "evaluator.options.x: not an option of evaluator 'default'; it takes: no options"),
+    ({"evaluator": {"name": "nas.testing.fixtures:fixed_time", "options": {"secnds": 1}}}, [],
+     "evaluator.options.secnds: not an option of evaluator 'nas.testing.fixtures:fixed_time' "
+     "(did you mean 'seconds'?); it takes: seconds"),
+    ({"evaluator": {"epoch": 3}}, [], "evaluator.epoch: unknown key (did you mean 'epochs'?); "
+                                      "known: dataset,"),
+    ({}, ["--set", "evaluator.epochs=0"], "evaluator.epochs=0: must be an integer >= 1"),
+    ({}, ["--set", "evaluator.device=cuda"],
+     "evaluator.device='cuda' needs search.gpus_per_trial > 0"),
+    ({"latency": {"device": "cuda"}}, [], "latency.device='cuda' needs search.gpus_per_trial"),
+    ({"space": {"name": "mnasnet", "options": {"widht_mult": 1.0}}}, [],
+     "space.options.widht_mult: not an option of space 'mnasnet' (did you mean 'width_mult'?)"),
+    ({"controller": {"name": "evolution", "options": {"population": 4}}}, [],
+     "controller.options.population: not an option of controller 'evolution' (did you mean "
+     "'population_size'?)"),
+    ({"controller": {"name": "evolutoin"}}, [], "controller.name: unknown controller "
+                                                "'evolutoin' (did you mean 'evolution'?)"),
+    ({"serach": {}}, [], "config.serach: unknown key (did you mean 'search'?)"),
 ])
 def test_invalid_config_exit_2(tmp_path, capsys, patch, extra, message):
     path = tmp_path / "c.yaml"
     path.write_text(yaml.safe_dump({**GOOD, **patch, "results_dir": str(tmp_path / "results")}))
     code = main(["search", str(path), "--name", "x", *extra])
-    err = capsys.readouterr().err
+    out, err = capsys.readouterr()
     assert code == 2
     assert message in err and len(err.strip().splitlines()) == 1
+    assert out == ""  # no banner: nothing looks as if the search had started
     assert not (tmp_path / "results").exists()
+
+
+@pytest.mark.parametrize("name", ["../x", "a/b", "..", ".", "/abs", "-x"])
+def test_name_must_stay_inside_results_dir(tmp_path, capsys, name):
+    path = tmp_path / "c.yaml"
+    results = tmp_path / "deep" / "results"
+    path.write_text(yaml.safe_dump({**GOOD, "results_dir": str(results)}))
+    assert main(["search", str(path), f"--name={name}"]) == 2
+    assert "must be one folder name" in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.rglob("*")) == ["c.yaml"]
 
 
 def test_missing_config_and_run_dir(tmp_path, capsys):

@@ -190,3 +190,35 @@ def test_rl_state_of_another_policy_shape_is_rejected(nb201):
     weights["cell.weight_ih"] = weights["cell.weight_ih"][:, :5]
     with pytest.raises(UsageError, match="does not fit this policy"):
         suite.make("rl", nb201, 0).load_state_dict(state)
+
+
+@pytest.mark.parametrize("name", CONTROLLERS.names())
+def test_replay_rebuilds_a_lost_state(name, nb201):
+    """``replay`` (``nas resume --rebuild-state``): a fresh controller told the stored trials
+    counts them, proposes new ids after them, takes their tells, and refuses an outstanding id."""
+    options = {**OPTIONS.get(name, {})}
+    if name == "bananas":
+        options.update(n_init=3, epochs=5)
+    source = CONTROLLERS.create(name, space=nb201, seed=1, **options)
+    wants = source.wants_metrics
+    history = []
+    for i in range(8):
+        p = source.ask()
+        metrics = {"accuracy": 0.5 + 0.01 * i, "latency_ms": 1.0 + i, "params": 1e5, "macs": 1e6}
+        value = None if i == 3 else (metrics if wants else 0.5 + 0.01 * i)
+        source.tell(p, value)
+        history.append((p.id, p.arch, value))
+    rebuilt = CONTROLLERS.create(name, space=nb201, seed=2, **options)
+    for pid, arch, value in history:
+        rebuilt.replay(pid, arch, value)
+    assert rebuilt.num_told == 8 and rebuilt.num_failed == 1 and rebuilt.outstanding() == []
+    new = [rebuilt.ask() for _ in range(4)]
+    assert [p.id for p in new] == [8, 9, 10, 11]
+    for p in new:
+        rebuilt.tell(p, {"accuracy": 0.6, "latency_ms": 2.0, "params": 1e5, "macs": 1e6}
+                     if wants else 0.6)
+    assert rebuilt.num_told == 12 and rebuilt.state_dict()["next_id"] == 12
+    pending = rebuilt.ask()
+    with pytest.raises(UsageError, match="is outstanding"):
+        rebuilt.replay(pending.id, pending.arch, 0.5)
+    assert rebuilt.outstanding() == [pending]

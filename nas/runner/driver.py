@@ -86,11 +86,14 @@ def start_search(config: SearchConfig, *, name: str | None = None, address: str 
     resolved["space"]["options"] = dict(space.options)  # sized for the dataset
     config = parse_config(resolved)
     session = _start_ray(config, settings, address, path)
+    run = None
     try:
         run = RunDir.create(config.results_dir, name, resolved, lock="search")
         return _search(run, config, controller, session, progress, on_ready)
     finally:
         session.stop()
+        if run is not None:
+            run.unlock()
 
 
 def resume_search(run_path: str | Path, *, address: str | None = None,
