@@ -198,6 +198,22 @@ class RunDir:
             return None
         return data if isinstance(data, dict) else None
 
+    def held_elsewhere(self) -> bool:
+        """Whether another process holds the lock now (probed without taking it for long)."""
+        if self._lock_fd is not None:
+            return False
+        try:
+            fd = os.open(self.path / LOCK, os.O_RDONLY)
+        except OSError:
+            return False
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except OSError:
+            return True
+        finally:
+            os.close(fd)
+        return False
+
     @property
     def locked(self) -> bool:
         """Whether this object holds the lock."""

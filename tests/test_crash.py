@@ -114,6 +114,8 @@ def test_one_writer_strays_and_concurrent_resumes(tmp_path):
                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     wait_until(lambda: len(arrived(gate)) == 2, search, "two children at the gate")
     assert holds_lock(run_dir, search.pid)
+    status = json.loads(run_nas("status", run_dir, "--json").stdout)
+    assert status["state"] == "running"  # the lock is held: a live driver
 
     # a second writer while the search lives: refused at once, naming the holder
     refused = run_nas("resume", run_dir)

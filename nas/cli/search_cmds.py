@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -136,16 +135,6 @@ def cmd_resume(args: argparse.Namespace) -> int:
     return _summary(result)
 
 
-def _alive(pid: Any) -> bool:
-    if not isinstance(pid, int):
-        return False
-    try:
-        os.kill(pid, 0)
-    except (ProcessLookupError, PermissionError):
-        return False
-    return True
-
-
 def run_status(run_dir: Path) -> dict[str, Any]:
     """Summary of a run folder (also used by tests)."""
     from nas.results import RunDir
@@ -156,8 +145,10 @@ def run_status(run_dir: Path) -> dict[str, Any]:
     counts = {s: sum(r.get("status") == s for r in records) for s in ("complete", "failed",
                                                                        "pruned")}
     state = meta.get("status", "created")
-    if state == "running" and not _alive(meta.get("driver_pid")):
-        state = "interrupted"
+    if run.held_elsewhere():
+        state = "running"  # a live driver holds the folder's lock
+    elif state == "running" or (state == "created" and records):
+        state = "interrupted"  # its driver is gone (the OS released the lock)
     scored = [r for r in records if r.get("status") == "complete" and r.get("reward") is not None]
     best = max(scored, key=lambda r: r["reward"]) if scored else None
     times = [r.get("finished_at") for r in records if r.get("finished_at")]
