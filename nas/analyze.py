@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 
 from nas.errors import UsageError
+from nas.records import TrialStatus
 from nas.reward import PRESETS, RewardConfig, mnas_reward, pareto_mask
 
 __all__ = [
@@ -149,7 +150,7 @@ def _base(frame: pd.DataFrame) -> pd.DataFrame:
 def complete_trials(frame: pd.DataFrame) -> pd.DataFrame:
     """Rows of complete trials only (failed and pruned ones excluded)."""
     frame = _base(frame)
-    return frame[frame["status"] == "complete"]
+    return frame[frame["status"] == TrialStatus.COMPLETE.value]
 
 
 def rank_trials(frame: pd.DataFrame, reward: RewardConfig | None) -> pd.DataFrame:
@@ -220,7 +221,7 @@ def progress(frame: pd.DataFrame, reward: RewardConfig | None) -> pd.DataFrame:
     values = score(ordered, reward)
     if reward is None and values.isna().all():
         values = _column(ordered, "accuracy")
-    values = values.where(ordered["status"] == "complete")
+    values = values.where(ordered["status"] == TrialStatus.COMPLETE.value)
     best, best_id, rows = -math.inf, None, []
     for (_, row), value in zip(ordered.iterrows(), values, strict=True):
         if np.isfinite(value) and value > best:
@@ -241,13 +242,14 @@ def failure_summary(frame: pd.DataFrame) -> tuple[dict[str, int], pd.DataFrame]:
         ``status``, ``error`` (first line), ``count`` and ``trial_ids``.
     """
     frame = _base(frame)
-    counts = {s: int((frame["status"] == s).sum()) for s in ("complete", "failed", "pruned")}
-    bad = frame[frame["status"] != "complete"]
+    counts = {s.value: int((frame["status"] == s.value).sum()) for s in TrialStatus}
+    bad = frame[frame["status"] != TrialStatus.COMPLETE.value]
     rows: dict[tuple[str, str], list[Any]] = {}
     for _, row in bad.iterrows():
         error = row.get("error")
         text = str(error).splitlines()[0] if isinstance(error, str) and error else (
-            "pruned by the scheduler" if row.get("status") == "pruned" else "(no message)")
+            "pruned by the scheduler" if row.get("status") == TrialStatus.PRUNED.value
+            else "(no message)")
         rows.setdefault((str(row.get("status")), text), []).append(row.get("trial_id"))
     table = pd.DataFrame(
         [{"status": s, "error": e, "count": len(ids), "trial_ids": " ".join(map(str, ids))}

@@ -4,8 +4,8 @@
 per-phase timings, device fingerprint) plus, when reward settings are given, MnasNet's reward
 ``ACC x (LAT/T)^w`` (Tan et al., arXiv:1807.11626, equation 2) computed from those raw metrics, so
 it can be recomputed later for another target. A child that fails (NaN loss, divergence, time
-budget, a runtime error in its forward pass) gives a record with ``status="failed"`` and the
-reason instead of an exception.
+budget, a runtime error in its forward pass) gives a record with ``status`` ``TrialStatus.FAILED``
+and the ``error`` instead of an exception.
 
 The work between "built and counted" and "metrics" is done by an *evaluator*, a function
 ``evaluator(arch, model, context) -> dict`` registered in :data:`nas.registry.EVALUATORS`
@@ -33,6 +33,7 @@ from nas.data import Dataset, load_dataset
 from nas.errors import ConfigError, TrialFailed, UsageError, unknown_key
 from nas.latency import LatencyConfig, measure_latency
 from nas.latency_lut import LatencyTable, latency_space, measure_arch
+from nas.records import TrialStatus
 from nas.registry import EVALUATORS, register_evaluator
 from nas.reward import RewardConfig
 from nas.space import Arch, Space
@@ -306,7 +307,7 @@ def evaluate_arch(
         dataset: an already loaded dataset (default: load ``settings.dataset``).
 
     Returns:
-        ``{"space", "arch", "arch_key", "preset", "status", "reason", "accuracy", "latency_ms",
+        ``{"space", "arch", "arch_key", "preset", "status", "error", "accuracy", "latency_ms",
         "latency_p10_ms", "latency_p90_ms", "latency_spread", "latency_n", "params", "macs",
         "timings", "device", "train", "reward"}`` (``reward`` only with reward settings, None
         when it is undefined, e.g. for a failed child).
@@ -328,13 +329,14 @@ def evaluate_arch(
     record: dict[str, Any] = {
         "space": space.name, "arch": None if arch is None else arch.to_dict()["decisions"],
         "arch_key": None if arch is None else arch.key, "preset": preset, "dataset": data.name,
-        "status": "ok", "reason": None,
+        "status": TrialStatus.COMPLETE.value, "error": None,
     }
     with ctx.timed("total"):
         record.update(_run(space, arch, preset, evaluator, ctx))
     record["timings"] = dict(ctx.timings)
     if settings.reward is not None:
-        reward = settings.reward(record) if record["status"] == "ok" else math.nan
+        reward = (settings.reward(record) if record["status"] == TrialStatus.COMPLETE.value
+                  else math.nan)
         record["reward"] = reward if math.isfinite(reward) else None
         record["reward_config"] = settings.reward.to_dict()
     return record
@@ -342,7 +344,7 @@ def evaluate_arch(
 
 def _run(space: Space, arch: Arch | None, preset: str | None, evaluator: Callable[..., Any],
          ctx: EvalContext) -> dict[str, Any]:
-    """Build, cost and the evaluator; a failing child becomes ``status="failed"``."""
+    """Build, cost and the evaluator; a failing child becomes ``TrialStatus.FAILED``."""
     from nas.cost import count_cost
 
     out: dict[str, Any] = {}
@@ -362,9 +364,9 @@ def _run(space: Space, arch: Arch | None, preset: str | None, evaluator: Callabl
         raise UsageError(str(exc)) from None
     except TrialFailed as exc:
         log.info("trial failed: %s", exc.reason)
-        out.update(ctx.partial, status="failed", reason=exc.reason)
+        out.update(ctx.partial, status=TrialStatus.FAILED.value, error=exc.reason)
     except (RuntimeError, ArithmeticError) as exc:  # e.g. a shape error or OOM in the child
         log.warning("trial failed with %s: %s", type(exc).__name__, exc)
         reason = f"{type(exc).__name__}: {(str(exc).splitlines() or [''])[0]}"
-        out.update(ctx.partial, status="failed", reason=reason)
+        out.update(ctx.partial, status=TrialStatus.FAILED.value, error=reason)
     return out

@@ -108,16 +108,16 @@ def select_trial(run: Any, *, rank: int | None = None, trial_id: int | None = No
             raise UsageError(f"--rank {rank}: the run has only {len(ranked)} complete trials "
                              "with a reward")
         trial_id = int(ranked.iloc[rank - 1]["trial_id"])
-    by_id = {r.get("trial_id"): r for r in run.records}
+    by_id = {r.trial_id: r for r in run.records}
     if trial_id not in by_id:
         ids = sorted(by_id, key=lambda i: (not isinstance(i, int), i if isinstance(i, int) else 0,
                                            str(i)))
         known = ", ".join(str(i) for i in ids[:20]) + (", ..." if len(ids) > 20 else "")
         raise UsageError(f"--trial {trial_id!r}: no such trial in {run.path} (known: {known})")
     record = by_id[trial_id]
-    if record.get("status") != "complete":
-        raise UsageError(f"--trial {trial_id}: the trial is {record.get('status')} "
-                         f"({record.get('error') or 'no metrics'}); only complete trials export")
+    if not record.complete:
+        raise UsageError(f"--trial {trial_id}: the trial is {record.status} "
+                         f"({record.error or 'no metrics'}); only complete trials export")
     row = ranked[ranked["trial_id"] == trial_id]
     found_rank = int(row.iloc[0]["rank"]) if len(row) else None
     value = float(row.iloc[0]["reward"]) if len(row) else float("nan")
@@ -138,30 +138,30 @@ def _seed(config: Mapping[str, Any]) -> int:
 
 
 def _provenance(run: Any, record: Mapping[str, Any]) -> dict[str, Any]:
-    config, metrics = run.config, record.get("metrics") or {}
+    config, metrics = run.config, record.metrics or {}
     evaluator = dict(config.get("evaluator") or {})
     train = metrics.get("train") or {}
     return {
-        "run": run.path.name, "run_dir": str(run.path), "trial_id": record.get("trial_id"),
-        "tune_trial_id": record.get("tune_trial_id"), "step": record.get("step"),
-        "started_at": record.get("started_at"), "finished_at": record.get("finished_at"),
+        "run": run.path.name, "run_dir": str(run.path), "trial_id": record.trial_id,
+        "tune_trial_id": record.tune_trial_id, "step": record.step,
+        "started_at": record.started_at, "finished_at": record.finished_at,
         "dataset": metrics.get("dataset", evaluator.get("dataset")),
         "epochs": train.get("epochs", evaluator.get("epochs")),
-        "device": record.get("device") or {}, "node": record.get("node") or {},
+        "device": record.device or {}, "node": record.node or {},
         "latency": {"median_ms": metrics.get("latency_ms"), "p10_ms": metrics.get("latency_p10_ms"),
                     "p90_ms": metrics.get("latency_p90_ms"),
                     "spread": metrics.get("latency_spread"), "n": metrics.get("latency_n"),
                     "settings": config.get("latency") or {}},
         "evaluator": evaluator, "controller": config.get("controller") or {},
-        "reward": {"settings": config.get("reward"), "stored": record.get("reward")},
+        "reward": {"settings": config.get("reward"), "stored": record.reward},
     }
 
 
 def _card(run: Any, record: Mapping[str, Any], space: Any, arch: Any, model: nn.Module,
           selection: dict[str, Any]) -> dict[str, Any]:
     name, _ = card_space(run.config)
-    metrics = {k: v for k, v in (record.get("metrics") or {}).items() if k != "train"}
-    train = dict((record.get("metrics") or {}).get("train") or {})
+    metrics = {k: v for k, v in (record.metrics or {}).items() if k != "train"}
+    train = dict((record.metrics or {}).get("train") or {})
     train.pop("history", None)
     import nas
 
@@ -286,11 +286,11 @@ def export_trial(run: Any, *, rank: int | None = None, trial_id: int | None = No
         raise UsageError(f"--train-epochs {train_epochs!r}: must be an integer >= 1")
     reward = reward if reward is not None else reward_settings(run.config)
     record, found_rank, value = select_trial(run, rank=rank, trial_id=trial_id, reward=reward)
-    target = Path(out) if out is not None else run.path / "export" / f"trial-{record['trial_id']}"
+    target = Path(out) if out is not None else run.path / "export" / f"trial-{record.trial_id}"
     _check_out(target, overwrite)
     name, options = card_space(run.config)
     space = get_space(name, **options)
-    arch = space.validate(record["arch"])
+    arch = space.validate(record.arch)
     torch.manual_seed(_seed(run.config))
     model = space.build(arch)
     selection = {"rank": found_rank, "reward": value,
@@ -313,7 +313,7 @@ def export_trial(run: Any, *, rank: int | None = None, trial_id: int | None = No
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     sizes = {p.name: p.stat().st_size for p in sorted(target.iterdir()) if p.is_file()}
-    log.info("exported trial %s to %s", record["trial_id"], target)
+    log.info("exported trial %s to %s", record.trial_id, target)
     return ExportResult(path=target, card=card, sizes=sizes)
 
 

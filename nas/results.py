@@ -36,18 +36,17 @@ import yaml
 
 from nas._faults import crash_point
 from nas.errors import RunLockedError, UsageError
+from nas.records import TrialRecord
 
-__all__ = ["RunDir", "Run", "load_run", "read_trials", "trials_frame", "STATUSES"]
+__all__ = ["RunDir", "Run", "load_run", "read_trials", "trials_frame"]
 
 log = logging.getLogger(__name__)
 
-STATUSES = ("complete", "failed", "pruned")
 TRIALS = "trials.jsonl"
 CONFIG = "config.yaml"
 CONTROLLER = "controller.json"
 META = "run.json"
 LOCK = "driver.lock"
-RECORD_KEYS = {"trial_id": int, "status": str, "arch_key": str, "arch": dict, "metrics": dict}
 
 
 def _atomic_write(path: Path, text: str) -> None:
@@ -72,7 +71,7 @@ def _clean(obj: Any) -> Any:
     return str(obj)
 
 
-def read_trials(path: str | Path) -> list[dict[str, Any]]:
+def read_trials(path: str | Path) -> list[TrialRecord]:
     """Records of ``trials.jsonl`` (a file or a run folder), each checked.
 
     A torn last line (a crash mid-write) is skipped; any other bad line (not JSON, not an object,
@@ -85,38 +84,25 @@ def read_trials(path: str | Path) -> list[dict[str, Any]]:
     if not path.exists():
         return []
     lines = path.read_text(encoding="utf-8").split("\n")
-    records: list[dict[str, Any]] = []
+    records: list[TrialRecord] = []
     seen: dict[int, int] = {}
     for i, line in enumerate(lines):
         if not line.strip():
             continue
         try:
-            record = json.loads(line)
+            data = json.loads(line)
         except json.JSONDecodeError:
             if i == len(lines) - 1:  # the unterminated last line: torn by a crash
                 log.warning("%s: skipping a torn last line", path)
                 continue
             raise UsageError(f"{path}: line {i + 1} is not valid JSON") from None
-        _check_record(path, i + 1, record, seen)
+        record = TrialRecord.from_dict(data, f"{path}: line {i + 1}")
+        first = seen.setdefault(record.trial_id, i + 1)
+        if first != i + 1:
+            raise UsageError(f"{path}: line {i + 1} repeats trial_id {record.trial_id} of line "
+                             f"{first}; remove one of them")
         records.append(record)
     return records
-
-
-def _check_record(path: Path, line: int, record: Any, seen: dict[int, int]) -> None:
-    where = f"{path}: line {line}"
-    if not isinstance(record, dict):
-        raise UsageError(f"{where} is {type(record).__name__}, not a trial record (a JSON object)")
-    for key, kind in RECORD_KEYS.items():
-        value = record.get(key)
-        if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
-            what = "missing" if key not in record else f"{value!r} is not a {kind.__name__}"
-            raise UsageError(f"{where}: {key} {what}")
-    if record["status"] not in STATUSES:
-        raise UsageError(f"{where}: status {record['status']!r}; allowed: {', '.join(STATUSES)}")
-    first = seen.setdefault(record["trial_id"], line)
-    if first != line:
-        raise UsageError(f"{where} repeats trial_id {record['trial_id']} of line {first}; "
-                         "remove one of them")
 
 
 class RunDir:
@@ -263,15 +249,17 @@ class RunDir:
             raise UsageError(f"{self.config_path}: must hold a mapping of config sections")
         return data
 
-    def append_trial(self, record: Mapping[str, Any]) -> None:
-        """Append one finished trial (one line, flushed and fsynced)."""
-        line = json.dumps(_clean(record), allow_nan=False, separators=(",", ":"))
+    def append_trial(self, record: TrialRecord | Mapping[str, Any]) -> None:
+        """Append one finished trial (one line, flushed and fsynced); a mapping is checked."""
+        if not isinstance(record, TrialRecord):
+            record = TrialRecord.from_dict(dict(record), "append_trial")
+        line = json.dumps(_clean(record.to_dict()), allow_nan=False, separators=(",", ":"))
         with open(self.trials_path, "a", encoding="utf-8") as fh:
             fh.write(line + "\n")
             fh.flush()
             os.fsync(fh.fileno())
 
-    def trials(self) -> list[dict[str, Any]]:
+    def trials(self) -> list[TrialRecord]:
         """Finished trial records, in the order they finished."""
         return read_trials(self.trials_path)
 
@@ -354,7 +342,7 @@ def _flat(prefix: str, obj: Mapping[str, Any]) -> Iterator[tuple[str, Any]]:
             yield f"{prefix}{key}", value
 
 
-def trials_frame(records: list[Mapping[str, Any]]) -> Any:
+def trials_frame(records: list[TrialRecord]) -> Any:
     """A pandas DataFrame, one row per trial: ids, status, reward, raw metrics, decisions.
 
     Columns: ``trial_id``, ``status``, ``error``, ``reward``, ``arch_key``, the raw metrics
@@ -365,7 +353,8 @@ def trials_frame(records: list[Mapping[str, Any]]) -> Any:
     import pandas as pd
 
     rows = []
-    for rec in records:
+    for record in records:
+        rec = record.to_dict()
         row: dict[str, Any] = {k: v for k, v in rec.items()
                                if not isinstance(v, Mapping | list)}
         row.update(dict(_flat("", rec.get("metrics") or {})))

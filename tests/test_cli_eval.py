@@ -86,7 +86,7 @@ def test_evaluate_json(arch_file, capsys):
                  "--reward-target", "5", "--reward-preset", "hard", "--json", *FAST_EVAL])
     assert code == 0
     out = _json(capsys)
-    assert out["status"] == "ok" and out["dataset"] == "digits"
+    assert out["status"] == "complete" and out["dataset"] == "digits"
     for key in ("accuracy", "latency_ms", "latency_p10_ms", "latency_p90_ms", "latency_spread",
                 "latency_n", "params", "macs", "timings", "device", "reward"):
         assert key in out, key
@@ -105,7 +105,7 @@ def test_evaluate_failed_trial_exits_1(arch_file, capsys):
                  "--no-latency", "--json"])
     assert code == 1
     out = _json(capsys)
-    assert out["status"] == "failed" and "loss" in out["reason"]
+    assert out["status"] == "failed" and "loss" in out["error"]
 
 
 @pytest.mark.parametrize(

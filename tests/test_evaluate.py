@@ -43,7 +43,7 @@ def arch(space):
 
 def test_record_holds_raw_metrics(space, arch, digits):
     rec = evaluate_arch(space, arch, FAST, dataset=digits)
-    assert rec["status"] == "ok" and rec["reason"] is None
+    assert rec["status"] == "complete" and rec["error"] is None
     assert rec["arch_key"] == arch.key and rec["arch"] == arch.to_dict()["decisions"]
     assert 0.0 <= rec["accuracy"] <= 1.0
     cost = count_cost(space.build(arch), space.input_shape())
@@ -73,7 +73,7 @@ def test_nan_child_is_a_failed_record(space, arch, digits):
                             reward=RewardConfig(target=1.0))
     rec = evaluate_arch(space, arch, settings, dataset=digits)
     assert rec["status"] == "failed"
-    assert "loss" in rec["reason"] and ("nan" in rec["reason"] or "diverged" in rec["reason"])
+    assert "loss" in rec["error"] and ("nan" in rec["error"] or "diverged" in rec["error"])
     assert rec["reward"] is None
     assert rec["params"] > 0 and "latency_ms" in rec  # what was measured before is kept
 
@@ -115,7 +115,7 @@ def test_custom_evaluator_by_import_path(space, arch, digits):
 def test_custom_evaluator_nan_model_fails(space, arch, digits):
     rec = evaluate_arch(space, arch, EvalSettings(evaluator=f"{__name__}:nan_evaluator"),
                         dataset=digits)
-    assert rec["status"] == "failed" and "nan" in rec["reason"]
+    assert rec["status"] == "failed" and "nan" in rec["error"]
 
 
 @nas_evaluator
@@ -158,7 +158,7 @@ def test_runtime_error_in_child_is_a_failed_record(digits):
 
     rec = evaluate_arch(space, arch, EvalSettings(evaluator=f"{__name__}:broken_evaluator"),
                         dataset=digits)
-    assert rec["status"] == "failed" and rec["reason"].startswith("RuntimeError")
+    assert rec["status"] == "failed" and rec["error"].startswith("RuntimeError")
 
 
 def test_arch_and_preset_checks(space, arch, digits):
@@ -196,7 +196,7 @@ def test_mnasnet_lut_and_deployment_input_size(digits, tmp_path):
     lat = LatencyConfig(warmup=1, repeats=4, rounds=2, input_size=32, mode="lut")
     settings = EvalSettings(train=TrainConfig(epochs=1), latency=lat, lut_path=str(lut_path))
     rec = evaluate_arch(space, arch, settings, dataset=digits)
-    assert rec["status"] == "ok" and rec["latency_source"] == "lut" and rec["latency_ms"] > 0
+    assert rec["status"] == "complete" and rec["latency_source"] == "lut" and rec["latency_ms"] > 0
     assert json.loads(lut_path.read_text())["entries"]  # the table was written
     measured = evaluate_arch(space, arch, EvalSettings(
         evaluator="latency_only", latency=LatencyConfig(warmup=1, repeats=4, rounds=2,

@@ -66,7 +66,7 @@ def test_card_contents(run, exported):
     space = nas.get_space("mnasnet", **SPACE["options"])
     arch = space.validate(card["decisions"])
     assert card["format"] == "mnas-card/1" and card["arch_key"] == arch.key
-    assert card["arch_key"] == run.records[0]["arch_key"]  # rank 1: accuracy 0.9, reward 0.9
+    assert card["arch_key"] == run.records[0].arch_key  # rank 1: accuracy 0.9, reward 0.9
     assert card["space"] == {"name": "mnasnet", "options": space.options}
     assert card["selection"]["rank"] == 1 and card["selection"]["reward"] == pytest.approx(0.9)
     strings = card["structure"]["block_strings"]
@@ -237,5 +237,5 @@ def test_run_api_export_and_report_blocks(run, tmp_path):
     assert result.card["provenance"]["trial_id"] == 1 and result.sizes["arch.json"] > 0
     blocks = chosen_blocks(run.analyze(k=2))
     space = nas.get_space("mnasnet", **SPACE["options"])
-    best = space.validate(run.records[0]["arch"])
+    best = space.validate(run.records[0].arch)
     assert blocks == " ".join(space.describe(best)["block_strings"])

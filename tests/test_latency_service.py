@@ -74,6 +74,6 @@ def test_evaluate_through_the_service(local_ray):
                                  latency_fn=client.latency_fn()) for _ in range(2)]
         assert [r["latency_cached"] for r in records] == [False, True]
         assert records[0]["latency_ms"] == records[1]["latency_ms"]
-        assert records[0]["status"] == "ok"
+        assert records[0]["status"] == "complete"
     finally:
         stop_latency_service(client)

@@ -8,6 +8,7 @@ import pytest
 
 import nas
 from nas.errors import UsageError
+from nas.records import TrialStatus
 from nas.results import RunDir, load_run, read_trials
 
 
@@ -36,8 +37,8 @@ def test_append_and_read_back(run):
     for i in range(3):
         run.append_trial(rec(i, status="failed" if i == 1 else "complete"))
     records = run.trials()
-    assert [r["trial_id"] for r in records] == [0, 1, 2]
-    assert records[1]["status"] == "failed" and records[1]["reward"] is None
+    assert [r.trial_id for r in records] == [0, 1, 2]
+    assert records[1].status is TrialStatus.FAILED and records[1].reward is None
     text = run.trials_path.read_text()
     assert text.count("\n") == 3 and text.endswith("\n")
 
@@ -52,11 +53,11 @@ def test_torn_last_line_is_skipped_and_repaired(run):
     run.append_trial(rec(1))
     with open(run.trials_path, "a") as fh:
         fh.write('{"trial_id": 2, "status": "comp')  # crash mid-write
-    assert [r["trial_id"] for r in read_trials(run.path)] == [0, 1]
+    assert [r.trial_id for r in read_trials(run.path)] == [0, 1]
     assert len(load_run(run.path)) == 2
     assert run.repair_trials() == 1
     run.append_trial(rec(2))
-    assert [r["trial_id"] for r in run.trials()] == [0, 1, 2]
+    assert [r.trial_id for r in run.trials()] == [0, 1, 2]
 
 
 def test_corrupt_middle_line_is_an_error(run):

@@ -147,7 +147,7 @@ def test_rebuild_state_continues_without_retraining(tmp_path):
     assert out.returncode == 0, out.stderr[-3000:]
     records = run.trials()
     assert run.trials_path.read_text().startswith(before)
-    assert len(records) == 5 and len({r["trial_id"] for r in records}) == 5
-    assert len({r["arch_key"] for r in records}) == 5  # the three done were not trained again
-    assert min(r["trial_id"] for r in records[3:]) >= 3  # new ids after the replayed ones
+    assert len(records) == 5 and len({r.trial_id for r in records}) == 5
+    assert len({r.arch_key for r in records}) == 5  # the three done were not trained again
+    assert min(r.trial_id for r in records[3:]) >= 3  # new ids after the replayed ones
     assert yaml.safe_load(run.config_path.read_text())["search"]["trials"] == 5

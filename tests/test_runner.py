@@ -8,6 +8,7 @@ import math
 import pytest
 
 import nas
+from nas.records import TrialRecord, TrialStatus
 from nas.results import RunDir
 from nas.runner.driver import _reconcile
 from nas.runner.search import ControllerSearcher, SearchProgress, make_record
@@ -31,21 +32,21 @@ def final(record):
 
 def test_make_record_complete_failed_pruned(controller):
     p = controller.ask()
-    ok = make_record(p, "t1", final({"status": "ok", "accuracy": 0.9, "latency_ms": 2.0,
+    ok = make_record(p, "t1", final({"status": "complete", "accuracy": 0.9, "latency_ms": 2.0,
                                      "params": 10, "macs": 20, "reward": 0.88,
                                      "timings": {"train_s": 1.0}, "node": {"node_id": "a"}}), False)
-    assert ok["status"] == "complete" and ok["reward"] == 0.88 and ok["metrics"]["params"] == 10
-    assert ok["trial_id"] == p.id and ok["arch_key"] == p.arch.key and ok["node"]["node_id"] == "a"
-    failed = make_record(p, "t1", final({"status": "failed", "reason": "loss is nan"}), False)
-    assert failed["status"] == "failed" and failed["error"] == "loss is nan"
-    nan_acc = make_record(p, "t1", final({"status": "ok", "accuracy": math.nan, "reward": 1.0}),
+    assert ok.status is TrialStatus.COMPLETE and ok.reward == 0.88 and ok.metrics["params"] == 10
+    assert ok.trial_id == p.id and ok.arch_key == p.arch.key and ok.node["node_id"] == "a"
+    failed = make_record(p, "t1", final({"status": "failed", "error": "loss is nan"}), False)
+    assert failed.status is TrialStatus.FAILED and failed.error == "loss is nan"
+    nan_acc = make_record(p, "t1", final({"status": "complete", "accuracy": math.nan, "reward": 1.0}),
                           False)
-    assert nan_acc["status"] == "failed" and "NaN" in nan_acc["error"]
-    assert nan_acc["reward"] is None
+    assert nan_acc.status is TrialStatus.FAILED and "NaN" in nan_acc.error
+    assert nan_acc.reward is None
     pruned = make_record(p, "t1", {"final": False, "val_accuracy": 0.4, "epoch": 1}, False)
-    assert pruned["status"] == "pruned" and pruned["metrics"]["accuracy"] == 0.4
+    assert pruned.status is TrialStatus.PRUNED and pruned.metrics["accuracy"] == 0.4
     crashed = make_record(p, "t1", None, True)
-    assert crashed["status"] == "failed" and "worker failed" in crashed["error"]
+    assert crashed.status is TrialStatus.FAILED and "worker failed" in crashed.error
 
 
 def test_searcher_asks_tells_and_stores(tmp_path, controller):
@@ -58,12 +59,12 @@ def test_searcher_asks_tells_and_stores(tmp_path, controller):
     assert [c["proposal_id"] for c in configs] == [0, 1, 2]
     assert progress.running == 3
     # finish out of order; one fails
-    searcher.on_trial_complete("t2", final({"status": "ok", "accuracy": 0.8, "reward": 0.8}))
-    searcher.on_trial_complete("t0", final({"status": "failed", "reason": "boom"}))
-    searcher.on_trial_complete("t1", final({"status": "ok", "accuracy": 0.9, "reward": 0.95}))
+    searcher.on_trial_complete("t2", final({"status": "complete", "accuracy": 0.8, "reward": 0.8}))
+    searcher.on_trial_complete("t0", final({"status": "failed", "error": "boom"}))
+    searcher.on_trial_complete("t1", final({"status": "complete", "accuracy": 0.9, "reward": 0.95}))
     records = run.trials()
-    assert [r["trial_id"] for r in records] == [2, 0, 1]
-    assert [r["step"] for r in records] == [1, 2, 3]
+    assert [r.trial_id for r in records] == [2, 0, 1]
+    assert [r.step for r in records] == [1, 2, 3]
     assert progress.done == 3 and progress.failed == 1 and progress.running == 0
     assert progress.best["reward"] == 0.95 and progress.best["trial_id"] == 1
     state = run.load_controller_state()
@@ -82,8 +83,8 @@ def test_pending_proposals_are_rerun_first(tmp_path, space, controller):
 def test_reconcile_tells_recorded_but_untold(controller):
     p = controller.ask()
     q = controller.ask()
-    record = {"trial_id": p.id, "arch_key": p.arch.key, "status": "complete", "reward": 0.7,
-              "metrics": {"accuracy": 0.7}}
+    record = TrialRecord(trial_id=p.id, arch_key=p.arch.key, arch=dict(p.arch.items()),
+                         status=TrialStatus.COMPLETE, reward=0.7, metrics={"accuracy": 0.7})
     _reconcile(controller, [record])
     assert [o.id for o in controller.outstanding()] == [q.id]
     assert controller.num_told == 1

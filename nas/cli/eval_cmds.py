@@ -7,6 +7,7 @@ from typing import Any
 
 from nas.cli._common import add_model_args, load_arch_file, print_json, print_table, space_from_args
 from nas.errors import ConfigError, UsageError
+from nas.records import TrialStatus
 
 __all__ = ["register"]
 
@@ -173,7 +174,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         print_json(record)
     else:
         _print_record(record)
-    return 0 if record["status"] == "ok" else 1
+    return 0 if TrialStatus(record["status"]) is TrialStatus.COMPLETE else 1
 
 
 def _fmt(value: Any, spec: str) -> str:
@@ -182,7 +183,7 @@ def _fmt(value: Any, spec: str) -> str:
 
 def _print_record(r: dict[str, Any]) -> None:
     what = f"preset {r['preset']}" if r["preset"] else f"arch {r['arch_key']}"
-    rows = [["status", r["status"] + (f" ({r['reason']})" if r["reason"] else "")],
+    rows = [["status", r["status"] + (f" ({r['error']})" if r["error"] else "")],
             ["accuracy (val)", _fmt(r.get("accuracy"), ".4f")],
             ["latency ms (median)", _fmt(r.get("latency_ms"), ".3f")],
             ["latency p10/p90 ms", f"{_fmt(r.get('latency_p10_ms'), '.3f')} / "

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from nas.cli._common import print_json, print_table
+from nas.records import TrialStatus
 
 __all__ = ["register"]
 
@@ -137,32 +138,27 @@ def cmd_resume(args: argparse.Namespace) -> int:
 
 def run_status(run_dir: Path) -> dict[str, Any]:
     """Summary of a run folder (also used by tests)."""
+    from nas.records import best_of
     from nas.results import RunDir
 
     run = RunDir.open(run_dir)
     config, meta, records = run.read_config(), run.meta(), run.trials()
     target = int((config.get("search") or {}).get("trials", 0))
-    counts = {s: sum(r.get("status") == s for r in records) for s in ("complete", "failed",
-                                                                       "pruned")}
+    counts = {s.value: sum(r.status is s for r in records) for s in TrialStatus}
     state = meta.get("status", "created")
     if run.held_elsewhere():
         state = "running"  # a live driver holds the folder's lock
     elif state == "running" or (state == "created" and records):
         state = "interrupted"  # its driver is gone (the OS released the lock)
-    scored = [r for r in records if r.get("status") == "complete" and r.get("reward") is not None]
-    best = max(scored, key=lambda r: r["reward"]) if scored else None
-    times = [r.get("finished_at") for r in records if r.get("finished_at")]
-    starts = [r.get("started_at") for r in records if r.get("started_at")]
+    best = best_of(records)
+    times = [r.finished_at for r in records if r.finished_at]
+    starts = [r.started_at for r in records if r.started_at]
     return {"run": str(run.path), "state": state, "trials": len(records), "target": target,
             **counts, "space": (config.get("space") or {}).get("name"),
             "controller": (config.get("controller") or {}).get("name"),
             "segments": meta.get("segments", 0),
             "wall_s": (max(times) - min(starts)) if times and starts else None,
-            "best": None if best is None else {
-                "trial_id": best["trial_id"], "reward": best["reward"],
-                "arch_key": best["arch_key"],
-                "accuracy": best["metrics"].get("accuracy"),
-                "latency_ms": best["metrics"].get("latency_ms")}}
+            "best": best}
 
 
 def cmd_status(args: argparse.Namespace) -> int:

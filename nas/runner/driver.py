@@ -21,6 +21,7 @@ from nas._faults import crash_point
 from nas.config import SearchConfig, check, parse_config
 from nas.controller import Controller
 from nas.errors import UsageError
+from nas.records import TrialRecord, TrialStatus, best_of
 from nas.results import RunDir
 from nas.runner.search import (
     ControllerSearcher,
@@ -139,7 +140,7 @@ def _read_config(run: RunDir) -> SearchConfig:
         raise UsageError(f"{run.config_path}: {exc}") from None
 
 
-def _restore(run: RunDir, controller: Controller, records: list[dict[str, Any]]) -> None:
+def _restore(run: RunDir, controller: Controller, records: list[TrialRecord]) -> None:
     """Load ``controller.json`` and check it agrees with the trials store."""
     run.meta()  # a corrupt run.json fails here, naming the fix
     fix = f"rebuild it from trials.jsonl with `nas resume {run.path} --rebuild-state`"
@@ -156,22 +157,22 @@ def _restore(run: RunDir, controller: Controller, records: list[dict[str, Any]])
         controller.load_state_dict(state)
     except UsageError as exc:
         raise UsageError(f"{run.controller_path}: {exc}; {fix}") from None
-    unknown = [r["trial_id"] for r in records if r["trial_id"] >= controller.num_asked]
+    unknown = [r.trial_id for r in records if r.trial_id >= controller.num_asked]
     if unknown:
         raise UsageError(f"{run.controller_path} is older than trials.jsonl (trial "
                          f"{unknown[0]} was never proposed by it); {fix}")
     _reconcile(controller, records)
 
 
-def _rebuild(run: RunDir, controller: Controller, records: list[dict[str, Any]]) -> None:
+def _rebuild(run: RunDir, controller: Controller, records: list[TrialRecord]) -> None:
     """Replay every stored trial into the fresh ``controller``; rewrite the bookkeeping."""
     space = controller.space
-    for record in sorted(records, key=lambda r: r.get("step") or 0):
+    for record in sorted(records, key=lambda r: r.step or 0):
         try:
-            arch = space.validate(record["arch"])
+            arch = space.validate(record.arch)
         except UsageError as exc:
-            raise UsageError(f"{run.trials_path}: trial {record['trial_id']}: {exc}") from None
-        controller.replay(record["trial_id"], arch, _metric_value(controller, record))
+            raise UsageError(f"{run.trials_path}: trial {record.trial_id}: {exc}") from None
+        controller.replay(record.trial_id, arch, _metric_value(controller, record))
     run.save_controller(controller)
     try:
         segments = int(run.meta().get("segments", 0))
@@ -183,12 +184,12 @@ def _rebuild(run: RunDir, controller: Controller, records: list[dict[str, Any]])
                 run.trials_path)
 
 
-def _reconcile(controller: Controller, records: list[dict[str, Any]]) -> None:
+def _reconcile(controller: Controller, records: list[TrialRecord]) -> None:
     """Tell proposals that finished but whose tell was not saved (crash between the two)."""
-    by_id = {r["trial_id"]: r for r in records}
+    by_id = {r.trial_id: r for r in records}
     for proposal in controller.outstanding():
         record = by_id.get(proposal.id)
-        if record is not None and record.get("arch_key") == proposal.arch.key:
+        if record is not None and record.arch_key == proposal.arch.key:
             controller.tell(proposal, _metric_value(controller, record))
 
 
@@ -226,9 +227,9 @@ def _search(run: RunDir, config: SearchConfig, controller: Controller, session: 
     remaining = target - len(records)
     pending = controller.outstanding()[: max(0, remaining)]
     progress = SearchProgress(total=target, done=len(records), done_at_start=len(records),
-                              failed=sum(r["status"] == "failed" for r in records),
-                              pruned=sum(r["status"] == "pruned" for r in records))
-    progress.best = _best(records)
+                              failed=_count(records, TrialStatus.FAILED),
+                              pruned=_count(records, TrialStatus.PRUNED))
+    progress.best = best_of(records)
     space, _, settings = check(config)
     segment = int(run.meta().get("segments", 0)) + 1
     run.write_meta({"status": "running", "segments": segment, "driver_pid": os.getpid(),
@@ -272,22 +273,16 @@ def _finish(run: RunDir, target: int) -> None:
                     "driver_pid": None})
 
 
-def _best(records: list[dict[str, Any]]) -> dict[str, Any] | None:
-    done = [r for r in records if r["status"] == "complete" and r.get("reward") is not None]
-    if not done:
-        return None
-    top = max(done, key=lambda r: r["reward"])
-    return {"reward": top["reward"], "trial_id": top["trial_id"],
-            "accuracy": top["metrics"].get("accuracy"),
-            "latency_ms": top["metrics"].get("latency_ms")}
+def _count(records: list[TrialRecord], status: TrialStatus) -> int:
+    return sum(r.status is status for r in records)
 
 
-def failure_reasons(records: list[dict[str, Any]], k: int = 3) -> list[tuple[str, int]]:
+def failure_reasons(records: list[TrialRecord], k: int = 3) -> list[tuple[str, int]]:
     """The ``k`` most common failure reasons (first line of the error) with their counts."""
     counts: dict[str, int] = {}
     for r in records:
-        if r["status"] == "failed":
-            reason = str(r.get("error") or "unknown").strip().splitlines()[0][:200]
+        if r.status is TrialStatus.FAILED:
+            reason = str(r.error or "unknown").strip().splitlines()[0][:200]
             counts[reason] = counts.get(reason, 0) + 1
     return sorted(counts.items(), key=lambda kv: -kv[1])[:k]
 
@@ -295,8 +290,8 @@ def failure_reasons(records: list[dict[str, Any]], k: int = 3) -> list[tuple[str
 def _result(run: RunDir, target: int, startup: float, search_s: float) -> SearchResult:
     records = run.trials()
     return SearchResult(run_dir=run.path, trials=len(records), target=target,
-                        failed=sum(r["status"] == "failed" for r in records),
-                        best=_best(records), complete=len(records) >= target,
+                        failed=_count(records, TrialStatus.FAILED),
+                        best=best_of(records), complete=len(records) >= target,
                         ray_startup_s=startup, search_s=search_s,
-                        trained=sum(r["status"] == "complete" for r in records),
+                        trained=_count(records, TrialStatus.COMPLETE),
                         failure_reasons=failure_reasons(records))

@@ -30,9 +30,10 @@ from ray import tune
 from ray.tune.search import ConcurrencyLimiter, Searcher
 
 from nas.controller import Controller, Proposal
+from nas.records import TrialRecord, TrialStatus, best_of
 from nas.results import RunDir
 
-__all__ = ["ControllerSearcher", "SearchProgress", "run_trials", "trial_payload"]
+__all__ = ["ControllerSearcher", "SearchProgress", "run_trials", "trial_payload", "make_record"]
 
 log = logging.getLogger(__name__)
 
@@ -67,13 +68,13 @@ class SearchProgress:
         return self.elapsed_s / finished * max(0, self.total - self.done)
 
 
-def _metric_value(controller: Controller, record: dict[str, Any]) -> Any:
+def _metric_value(controller: Controller, record: TrialRecord) -> Any:
     """What the controller is told: metrics for metric controllers, else the reward."""
-    if record["status"] != "complete":
+    if not record.complete:
         return None
     if controller.wants_metrics:
-        return record["metrics"]
-    return record.get("reward")
+        return record.metrics
+    return record.reward
 
 
 class ControllerSearcher(Searcher):
@@ -93,9 +94,9 @@ class ControllerSearcher(Searcher):
     """
 
     def __init__(self, controller: Controller, run: RunDir, *, pending: list[Proposal],
-                 max_new: int, record_fn: Callable[..., dict[str, Any]],
+                 max_new: int, record_fn: Callable[..., TrialRecord],
                  progress: SearchProgress, on_progress: ProgressFn | None = None,
-                 records: list[dict[str, Any]] | None = None, dedup: bool = True,
+                 records: list[TrialRecord] | None = None, dedup: bool = True,
                  max_repeats: int = 100) -> None:
         super().__init__(metric=None, mode=None)
         self.controller = controller
@@ -104,7 +105,7 @@ class ControllerSearcher(Searcher):
         self._budget = max_new
         self._live: dict[str, Proposal] = {}
         self._dedup, self._max_repeats = dedup, max_repeats
-        self._known = {r["arch_key"]: r for r in records or [] if r.get("arch_key")}
+        self._known = {r.arch_key: r for r in records or []}
         self._parked: dict[str, list[Proposal]] = {}  # arch key in flight -> repeats waiting
         self._record_fn = record_fn
         self.progress = progress
@@ -148,7 +149,7 @@ class ControllerSearcher(Searcher):
         if proposal is None:
             return
         record = self._record_fn(proposal, trial_id, result, error)
-        record["step"] = self.controller.num_told + 1
+        record.step = self.controller.num_told + 1
         self.run.append_trial(record)  # first: a finished trial is never lost
         value = _metric_value(self.controller, record)
         self.controller.tell(proposal, value)
@@ -159,21 +160,17 @@ class ControllerSearcher(Searcher):
         self.run.save_controller(self.controller)
         self._count(record)
 
-    def _count(self, record: dict[str, Any]) -> None:
+    def _count(self, record: TrialRecord) -> None:
         p = self.progress
         p.running = max(0, p.running - 1)
         p.done += 1
-        p.failed += record["status"] == "failed"
-        if record["status"] == "failed":
-            p.last_failure = str(record.get("error") or "unknown").strip().splitlines()[0][:160]
-        p.pruned += record["status"] == "pruned"
-        reward = record.get("reward")
-        if record["status"] == "complete" and reward is not None and (
-            p.best is None or reward > p.best["reward"]
-        ):
-            metrics = record["metrics"]
-            p.best = {"reward": reward, "trial_id": record["trial_id"],
-                      "accuracy": metrics.get("accuracy"), "latency_ms": metrics.get("latency_ms")}
+        p.failed += record.status is TrialStatus.FAILED
+        if record.status is TrialStatus.FAILED:
+            p.last_failure = str(record.error or "unknown").strip().splitlines()[0][:160]
+        p.pruned += record.status is TrialStatus.PRUNED
+        reward = record.reward
+        if record.complete and reward is not None and (p.best is None or reward > p.best["reward"]):
+            p.best = best_of([record])
         if self._on_progress is not None:
             self._on_progress(p)
 
@@ -238,7 +235,7 @@ def evaluate_trial(config: dict[str, Any], payload: dict[str, Any]) -> None:
         record = evaluate_arch(space, space.validate(config["arch"]), settings, report=report,
                                latency_fn=latency_fn)
     except Exception as exc:  # a broken child must not take the search down
-        record = {"status": "failed", "reason": f"{type(exc).__name__}: {exc}",
+        record = {"status": TrialStatus.FAILED.value, "error": f"{type(exc).__name__}: {exc}",
                   "traceback": traceback.format_exc(limit=5)}
     record["node"] = _node()
     record["latency_by"] = "service" if payload["latency_service"] else \
@@ -255,35 +252,32 @@ RAW_METRICS = ("accuracy", "latency_ms", "latency_p10_ms", "latency_p90_ms", "la
 
 
 def make_record(proposal: Proposal, tune_id: str, result: dict[str, Any] | None, error: bool,
-                ) -> dict[str, Any]:
+                ) -> TrialRecord:
     """The ``trials.jsonl`` record of one finished Tune trial."""
     base = {"trial_id": proposal.id, "tune_trial_id": tune_id, "arch_key": proposal.arch.key,
             "arch": dict(proposal.arch.items())}
     result = result or {}
     if error or not result:
-        return {**base, "status": "failed", "error": "the trial's worker failed (see the Tune "
-                "logs in the run folder's tune/ directory)", "metrics": {}, "reward": None}
+        return TrialRecord(**base, status=TrialStatus.FAILED, error="the trial's worker failed "
+                           "(see the Tune logs in the run folder's tune/ directory)")
     if not result.get("final"):
-        acc = result.get("val_accuracy")
-        return {**base, "status": "pruned", "error": None, "reward": None,
-                "metrics": {"accuracy": acc, "epochs": result.get("epoch")}}
+        return TrialRecord(**base, status=TrialStatus.PRUNED, metrics={
+            "accuracy": result.get("val_accuracy"), "epochs": result.get("epoch")})
     raw = json.loads(result["record_json"])
     metrics = {k: raw.get(k) for k in RAW_METRICS if k in raw}
     for extra in ("train", "dataset", "latency_source"):
         if extra in raw:
             metrics[extra] = raw[extra]
-    status = "complete" if raw.get("status") in ("ok", "complete") else "failed"
-    reward = raw.get("reward")
-    if status == "complete" and not _finite(metrics.get("accuracy")):
-        status, raw["reason"] = "failed", "accuracy is NaN or missing"
-    if reward is not None and not _finite(reward):
-        reward = None
-    return {**base, "status": status, "error": raw.get("reason") if status == "failed" else None,
-            "metrics": metrics, "reward": reward if status == "complete" else None,
-            "timings": raw.get("timings") or {}, "device": raw.get("device") or {},
-            "node": raw.get("node") or {}, "latency_by": raw.get("latency_by"),
-            "started_at": raw.get("started_at"),
-            "finished_at": raw.get("finished_at")}
+    status, reason = TrialStatus.parse(raw.get("status")), raw.get("error")
+    if status is TrialStatus.COMPLETE and not _finite(metrics.get("accuracy")):
+        status, reason = TrialStatus.FAILED, "accuracy is NaN or missing"
+    reward = raw.get("reward") if status is TrialStatus.COMPLETE else None
+    return TrialRecord(
+        **base, status=status, error=reason if status is TrialStatus.FAILED else None,
+        metrics=metrics, reward=reward if _finite(reward) else None,
+        timings=raw.get("timings") or {}, device=raw.get("device") or {},
+        node=raw.get("node") or {}, latency_by=raw.get("latency_by"),
+        started_at=raw.get("started_at"), finished_at=raw.get("finished_at"))
 
 
 def _finite(x: Any) -> bool:
