@@ -48,7 +48,7 @@ __all__ = [
 
 def load_run(path: str) -> object:
     """Load a run folder (finished or not): ``load_run(path).trials`` is a pandas DataFrame."""
-    from nas.results import load_run as _load_run
+    from nas.run import load_run as _load_run
 
     return _load_run(path)
 

@@ -45,7 +45,7 @@ from nas.export_formats import (
     write_pt2,
     write_weights,
 )
-from nas.results import _clean
+from nas.results import clean_json
 from nas.reward import RewardConfig
 
 __all__ = ["FORMATS", "CARD_FORMAT", "parse_formats", "select_trial", "export_trial",
@@ -262,7 +262,7 @@ def export_trial(run: Any, *, rank: int | None = None, trial_id: int | None = No
                  formats: str | Sequence[str] | None = None, out: str | Path | None = None,
                  train_epochs: int | None = None, reward: RewardConfig | None = None,
                  opset: int = 17, overwrite: bool = False) -> ExportResult:
-    """Export one trial of ``run`` (a :class:`nas.results.Run`) as an architecture card folder.
+    """Export one trial of ``run`` (a :class:`nas.run.Run`) as an architecture card folder.
 
     Args:
         run: the loaded run.
@@ -305,7 +305,7 @@ def export_trial(run: Any, *, rank: int | None = None, trial_id: int | None = No
     tmp.mkdir()  # the umask applies, unlike tempfile.mkdtemp's 0700
     try:
         _write_artifacts(tmp, model, space.input_shape(), wanted, card, opset)
-        card = _clean(card)  # NaN -> null, tuples -> lists: the card is plain JSON data
+        card = clean_json(card)  # NaN -> null, tuples -> lists: the card is plain JSON data
         text = json.dumps(card, indent=2, allow_nan=False)
         (tmp / CARD).write_text(text + "\n", encoding="utf-8")
         _fix_modes(tmp)

@@ -205,11 +205,12 @@ def train_for_export(model: nn.Module, config: Mapping[str, Any], epochs: int) -
     """
     from nas.config import parse_config
     from nas.evaluate import get_dataset
+    from nas.experiment import eval_settings
     from nas.train import train
 
     if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
         raise UsageError(f"--train-epochs={epochs!r}: must be an integer >= 1")
-    settings = parse_config(config).eval_settings()
+    settings = eval_settings(parse_config(config))
     train_cfg = replace(settings.train, epochs=epochs, time_budget_s=None)
     dataset = get_dataset(settings)
     try:

@@ -38,7 +38,7 @@ from nas._faults import crash_point
 from nas.errors import RunLockedError, UsageError
 from nas.records import TrialRecord
 
-__all__ = ["RunDir", "Run", "load_run", "read_trials", "trials_frame"]
+__all__ = ["RunDir", "read_trials", "trials_frame", "clean_json"]
 
 log = logging.getLogger(__name__)
 
@@ -58,14 +58,14 @@ def _atomic_write(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
-def _clean(obj: Any) -> Any:
+def clean_json(obj: Any) -> Any:
     """JSON-safe copy: NaN/inf become None, tuples lists, keys strings."""
     if isinstance(obj, float):
         return obj if math.isfinite(obj) else None
     if isinstance(obj, Mapping):
-        return {str(k): _clean(v) for k, v in obj.items()}
+        return {str(k): clean_json(v) for k, v in obj.items()}
     if isinstance(obj, list | tuple):
-        return [_clean(v) for v in obj]
+        return [clean_json(v) for v in obj]
     if obj is None or isinstance(obj, str | int | bool):
         return obj
     return str(obj)
@@ -139,7 +139,7 @@ class RunDir:
         run = cls(path)
         if lock:
             run.lock(lock)
-        _atomic_write(run.config_path, yaml.safe_dump(_clean(config), sort_keys=False))
+        _atomic_write(run.config_path, yaml.safe_dump(clean_json(config), sort_keys=False))
         run.write_meta({"status": "created", "segments": 0})
         return run
 
@@ -253,7 +253,7 @@ class RunDir:
         """Append one finished trial (one line, flushed and fsynced); a mapping is checked."""
         if not isinstance(record, TrialRecord):
             record = TrialRecord.from_dict(dict(record), "append_trial")
-        line = json.dumps(_clean(record.to_dict()), allow_nan=False, separators=(",", ":"))
+        line = json.dumps(clean_json(record.to_dict()), allow_nan=False, separators=(",", ":"))
         with open(self.trials_path, "a", encoding="utf-8") as fh:
             fh.write(line + "\n")
             fh.flush()
@@ -304,11 +304,11 @@ class RunDir:
 
     def reset_meta(self, updates: Mapping[str, Any]) -> None:
         """Replace ``run.json`` (a rebuild)."""
-        _atomic_write(self.path / META, json.dumps(_clean(updates), indent=2))
+        _atomic_write(self.path / META, json.dumps(clean_json(updates), indent=2))
 
     def write_meta(self, updates: Mapping[str, Any]) -> dict[str, Any]:
         """Merge ``updates`` into ``run.json``."""
-        meta = {**self.meta(), **_clean(updates)}
+        meta = {**self.meta(), **clean_json(updates)}
         _atomic_write(self.path / META, json.dumps(meta, indent=2))
         return meta
 
@@ -366,84 +366,3 @@ def trials_frame(records: list[TrialRecord]) -> Any:
     if "trial_id" in frame:
         frame = frame.sort_values("trial_id", kind="stable").reset_index(drop=True)
     return frame
-
-
-class Run:
-    """A run folder loaded for analysis: ``run.trials`` is a pandas DataFrame.
-
-    Analysis methods (:mod:`nas.analyze`) recompute MnasNet's reward from the raw stored metrics,
-    with the run's own reward settings or with ``target_ms`` (a latency target in ms), ``target``
-    (in the unit of the run's reward metric), ``alpha`` and ``beta`` overriding them::
-
-        run = nas.load_run("results/quickstart")
-        run.best(5)                         # top 5 complete trials, best first
-        run.best(5, target_ms=0.5)          # re-ranked for a 0.5 ms target, nothing re-run
-        run.pareto()                        # accuracy vs latency front ("macs" for MACs)
-        run.export(rank=1)                  # arch.json, model.pt2, model.onnx, weights
-    """
-
-    def __init__(self, path: str | Path) -> None:
-        self.dir = RunDir.open(path)
-        self.path = self.dir.path
-        self.config = self.dir.read_config()
-        self.records = self.dir.trials()
-        self.trials = trials_frame(self.records)
-
-    def reward(self, target_ms: float | None = None, *, target: float | None = None,
-               alpha: float | None = None, beta: float | None = None) -> Any:
-        """The :class:`nas.reward.RewardConfig` to rank with (None: the run has no reward)."""
-        from nas.analyze import reward_settings
-
-        return reward_settings(self.config, target_ms=target_ms, target=target, alpha=alpha,
-                               beta=beta)
-
-    def best(self, k: int = 1, target_ms: float | None = None, *, target: float | None = None,
-             alpha: float | None = None, beta: float | None = None) -> Any:
-        """Top ``k`` complete trials: rank, trial_id, accuracy, latency_ms, macs, params, reward."""
-        from nas.analyze import top_k
-
-        return top_k(self.trials, k, self.reward(target_ms, target=target, alpha=alpha,
-                                                 beta=beta))
-
-    def pareto(self, cost: str = "latency_ms") -> Any:
-        """Non-dominated complete trials, accuracy (max) vs ``cost`` (``latency_ms``/``macs``)."""
-        from nas.analyze import pareto_front
-
-        return pareto_front(self.trials, cost, self.reward())
-
-    def progress(self, target_ms: float | None = None, **reward: Any) -> Any:
-        """Best-so-far reward after every finished trial (a DataFrame)."""
-        from nas.analyze import progress
-
-        return progress(self.trials, self.reward(target_ms, **reward))
-
-    def analyze(self, k: int = 10, target_ms: float | None = None, **reward: Any) -> Any:
-        """Every table of ``nas analyze`` as a :class:`nas.analyze.Analysis`."""
-        from nas.analyze import analyze
-
-        return analyze(self.trials, self.config, name=self.path.name, path=str(self.path), k=k,
-                       reward=self.reward(target_ms, **reward))
-
-    def export(self, rank: int | None = None, *, trial_id: int | None = None,
-               target_ms: float | None = None, target: float | None = None,
-               alpha: float | None = None, beta: float | None = None, **options: Any) -> Any:
-        """Export one trial as an architecture card folder (see :func:`nas.export.export_trial`).
-
-        ``rank`` counts under the reward settings given (default: the run's own). ``options``:
-        ``formats``, ``out``, ``train_epochs``, ``opset``, ``overwrite``.
-        """
-        from nas.export import export_trial
-
-        reward = self.reward(target_ms, target=target, alpha=alpha, beta=beta)
-        return export_trial(self, rank=rank, trial_id=trial_id, reward=reward, **options)
-
-    def __len__(self) -> int:
-        return len(self.records)
-
-    def __repr__(self) -> str:
-        return f"Run({str(self.path)!r}, trials={len(self)})"
-
-
-def load_run(path: str | Path) -> Run:
-    """Load a run folder, finished or not; ``load_run(p).trials`` is the trials DataFrame."""
-    return Run(path)

@@ -5,8 +5,9 @@ from __future__ import annotations
 import pytest
 import yaml
 
-from nas.config import apply_overrides, check, load_config, parse_config
+from nas.config import apply_overrides, load_config, parse_config
 from nas.errors import ConfigError, UsageError
+from nas.experiment import build_experiment
 
 BASE = {
     "space": {"name": "nas.testing.fixtures:ToySpace"},
@@ -26,7 +27,8 @@ def write(tmp_path, data, name="c.yaml"):
 
 def test_valid_config_builds_everything(tmp_path):
     cfg = load_config(write(tmp_path, BASE))
-    space, controller, settings = check(cfg)
+    exp = build_experiment(cfg)
+    space, controller, settings = exp.space, exp.controller, exp.settings
     assert space.options["num_classes"] == 10 and space.options["in_channels"] == 1
     assert controller.seed == 0 and settings.train.epochs == 1
     assert settings.reward.target == 0.5
@@ -81,7 +83,7 @@ def test_structure_errors(tmp_path, patch, message):
 def test_semantic_errors_name_the_key(tmp_path, patch, message):
     cfg = load_config(write(tmp_path, {**BASE, **patch}))
     with pytest.raises(UsageError, match=message.replace("[", r"\[")) as err:
-        check(cfg)
+        build_experiment(cfg)
     assert "\n" not in str(err.value)
 
 
@@ -103,7 +105,8 @@ def test_shipped_configs_are_valid():
 
     root = Path(__file__).resolve().parents[1] / "configs"
     quick = load_config(root / "quickstart.yaml")
-    space, _, settings = check(quick)
+    exp = build_experiment(quick)
+    space, settings = exp.space, exp.settings
     assert settings.dataset == "digits" and space.options["input_size"] == 8
     gpu = load_config(root / "cifar10_mnas.yaml")
     assert gpu.search.gpus_per_trial == 0.5 and gpu.latency_service

@@ -8,8 +8,9 @@ import sys
 import pytest
 import yaml
 
-from nas.config import check, parse_config
+from nas.config import parse_config
 from nas.errors import ConfigError
+from nas.experiment import build_experiment
 from nas.runner.preflight import check_cluster
 from nas.testing.fixtures import TOY_SEARCH
 
@@ -19,7 +20,7 @@ GPU_NODE = {"CPU": 8.0, "GPU": 1.0}
 
 def settings_for(**patch):
     config = parse_config({**TOY_SEARCH, **patch})
-    return config, check(config)[2]
+    return config, build_experiment(config).settings
 
 
 @pytest.mark.parametrize("patch, nodes, message", [

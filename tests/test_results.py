@@ -9,7 +9,8 @@ import pytest
 import nas
 from nas.errors import UsageError
 from nas.records import TrialStatus
-from nas.results import RunDir, load_run, read_trials
+from nas.results import RunDir, read_trials
+from nas.run import load_run
 
 
 def rec(i, status="complete", reward=0.5, **metrics):

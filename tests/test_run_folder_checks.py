@@ -12,8 +12,9 @@ import yaml
 
 import nas.runner.driver
 from nas.cli import main
-from nas.config import check, parse_config
+from nas.config import parse_config
 from nas.controller import load_state
+from nas.experiment import build_experiment
 from nas.results import RunDir
 from nas.testing.fixtures import TOY_SEARCH
 
@@ -24,7 +25,8 @@ def make_run(tmp_path, done=3, target=6, name="r"):
            "evaluator": {"dataset": "digits", "epochs": 1},
            "search": {"trials": target, "concurrency": 1}}
     config = parse_config(cfg)
-    space, controller, _ = check(config)
+    exp = build_experiment(config)
+    space, controller = exp.space, exp.controller
     cfg["space"]["options"] = dict(space.options)
     run = RunDir.create(cfg["results_dir"], name, cfg)
     for i in range(done):

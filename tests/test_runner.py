@@ -39,8 +39,8 @@ def test_make_record_complete_failed_pruned(controller):
     assert ok.trial_id == p.id and ok.arch_key == p.arch.key and ok.node["node_id"] == "a"
     failed = make_record(p, "t1", final({"status": "failed", "error": "loss is nan"}), False)
     assert failed.status is TrialStatus.FAILED and failed.error == "loss is nan"
-    nan_acc = make_record(p, "t1", final({"status": "complete", "accuracy": math.nan, "reward": 1.0}),
-                          False)
+    nan_acc = make_record(p, "t1", final({"status": "complete", "accuracy": math.nan,
+                                          "reward": 1.0}), False)
     assert nan_acc.status is TrialStatus.FAILED and "NaN" in nan_acc.error
     assert nan_acc.reward is None
     pruned = make_record(p, "t1", {"final": False, "val_accuracy": 0.4, "epoch": 1}, False)

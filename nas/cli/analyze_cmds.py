@@ -79,7 +79,7 @@ def _check_format(fmt: str) -> str:
 
 
 def _load(path: Path) -> Any:
-    from nas.results import load_run
+    from nas.run import load_run
 
     if not path.is_dir():
         raise UsageError(f"run folder {str(path)!r}: no such folder")

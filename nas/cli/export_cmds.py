@@ -86,7 +86,7 @@ def _print_export(result: Any) -> None:
 def cmd_export(args: argparse.Namespace) -> int:
     """Export one trial of a run."""
     from nas.export import export_trial, parse_formats
-    from nas.results import load_run
+    from nas.run import load_run
 
     formats = parse_formats(args.format)  # fail fast on a bad --format
     if not args.run_dir.is_dir():

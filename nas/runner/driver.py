@@ -18,9 +18,10 @@ from pathlib import Path
 from typing import Any
 
 from nas._faults import crash_point
-from nas.config import SearchConfig, check, parse_config
+from nas.config import SearchConfig, parse_config
 from nas.controller import Controller
 from nas.errors import UsageError
+from nas.experiment import Experiment, build_experiment
 from nas.records import TrialRecord, TrialStatus, best_of
 from nas.results import RunDir
 from nas.runner.search import (
@@ -79,18 +80,18 @@ def start_search(config: SearchConfig, *, name: str | None = None, address: str 
     Raises:
         ConfigError / UsageError: before the run folder is created and before any child starts.
     """
-    space, controller, settings = check(config)
+    exp = build_experiment(config)
     name = name or config.name or default_run_name(config_path)
     path = RunDir.new_path(config.results_dir, name)
     resolved = config.to_dict()
     resolved["name"] = name
-    resolved["space"]["options"] = dict(space.options)  # sized for the dataset
-    config = parse_config(resolved)
-    session = _start_ray(config, settings, address, path)
+    resolved["space"]["options"] = dict(exp.space.options)  # sized for the dataset
+    exp = exp.with_config(parse_config(resolved))
+    session = _start_ray(exp, address, path)
     run = None
     try:
         run = RunDir.create(config.results_dir, name, resolved, lock="search")
-        return _search(run, config, controller, session, progress, on_ready)
+        return _search(run, exp, session, progress, on_ready)
     finally:
         session.stop()
         if run is not None:
@@ -108,8 +109,8 @@ def resume_search(run_path: str | Path, *, address: str | None = None,
     run = RunDir.open(run_path)
     run.lock("resume")
     try:
-        config = _read_config(run)
-        _, controller, settings = check(config)
+        exp = build_experiment(_read_config(run))
+        controller, target = exp.controller, exp.config.search.trials
         if run.repair_trials():
             log.warning("%s: dropped a torn last line of trials.jsonl", run.trials_path)
         records = run.trials()
@@ -118,13 +119,13 @@ def resume_search(run_path: str | Path, *, address: str | None = None,
         else:
             _restore(run, controller, records)
         _clean_strays(run)
-        if len(records) >= config.search.trials:
-            _finish(run, config.search.trials)
-            return _result(run, config.search.trials, 0.0, 0.0)
+        if len(records) >= target:
+            _finish(run, target)
+            return _result(run, target, 0.0, 0.0)
         crash_point("before_ray")
-        session = _start_ray(config, settings, address, run.path)
+        session = _start_ray(exp, address, run.path)
         try:
-            return _search(run, config, controller, session, progress, on_ready)
+            return _search(run, exp, session, progress, on_ready)
         finally:
             session.stop()
     finally:
@@ -202,26 +203,27 @@ def _clean_strays(run: RunDir) -> None:
             log.warning("stopped %d Ray processes left behind by an earlier driver", killed)
 
 
-def _start_ray(config: SearchConfig, settings: Any, address: str | None,
-               path: Path) -> RaySession:
+def _start_ray(exp: Experiment, address: str | None, path: Path) -> RaySession:
     """Start or join Ray, with this driver's marker; check the cluster can place the trials."""
     from nas.runner.preflight import check_cluster
 
+    config = exp.config
     extra = {}
     if config.latency_service and "latency_device" not in (config.ray.resources or {}):
         extra["latency_device"] = 1.0  # the local Ray holds the target device
     os.environ[MARKER] = new_marker()
     session = start_ray(config.ray, address=address, run_path=path, resources=extra)
     try:
-        check_cluster(config, settings)
+        check_cluster(config, exp.settings)
     except BaseException:
         session.stop()
         raise
     return session
 
 
-def _search(run: RunDir, config: SearchConfig, controller: Controller, session: RaySession,
-            progress_fn: ProgressFn | None, on_ready: ReadyFn | None) -> SearchResult:
+def _search(run: RunDir, exp: Experiment, session: RaySession, progress_fn: ProgressFn | None,
+            on_ready: ReadyFn | None) -> SearchResult:
+    config, controller, settings = exp.config, exp.controller, exp.settings
     records = run.trials()
     target = config.search.trials
     remaining = target - len(records)
@@ -230,7 +232,6 @@ def _search(run: RunDir, config: SearchConfig, controller: Controller, session: 
                               failed=_count(records, TrialStatus.FAILED),
                               pruned=_count(records, TrialStatus.PRUNED))
     progress.best = best_of(records)
-    space, _, settings = check(config)
     segment = int(run.meta().get("segments", 0)) + 1
     run.write_meta({"status": "running", "segments": segment, "driver_pid": os.getpid(),
                     "ray_temp_dir": session.temp_dir, "ray_address": session.address,
@@ -245,7 +246,7 @@ def _search(run: RunDir, config: SearchConfig, controller: Controller, session: 
             from nas.runner.latency_service import start_latency_service
 
             service = start_latency_service(num_cpus=settings.latency.threads)
-        payload = trial_payload(space, settings, latency_service=config.latency_service)
+        payload = trial_payload(exp.space, settings, latency_service=config.latency_service)
         searcher = ControllerSearcher(controller, run, pending=pending, max_new=remaining,
                                       record_fn=make_record, progress=progress,
                                       on_progress=progress_fn, records=records,

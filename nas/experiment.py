@@ -1,0 +1,145 @@
+"""A validated config becomes one :class:`Experiment`, built once per search or resume.
+
+:func:`build_experiment` checks everything a search needs that the config's structure cannot
+tell (names and their kinds, options, devices, the dataset, the space's sizes) and builds the
+evaluation settings, the dataset, the space and a fresh controller; the driver hands the pieces
+down. Errors are :class:`~nas.errors.ConfigError` naming the user's key paths
+(``evaluator.epochs``, ``space.options.width_mult``), listing the keys that exist and suggesting
+the nearest one for a typo.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, fields
+from typing import TYPE_CHECKING, Any
+
+from nas.config import SearchConfig, _known
+from nas.errors import ConfigError, UnknownOptionError, UsageError, did_you_mean
+from nas.registry import CONTROLLERS, EVALUATORS, SPACES, evaluator_options
+
+if TYPE_CHECKING:
+    from nas.controller import Controller
+    from nas.data import Dataset
+    from nas.evaluate import EvalSettings
+    from nas.space import Space
+
+__all__ = ["Experiment", "build_experiment", "eval_settings", "check_evaluator"]
+
+
+@dataclass
+class Experiment:
+    """Everything a search is made of, built once from a validated config."""
+
+    config: SearchConfig
+    settings: EvalSettings
+    dataset: Dataset
+    space: Space
+    controller: Controller
+    evaluator: Callable[..., Any]
+
+    def with_config(self, config: SearchConfig) -> Experiment:
+        """The same objects under the resolved config (e.g. the space's sizes filled in)."""
+        return Experiment(config, self.settings, self.dataset, self.space, self.controller,
+                          self.evaluator)
+
+
+def build_experiment(config: SearchConfig) -> Experiment:
+    """Check and build the settings, dataset, space, controller and evaluator of ``config``."""
+    from nas.evaluate import get_dataset, space_for_dataset
+
+    if not isinstance(config.latency.get("service", False), bool):
+        raise ConfigError(f"latency.service={config.latency['service']!r}: must be true or false")
+    settings = eval_settings(config)
+    evaluator = check_evaluator(settings.evaluator, settings.evaluator_options)
+    _check_devices(config, settings)
+    dataset = _named_error("evaluator.dataset", get_dataset, settings)
+    _named_error("space.name", SPACES.get, config.space["name"])
+    _named_error("controller.name", CONTROLLERS.get, config.controller["name"])
+    space = _prefixed("space", space_for_dataset, config.space["name"], dataset,
+                      **config.space.get("options", {}))
+    controller = _prefixed("controller", CONTROLLERS.create, config.controller["name"],
+                           space=space, seed=config.search.seed,
+                           **config.controller.get("options", {}))
+    return Experiment(config, settings, dataset, space, controller, evaluator)
+
+
+def eval_settings(config: SearchConfig) -> EvalSettings:
+    """:class:`nas.evaluate.EvalSettings` from the evaluator, latency and reward sections."""
+    from nas.evaluate import EvalSettings
+
+    ev = dict(config.evaluator)
+    train_keys, data_keys = _evaluator_keys()
+    _known("evaluator", ev, [*data_keys, *train_keys, "name", "options"])
+    data: dict[str, Any] = {k: v for k, v in ev.items() if k in data_keys}
+    data["train"] = {k: v for k, v in ev.items() if k in train_keys}
+    data["evaluator"] = ev.get("name", "default")
+    if ev.get("options") is not None:
+        data["evaluator_options"] = ev["options"]
+    data["latency"] = {k: v for k, v in config.latency.items() if k != "service"}
+    data["reward"] = config.reward
+    return _prefixed("evaluator", EvalSettings.from_dict, data)
+
+
+def check_evaluator(name: str, options: Mapping[str, Any]) -> Callable[..., Any]:
+    """The kind-checked evaluator function; ``options`` must be keys it declared."""
+    try:
+        fn = EVALUATORS.get(name)
+    except UsageError as exc:
+        raise ConfigError(f"evaluator.name: {exc}") from None
+    takes = evaluator_options(fn) or ()
+    for key in options:
+        if key not in takes:
+            raise ConfigError(
+                f"evaluator.options.{key}: not an option of evaluator {name!r}"
+                f"{did_you_mean(key, takes)}; it takes: {', '.join(takes) or 'no options'}")
+    return fn
+
+
+def _check_devices(config: SearchConfig, settings: Any) -> None:
+    """A CUDA device needs GPUs per trial (whether the cluster has any is checked once it is up)."""
+    for key, device in (("evaluator.device", settings.train.device),
+                        ("latency.device", settings.latency.device)):
+        if device.startswith("cuda") and config.search.gpus_per_trial <= 0:
+            raise ConfigError(f"{key}={device!r} needs search.gpus_per_trial > 0 (a trial "
+                              "without a GPU sees no CUDA device)")
+
+
+_USER_PATHS = (("train.", "evaluator."), ("evaluator_options", "evaluator.options"),
+               ("evaluator=", "evaluator.name="))
+
+
+def _evaluator_keys() -> tuple[list[str], list[str]]:
+    """(training keys, data keys) that the ``evaluator`` section takes besides name/options."""
+    from nas.evaluate import EvalSettings
+    from nas.train import TrainConfig
+
+    train = [f.name for f in fields(TrainConfig)]
+    data = [f.name for f in fields(EvalSettings)
+            if f.name not in ("train", "latency", "reward", "evaluator", "evaluator_options")]
+    return train, data
+
+
+def _prefixed(section: str, fn: Any, /, *args: Any, **kwargs: Any) -> Any:
+    """Call ``fn``; a ConfigError's key is rewritten to the user's key path in ``section``."""
+    try:
+        return fn(*args, **kwargs)
+    except ConfigError as exc:
+        msg = str(exc)
+        for inner, outer in _USER_PATHS:
+            if section == "evaluator" and msg.startswith(inner):
+                msg = outer + msg[len(inner):]
+        known = ("latency.", "reward.", f"{section}.")
+        raise ConfigError(msg if msg.startswith(known) else f"{section}.{msg}") from None
+    except UnknownOptionError as exc:
+        raise ConfigError(f"{section}.options.{exc.key}: {exc.detail}") from None
+
+
+def _named_error(path: str, fn: Any, *args: Any) -> Any:
+    """Call ``fn``; a plain UsageError (an unknown name, a missing file) gets the key path."""
+    try:
+        return fn(*args)
+    except ConfigError:
+        raise
+    except UsageError as exc:
+        raise ConfigError(f"{path}: {exc}") from None
