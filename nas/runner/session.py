@@ -2,9 +2,15 @@
 
 Embedded default: a local Ray started by the search (``address="local"``, so a dead cluster from a
 killed run is never joined) with the dashboard off, in a temp folder unique to the run folder, so
-Ray processes orphaned by a killed driver can be found and stopped when the run is resumed.
+Ray processes orphaned by a killed driver can be found and stopped when the run is resumed. Every
+socket of that Ray listens on 127.0.0.1 only (see :func:`_loopback_only`).
+
 ``--address``, the config's ``ray.address`` or ``RAY_ADDRESS`` connect to an existing cluster
-instead (which we never stop). Ray's token authentication stays at its default (on).
+instead (which we never stop). The address is probed first, so an unreachable or refusing one is a
+one-line :class:`UsageError` within seconds instead of Ray's ~14 minutes of retries, and what Ray
+prints while connecting (its C++ warnings included) goes to the ``nas.runner.session`` log
+(``nas -v``), not the terminal; a token-authentication refusal becomes a UsageError naming the fix.
+Ray's token authentication stays at its default (on).
 """
 
 from __future__ import annotations
@@ -12,29 +18,50 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import socket
+import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import ray
 
+from nas.errors import UsageError
 from nas.runner.strays import MARKER
 
-__all__ = ["MARKER", "RaySession", "start_ray", "ray_temp_dir"]
+__all__ = ["MARKER", "RaySession", "start_ray", "ray_temp_dir", "LOOPBACK"]
 
 log = logging.getLogger(__name__)
+
+LOOPBACK = "127.0.0.1"
+PROBE_TIMEOUT_S = 5.0  # TCP connect to the cluster's address before Ray tries (and retries)
+# how many times (about 1 s each) Ray tries the GCS when joining; its default is 20
+JOIN_ATTEMPTS = 10
+_ATTEMPTS_VAR = "RAY_gcs_server_port_wait_time_s"  # read by ray._private.node on each connect
+# Ray 2.60's switch for "no multi-node clusters" (its macOS/Windows default); off, Ray keeps the
+# node on the loopback address instead of rewriting 127.0.0.1 to the machine's LAN address
+_CLUSTER_SWITCH = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
+_AUTH_FIX = ("set RAY_AUTH_MODE=token and the cluster's token on this machine (RAY_AUTH_TOKEN=..., "
+             "or a file named by RAY_AUTH_TOKEN_PATH, or ~/.ray/auth_token; `ray get-auth-token` "
+             "on the head prints it)")
 
 
 @dataclass
 class RaySession:
-    """What :func:`start_ray` did: ``local`` (we own the cluster) or joined ``address``."""
+    """What :func:`start_ray` did: ``local`` (we own the cluster) or joined ``address``.
+
+    ``node_ip`` is the address of the node this driver runs on (``127.0.0.1`` for a local Ray).
+    """
 
     local: bool
     address: str | None
     temp_dir: str | None
     startup_s: float
+    node_ip: str | None = None
 
     def stop(self) -> None:
         """Disconnect; a local cluster we started is shut down with it."""
@@ -54,6 +81,10 @@ def start_ray(settings: Any, *, address: str | None, run_path: Path,
     """Join ``address`` (or ``settings.address`` or ``RAY_ADDRESS``), else start a local Ray.
 
     ``resources`` are custom resources the local Ray must offer (on top of ``settings.resources``).
+
+    Raises:
+        UsageError: the cluster cannot be reached, refuses the connection, or refuses this
+            driver's authentication token (one line, with the fix).
     """
     env = dict(os.environ if env is None else env)
     target = address or settings.address or env.get("RAY_ADDRESS") or None
@@ -61,16 +92,154 @@ def start_ray(settings: Any, *, address: str | None, run_path: Path,
     common: dict[str, Any] = {"logging_level": logging.WARNING, "log_to_driver": False,
                               "configure_logging": True}
     if target and target != "local":
-        ray.init(address=target, **common)
-        return RaySession(False, target, None, time.perf_counter() - started)
+        _join(target, common)
+        return RaySession(False, target, None, time.perf_counter() - started, _node_ip())
     temp_dir = ray_temp_dir(run_path)
     # inherited by the Ray processes started below; the driver sets its own token first, and
     # left-over processes are found by it (nas.runner.strays), never by a command line
     os.environ.setdefault(MARKER, temp_dir)
     dashboard: dict[str, Any] = {"include_dashboard": bool(settings.dashboard)}
     if settings.dashboard:
-        dashboard["dashboard_host"] = "127.0.0.1"
+        dashboard["dashboard_host"] = LOOPBACK
     custom = {**(settings.resources or {}), **(resources or {})}
-    ray.init(address="local", num_cpus=settings.num_cpus, num_gpus=settings.num_gpus,
-             resources=custom or None, _temp_dir=temp_dir, **dashboard, **common)
-    return RaySession(True, None, temp_dir, time.perf_counter() - started)
+    with _loopback_only():
+        ray.init(address="local", num_cpus=settings.num_cpus, num_gpus=settings.num_gpus,
+                 resources=custom or None, _temp_dir=temp_dir, **dashboard, **common)
+    node_ip = _node_ip()
+    if node_ip != LOOPBACK:
+        log.warning("the local Ray runs on %s, not %s: its sockets listen on every interface",
+                    node_ip, LOOPBACK)
+    return RaySession(True, None, temp_dir, time.perf_counter() - started, node_ip)
+
+
+@contextmanager
+def _loopback_only() -> Iterator[None]:
+    """Start the local Ray on 127.0.0.1, so that every socket of it listens there only.
+
+    Ray 2.60 binds its C++ gRPC servers (GCS, raylet node and object managers, each worker) to
+    127.0.0.1 when the node's IP is 127.0.0.1 and to every interface otherwise; its Python agents
+    bind the node IP. But on Linux it rewrites a node IP of 127.0.0.1 (``_node_ip_address``,
+    ``--node-ip-address``) to the machine's LAN address (``services.resolve_ip_for_localhost``)
+    unless multi-node clusters are switched off, which is read once at import
+    (``ray_constants.ENABLE_RAY_CLUSTER``). So: off for this ``ray.init`` (and, through the
+    environment, for the Ray processes it starts), back as it was afterwards.
+    """
+    from ray._private import ray_constants
+
+    saved = ray_constants.ENABLE_RAY_CLUSTER
+    ray_constants.ENABLE_RAY_CLUSTER = False
+    try:
+        with _env(_CLUSTER_SWITCH, "0"):
+            yield
+    finally:
+        ray_constants.ENABLE_RAY_CLUSTER = saved
+
+
+@contextmanager
+def _env(name: str, value: str, keep: bool = False) -> Iterator[None]:
+    """``os.environ[name] = value`` meanwhile (``keep``: unless the user set it already)."""
+    saved = os.environ.get(name)
+    if not (keep and saved is not None):
+        os.environ[name] = value
+    try:
+        yield
+    finally:
+        if saved is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = saved
+
+
+def _node_ip() -> str | None:
+    node = getattr(ray._private.worker, "_global_node", None)
+    return getattr(node, "node_ip_address", None)
+
+
+def _join(target: str, common: dict[str, Any]) -> None:
+    """``ray.init(address=target)``, with Ray's output sent to the log and failures as one line."""
+    where = f"Ray cluster at {target!r}"
+    dial = _dial_address(target, where)
+    if dial is not None:
+        _probe(dial, target, where)
+    with _captured_output() as captured, _env(_ATTEMPTS_VAR, str(JOIN_ATTEMPTS), keep=True):
+        try:
+            ray.init(address=target, **common)
+            error: BaseException | None = None
+        except Exception as exc:  # sorted into a one-line UsageError below
+            error = exc
+    output = captured[0] if captured else ""
+    for line in output.splitlines():
+        if line.strip():
+            log.info("ray: %s", line)
+    if error is None:
+        return
+    if ray.is_initialized():
+        ray.shutdown()
+    raise UsageError(_join_failure(where, error, output)) from None
+
+
+def _dial_address(target: str, where: str) -> tuple[str, int] | None:
+    """The host and port Ray will connect to for ``target`` (None: let Ray find it, "auto")."""
+    if target == "auto" or target.startswith("ray://"):
+        return None
+    from ray._private import services
+
+    try:
+        canonical = services.canonicalize_bootstrap_address(target)
+        host, _, port = str(canonical).rpartition(":")
+        return host.strip("[]"), int(port)
+    except (ValueError, TypeError):
+        raise UsageError(f"{where}: expected HOST:PORT, e.g. 10.0.0.5:6379 (the address "
+                         "`ray start --head` prints)") from None
+
+
+def _probe(dial: tuple[str, int], target: str, where: str) -> None:
+    """One TCP connect, so a dead or wrong address fails in seconds (Ray: 20 tries of ~40 s)."""
+    host, port = dial
+    via = "" if f"{host}:{port}" == target else f" (Ray dials {host}:{port})"
+    try:
+        with socket.create_connection((host, port), timeout=PROBE_TIMEOUT_S):
+            pass
+    except ConnectionRefusedError:
+        raise UsageError(f"{where}{via}: connection refused, nothing listens there; start the "
+                         f"head with `ray start --head --port {port}` or fix the address") from None
+    except TimeoutError:
+        raise UsageError(f"{where}{via}: no answer within {PROBE_TIMEOUT_S:g} s; check the "
+                         "address and that this machine can reach it") from None
+    except OSError as exc:  # unknown host, network unreachable, ...
+        reason = exc.strerror or str(exc) or type(exc).__name__
+        raise UsageError(f"{where}{via}: cannot connect ({reason})") from None
+
+
+def _join_failure(where: str, error: BaseException, output: str) -> str:
+    text = f"{error}\n{output}"
+    if ("Unauthenticated" in text or "InvalidAuthToken" in text
+            or type(error).__name__ == "AuthenticationError"):
+        mode = os.environ.get("RAY_AUTH_MODE")
+        note = "" if mode == "token" else f" (RAY_AUTH_MODE is {mode or 'unset'} here)"
+        return f"{where} refused this driver's authentication token{note}: {_AUTH_FIX}"
+    first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+    return f"{where}: cannot connect ({first}); run `nas -v ...` for Ray's own messages"
+
+
+@contextmanager
+def _captured_output() -> Iterator[list[str]]:
+    """Send file descriptors 1 and 2 (Python's and Ray's C++ output) to a temp file meanwhile."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    box: list[str] = []
+    with tempfile.TemporaryFile() as tmp:
+        saved = [os.dup(1), os.dup(2)]
+        try:
+            os.dup2(tmp.fileno(), 1)
+            os.dup2(tmp.fileno(), 2)
+            yield box
+        finally:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os.dup2(saved[0], 1)
+            os.dup2(saved[1], 2)
+            for fd in saved:
+                os.close(fd)
+            tmp.seek(0)
+            box.append(tmp.read().decode(errors="replace"))
