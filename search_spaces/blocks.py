@@ -1,23 +1,30 @@
 """Torch building blocks for MobileNet-style networks, driven by a block table.
 
 A network is a stem convolution, a sequence of blocks, a 1x1 head convolution, global pooling and a
-linear classifier. Each block (one row of the table, :class:`BlockSpec`) repeats one layer type:
+linear classifier. Each block (one row of the table, :class:`BlockSpec`) repeats one layer type,
+each its own module class:
 
-- ``conv``: regular KxK convolution, BN, activation (MnasNet's "ConvOp: regular conv").
-- ``sepconv``: depthwise KxK + BN + activation, optional squeeze-and-excitation, pointwise 1x1 + BN
-  (the depthwise separable convolution of MobileNet; MobileNetV2's expansion-1 block).
-- ``mbconv``: 1x1 expansion + BN + act, depthwise KxK + BN + act, optional SE, 1x1 linear projection
-  + BN (MobileNetV2's inverted bottleneck, arXiv:1801.04381; with SE as in MnasNet,
-  arXiv:1807.11626).
+- ``conv`` -> :class:`ConvBnAct`: regular KxK convolution, BN, activation (MnasNet's "ConvOp:
+  regular conv", arXiv:1807.11626).
+- ``sepconv`` -> :class:`DepthwiseSeparable`: depthwise KxK + BN + activation, optional
+  squeeze-and-excitation, pointwise 1x1 + BN (MobileNetV1's depthwise separable convolution,
+  arXiv:1704.04861, with MobileNetV2's linear pointwise output).
+- ``mbconv`` -> :class:`InvertedResidual`: 1x1 expansion + BN + act, depthwise KxK + BN + act,
+  optional SE, 1x1 linear projection + BN (MobileNetV2's inverted bottleneck, arXiv:1801.04381;
+  with SE as in MnasNet, arXiv:1807.11626). Expansion 1 has no expansion convolution.
 
-The first layer of a block has the block's stride and output channels; the others stride 1. With
-``skip=True`` a layer adds its input (identity residual) wherever input and output shapes match.
-Squeeze-and-excitation reduces to ``max(1, int(in_channels * se_ratio))`` channels, as in the
-reference MnasNet implementation (ratio of the block's input filters).
+:func:`walk_table` is the one walker of a table's layer geometry (channels, kernel, stride, input
+resolution of every layer); :class:`MobileNetwork` builds from it and the latency units
+(:mod:`search_spaces.mnasnet_units`) are cut along it. The first layer of a block has the block's
+stride and output channels; the others stride 1. With ``skip=True`` a layer adds its input
+(identity residual) wherever input and output shapes match. Squeeze-and-excitation reduces to
+``max(1, int(in_channels * se_ratio))`` channels, as in the reference MnasNet implementation (ratio
+of the layer's input filters).
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass
 
 import torch
@@ -25,7 +32,14 @@ from torch import nn
 
 __all__ = [
     "BlockSpec",
-    "Layer",
+    "LayerGeometry",
+    "walk_table",
+    "conv_out_size",
+    "ConvBnAct",
+    "DepthwiseSeparable",
+    "InvertedResidual",
+    "LAYER_TYPES",
+    "build_layer",
     "MobileNetwork",
     "block_string",
     "parse_block_string",
@@ -114,6 +128,63 @@ def parse_block_string(text: str) -> BlockSpec:
     return BlockSpec(**fields)
 
 
+def conv_out_size(size: int, kernel: int, stride: int) -> int:
+    """Output height/width of a 'same'-padded (``kernel // 2``) convolution."""
+    return (size + 2 * (kernel // 2) - kernel) // stride + 1
+
+
+@dataclass(frozen=True)
+class LayerGeometry:
+    """Geometry of one layer of a block table, as :func:`walk_table` yields it.
+
+    Attributes:
+        block: index of the block in the table (0-based; the space's labels ``b{block + 1}``).
+        index: index of the layer in its block (0 is the block's first, strided layer).
+        op, kernel, expansion, se_ratio, skip: the block's (:class:`BlockSpec`).
+        cin, cout: input and output channels.
+        stride: ``spec.stride`` for the first layer of a block, 1 for the others.
+        size: input height/width, or None when the walk was given no input size.
+    """
+
+    block: int
+    index: int
+    op: str
+    cin: int
+    cout: int
+    kernel: int
+    stride: int
+    expansion: int
+    se_ratio: float
+    skip: bool
+    size: int | None = None
+
+    @property
+    def residual(self) -> bool:
+        """Whether the layer adds its input: skip on, stride 1, equal channels."""
+        return self.skip and self.stride == 1 and self.cin == self.cout
+
+    @property
+    def out_size(self) -> int | None:
+        """Output height/width (None when :attr:`size` is None)."""
+        return None if self.size is None else conv_out_size(self.size, self.kernel, self.stride)
+
+
+def walk_table(
+    table: Sequence[BlockSpec], in_channels: int, size: int | None = None
+) -> Iterator[LayerGeometry]:
+    """Every layer of ``table`` in order, from ``in_channels`` channels at ``size`` pixels."""
+    cin = in_channels
+    for b, spec in enumerate(table):
+        for i in range(spec.repeats):
+            layer = LayerGeometry(
+                block=b, index=i, op=spec.op, cin=cin, cout=spec.channels, kernel=spec.kernel,
+                stride=spec.stride if i == 0 else 1, expansion=spec.expansion,
+                se_ratio=spec.se_ratio, skip=spec.skip, size=size,
+            )
+            yield layer
+            cin, size = layer.cout, layer.out_size
+
+
 def conv_bn(
     cin: int,
     cout: int,
@@ -147,45 +218,17 @@ class SqueezeExcite(nn.Module):
         return x * torch.sigmoid(self.expand(self.act(self.reduce(s))))
 
 
-class Layer(nn.Module):
-    """One layer of a block (see the module docstring for the op types)."""
+def _se(channels: int, cin: int, se_ratio: float) -> list[nn.Module]:
+    """An SE module on ``channels`` reducing to ``max(1, int(cin * se_ratio))``; none at ratio 0."""
+    return [SqueezeExcite(channels, max(1, int(cin * se_ratio)))] if se_ratio > 0 else []
 
-    def __init__(
-        self,
-        op: str,
-        cin: int,
-        cout: int,
-        *,
-        kernel: int,
-        stride: int,
-        expansion: int,
-        se_ratio: float,
-        skip: bool,
-        act: type[nn.Module],
-    ) -> None:
+
+class _Layer(nn.Module):
+    """A layer of ``body`` modules, plus the identity residual where ``residual`` is set."""
+
+    def __init__(self, body: list[nn.Module], residual: bool) -> None:
         super().__init__()
-        self.residual = skip and stride == 1 and cin == cout
-        se = int(cin * se_ratio) if se_ratio > 0 else 0
-        se = max(1, se) if se_ratio > 0 else 0
-        body: list[nn.Module] = []
-        if op == "conv":
-            body.append(conv_bn(cin, cout, kernel, stride, act=act))
-            if se:
-                body.append(SqueezeExcite(cout, se))
-        elif op == "sepconv" or (op == "mbconv" and expansion == 1):
-            body.append(conv_bn(cin, cin, kernel, stride, groups=cin, act=act))
-            if se:
-                body.append(SqueezeExcite(cin, se))
-            body.append(conv_bn(cin, cout, 1, 1))
-        elif op == "mbconv":
-            mid = cin * expansion
-            body.append(conv_bn(cin, mid, 1, 1, act=act))
-            body.append(conv_bn(mid, mid, kernel, stride, groups=mid, act=act))
-            if se:
-                body.append(SqueezeExcite(mid, se))
-            body.append(conv_bn(mid, cout, 1, 1))
-        else:
-            raise ValueError(f"unknown op {op!r}; allowed: {', '.join(OPS)}")
+        self.residual = residual
         self.body = nn.Sequential(*body)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -193,24 +236,74 @@ class Layer(nn.Module):
         return x + y if self.residual else y
 
 
-def block_layers(spec: BlockSpec, cin: int, act: type[nn.Module]) -> list[Layer]:
-    """The layers of one block starting from ``cin`` input channels."""
-    layers = []
-    for i in range(spec.repeats):
-        layers.append(
-            Layer(
-                spec.op,
-                cin if i == 0 else spec.channels,
-                spec.channels,
-                kernel=spec.kernel,
-                stride=spec.stride if i == 0 else 1,
-                expansion=spec.expansion,
-                se_ratio=spec.se_ratio,
-                skip=spec.skip,
-                act=act,
-            )
-        )
-    return layers
+def _depthwise_pointwise(
+    cin: int, mid: int, cout: int, kernel: int, stride: int, se_ratio: float, act: type[nn.Module]
+) -> list[nn.Module]:
+    """Depthwise KxK + BN + act on ``mid`` channels, optional SE, linear 1x1 + BN to ``cout``."""
+    return [
+        conv_bn(mid, mid, kernel, stride, groups=mid, act=act),
+        *_se(mid, cin, se_ratio),
+        conv_bn(mid, cout, 1, 1),
+    ]
+
+
+class ConvBnAct(_Layer):
+    """Regular KxK convolution + BN + activation, optional SE on its output (MnasNet's regular
+    conv op, arXiv:1807.11626 section 4)."""
+
+    def __init__(
+        self, cin: int, cout: int, kernel: int, stride: int, *,
+        se_ratio: float = 0.0, skip: bool = False, act: type[nn.Module] = nn.ReLU,
+    ) -> None:
+        body = [conv_bn(cin, cout, kernel, stride, act=act), *_se(cout, cin, se_ratio)]
+        super().__init__(body, skip and stride == 1 and cin == cout)
+
+
+class DepthwiseSeparable(_Layer):
+    """Depthwise separable convolution (MobileNetV1, Howard et al., arXiv:1704.04861): depthwise
+    KxK + BN + act, optional SE, pointwise 1x1 + BN without activation (MobileNetV2's linear
+    output, arXiv:1801.04381)."""
+
+    def __init__(
+        self, cin: int, cout: int, kernel: int, stride: int, *,
+        se_ratio: float = 0.0, skip: bool = False, act: type[nn.Module] = nn.ReLU,
+    ) -> None:
+        body = _depthwise_pointwise(cin, cin, cout, kernel, stride, se_ratio, act)
+        super().__init__(body, skip and stride == 1 and cin == cout)
+
+
+class InvertedResidual(_Layer):
+    """Inverted residual with linear bottleneck (MobileNetV2, Sandler et al., arXiv:1801.04381):
+    1x1 expansion to ``cin * expansion`` + BN + act (omitted at expansion 1), depthwise KxK + BN +
+    act, optional squeeze-and-excitation as in MnasNet (Tan et al., arXiv:1807.11626), linear 1x1
+    projection + BN."""
+
+    def __init__(
+        self, cin: int, cout: int, kernel: int, stride: int, *, expansion: int = 6,
+        se_ratio: float = 0.0, skip: bool = True, act: type[nn.Module] = nn.ReLU,
+    ) -> None:
+        mid = cin * expansion
+        expand = [conv_bn(cin, mid, 1, 1, act=act)] if expansion > 1 else []
+        body = expand + _depthwise_pointwise(cin, mid, cout, kernel, stride, se_ratio, act)
+        super().__init__(body, skip and stride == 1 and cin == cout)
+
+
+LAYER_TYPES: dict[str, type[_Layer]] = {
+    "conv": ConvBnAct,
+    "sepconv": DepthwiseSeparable,
+    "mbconv": InvertedResidual,
+}
+
+
+def build_layer(layer: LayerGeometry, act: type[nn.Module]) -> nn.Module:
+    """The module of one layer of a walked table (:func:`walk_table`)."""
+    if layer.op not in LAYER_TYPES:
+        raise ValueError(f"unknown op {layer.op!r}; allowed: {', '.join(LAYER_TYPES)}")
+    extra = {"expansion": layer.expansion} if layer.op == "mbconv" else {}
+    return LAYER_TYPES[layer.op](
+        layer.cin, layer.cout, layer.kernel, layer.stride,
+        se_ratio=layer.se_ratio, skip=layer.skip, act=act, **extra,
+    )
 
 
 class MobileNetwork(nn.Module):
@@ -231,12 +324,9 @@ class MobileNetwork(nn.Module):
         super().__init__()
         act = ACTIVATIONS[activation]
         self.stem = conv_bn(in_channels, stem_channels, 3, stem_stride, act=act)
-        layers: list[nn.Module] = []
-        cin = stem_channels
-        for spec in table:
-            layers.extend(block_layers(spec, cin, act))
-            cin = spec.channels
-        self.blocks = nn.Sequential(*layers)
+        layers = list(walk_table(table, stem_channels))
+        self.blocks = nn.Sequential(*[build_layer(layer, act) for layer in layers])
+        cin = layers[-1].cout if layers else stem_channels
         self.head = conv_bn(cin, head_channels, 1, 1, act=act)
         self.pool = nn.AdaptiveAvgPool2d(1)
         self.dropout = nn.Dropout(dropout)

@@ -1,7 +1,9 @@
 """Split a block-table network into independently timeable units (for latency lookup tables).
 
-Units: the stem, every layer of every block, and the head (1x1 conv, pooling, classifier). A unit's
-key holds everything that determines its latency (type, channels, kernel, stride, SE, residual and
+Units: the stem, every layer of every block, and the head (1x1 conv, pooling, classifier). The
+layers are those of :func:`search_spaces.blocks.walk_table`, the walker :class:`MobileNetwork` is
+built from, and each is built by the same :func:`search_spaces.blocks.build_layer`. A unit's key
+holds everything that determines its latency (type, channels, kernel, stride, SE, residual and
 input resolution), so equal keys can share one measurement.
 """
 
@@ -12,14 +14,17 @@ from functools import partial
 from torch import nn
 
 from nas.space import LatencyUnit
-from search_spaces.blocks import ACTIVATIONS, BlockSpec, Layer, conv_bn
+from search_spaces.blocks import (
+    ACTIVATIONS,
+    BlockSpec,
+    LayerGeometry,
+    build_layer,
+    conv_bn,
+    conv_out_size,
+    walk_table,
+)
 
-__all__ = ["network_units"]
-
-
-def _out_size(size: int, stride: int, kernel: int = 3) -> int:
-    pad = kernel // 2
-    return (size + 2 * pad - kernel) // stride + 1
+__all__ = ["network_units", "layer_key"]
 
 
 def _head(cin: int, head_channels: int, num_classes: int, act: type[nn.Module]) -> nn.Module:
@@ -28,6 +33,15 @@ def _head(cin: int, head_channels: int, num_classes: int, act: type[nn.Module]) 
         nn.AdaptiveAvgPool2d(1),
         nn.Flatten(),
         nn.Linear(head_channels, num_classes),
+    )
+
+
+def layer_key(layer: LayerGeometry, activation: str) -> str:
+    """The latency-unit key of one walked layer (everything its latency depends on)."""
+    return (
+        f"layer:{layer.op}:k{layer.kernel}:e{layer.expansion}:se{layer.se_ratio:g}:"
+        f"r{int(layer.residual)}:{layer.cin}x{layer.size}:c{layer.cout}:s{layer.stride}:"
+        f"{activation}"
     )
 
 
@@ -45,8 +59,7 @@ def network_units(
 ) -> list[LatencyUnit]:
     """Units of the network that ``MobileNetwork`` builds from ``table``."""
     del dropout  # identity at inference
-    act = ACTIVATIONS[activation]
-    size = input_size
+    act, size = ACTIVATIONS[activation], input_size
     units = [
         LatencyUnit(
             key=f"stem:{in_channels}x{size}:c{stem_channels}:s{stem_stride}:{activation}",
@@ -54,42 +67,15 @@ def network_units(
             build=partial(conv_bn, in_channels, stem_channels, 3, stem_stride, act=act),
         )
     ]
-    size = _out_size(size, stem_stride)
-    cin = stem_channels
-    for spec in table:
-        for i in range(spec.repeats):
-            stride = spec.stride if i == 0 else 1
-            layer_in = cin if i == 0 else spec.channels
-            residual = spec.skip and stride == 1 and layer_in == spec.channels
-            key = (
-                f"layer:{spec.op}:k{spec.kernel}:e{spec.expansion}:se{spec.se_ratio:g}:"
-                f"r{int(residual)}:{layer_in}x{size}:c{spec.channels}:s{stride}:{activation}"
-            )
-            units.append(
-                LatencyUnit(
-                    key=key,
-                    input_shape=(layer_in, size, size),
-                    build=partial(
-                        Layer,
-                        spec.op,
-                        layer_in,
-                        spec.channels,
-                        kernel=spec.kernel,
-                        stride=stride,
-                        expansion=spec.expansion,
-                        se_ratio=spec.se_ratio,
-                        skip=spec.skip,
-                        act=act,
-                    ),
-                )
-            )
-            size = _out_size(size, stride, spec.kernel)
-        cin = spec.channels
-    units.append(
-        LatencyUnit(
-            key=f"head:{cin}x{size}:c{head_channels}:n{num_classes}:{activation}",
-            input_shape=(cin, size, size),
-            build=partial(_head, cin, head_channels, num_classes, act),
+    cin, size = stem_channels, conv_out_size(size, 3, stem_stride)
+    for layer in walk_table(table, cin, size):
+        units.append(
+            LatencyUnit(layer_key(layer, activation), (layer.cin, layer.size, layer.size),
+                        partial(build_layer, layer, act))
         )
+        cin, size = layer.cout, layer.out_size
+    key = f"head:{cin}x{size}:c{head_channels}:n{num_classes}:{activation}"
+    units.append(
+        LatencyUnit(key, (cin, size, size), partial(_head, cin, head_channels, num_classes, act))
     )
     return units

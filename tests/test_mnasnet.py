@@ -11,7 +11,19 @@ import torch
 import nas
 from nas.cost import count_cost
 from nas.errors import UsageError
-from search_spaces.blocks import BlockSpec, Layer, SqueezeExcite, block_string, parse_block_string
+from search_spaces.blocks import (
+    ACTIVATIONS,
+    BlockSpec,
+    ConvBnAct,
+    DepthwiseSeparable,
+    InvertedResidual,
+    LayerGeometry,
+    SqueezeExcite,
+    block_string,
+    build_layer,
+    parse_block_string,
+    walk_table,
+)
 from search_spaces.mnasnet import round_channels
 
 # Published parameter counts of the reference implementations at 224x224, 1000 classes:
@@ -211,7 +223,65 @@ def test_bad_options(options, match):
 
 
 def test_layer_rejects_unknown_op():
+    layer = LayerGeometry(0, 0, "pool", 8, 8, kernel=3, stride=1, expansion=1, se_ratio=0,
+                          skip=False)
     with pytest.raises(ValueError, match="unknown op 'pool'"):
-        Layer(
-            "pool", 8, 8, kernel=3, stride=1, expansion=1, se_ratio=0, skip=False, act=torch.nn.ReLU
-        )
+        build_layer(layer, torch.nn.ReLU)
+
+
+def test_walker_is_the_geometry_the_network_runs():
+    space = nas.get_space("mnasnet", input_size=32, num_classes=10)
+    arch = space.sample(np.random.default_rng(4))
+    table = space.block_table(arch)
+    model = space.build(arch).eval()
+    walked = list(walk_table(table, model.stem[0].out_channels, 32 // model.stem[0].stride[0]))
+    assert [(g.block, g.index) for g in walked] == [
+        (b, i) for b, spec in enumerate(table) for i in range(spec.repeats)
+    ]
+    seen = []
+    hooks = [m.register_forward_hook(lambda m, x, y: seen.append((x[0].shape, y.shape)))
+             for m in model.blocks]
+    with torch.no_grad():
+        model(torch.zeros(1, 3, 32, 32))
+    for h in hooks:
+        h.remove()
+    kinds = {"conv": ConvBnAct, "sepconv": DepthwiseSeparable, "mbconv": InvertedResidual}
+    for g, module, (x, y) in zip(walked, model.blocks, seen, strict=True):
+        assert type(module) is kinds[g.op] and module.residual == g.residual
+        assert tuple(x[1:]) == (g.cin, g.size, g.size)
+        assert tuple(y[1:]) == (g.cout, g.out_size, g.out_size)
+
+
+def test_one_class_per_block_type():
+    def convs(module):
+        return [(c.in_channels, c.out_channels, c.kernel_size[0], c.stride[0], c.groups)
+                for c in module.modules() if isinstance(c, torch.nn.Conv2d)]
+
+    relu = ACTIVATIONS["relu"]
+    assert convs(ConvBnAct(16, 24, 3, 2, act=relu)) == [(16, 24, 3, 2, 1)]
+    assert convs(DepthwiseSeparable(16, 24, 5, 1, act=relu)) == [
+        (16, 16, 5, 1, 16), (16, 24, 1, 1, 1)]
+    assert convs(InvertedResidual(16, 16, 3, 1, expansion=6, se_ratio=0.25, act=relu)) == [
+        (16, 96, 1, 1, 1), (96, 96, 3, 1, 96), (96, 4, 1, 1, 1), (4, 96, 1, 1, 1),
+        (96, 16, 1, 1, 1)]  # SE reduces to int(16 * 0.25) input filters
+    # expansion 1: no expansion conv, the same layers as a depthwise separable one
+    assert convs(InvertedResidual(16, 24, 3, 2, expansion=1, act=relu)) == convs(
+        DepthwiseSeparable(16, 24, 3, 2, act=relu))
+    assert InvertedResidual(16, 16, 3, 1, act=relu).residual
+    assert not InvertedResidual(16, 16, 3, 1, skip=False, act=relu).residual
+    assert not DepthwiseSeparable(16, 16, 3, 2, skip=True, act=relu).residual
+
+
+def test_latency_unit_keys_are_stable():
+    """Saved lookup tables are keyed by these strings: the walker must not change them."""
+    space = nas.get_space("mnasnet", input_size=32, num_classes=10)
+    arch = _arch(space, op="mbconv3", se=0.25, skip="identity")
+    keys = [u.key for u in space.latency_units(arch)]
+    assert keys[:5] == [
+        "stem:3x32:c32:s1:relu",
+        "layer:mbconv:k3:e3:se0.25:r0:32x32:c24:s1:relu",
+        "layer:mbconv:k3:e3:se0.25:r0:24x32:c32:s1:relu",
+        "layer:mbconv:k3:e3:se0.25:r0:32x32:c40:s2:relu",
+        "layer:mbconv:k3:e3:se0.25:r1:40x16:c40:s1:relu",
+    ]
+    assert keys[-1] == "head:400x4:c1280:n10:relu"
