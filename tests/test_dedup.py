@@ -15,6 +15,7 @@ import yaml
 import nas
 from nas.bench import TableObjective, run_controller, synthetic_table
 from nas.controller import Controller, Proposal, load_state
+from nas.records import TrialRecord, TrialStatus
 from nas.testing.fixtures import TOY_SEARCH, ToySpace
 
 
@@ -22,10 +23,10 @@ class FakeRun:
     """The two run-folder calls the searcher makes."""
 
     def __init__(self) -> None:
-        self.lines: list[dict] = []
+        self.lines: list[TrialRecord] = []
         self.saves = 0
 
-    def append_trial(self, record: dict) -> None:
+    def append_trial(self, record: TrialRecord) -> None:
         self.lines.append(record)
 
     def save_controller(self, controller: Controller) -> None:
@@ -36,9 +37,10 @@ def make_searcher(controller, *, dedup=True, max_repeats=100, records=(), max_ne
     from nas.runner.search import ControllerSearcher, SearchProgress
 
     def record_fn(proposal, trial_id, result, error):
-        return {"trial_id": proposal.id, "arch_key": proposal.arch.key, "status": "complete",
-                "metrics": {"accuracy": float(sum(proposal.arch.indices))},
-                "reward": float(sum(proposal.arch.indices))}
+        value = float(sum(proposal.arch.indices))
+        return TrialRecord(trial_id=proposal.id, arch_key=proposal.arch.key,
+                           arch=dict(proposal.arch.items()), status=TrialStatus.COMPLETE,
+                           metrics={"accuracy": value}, reward=value)
 
     run = FakeRun()
     searcher = ControllerSearcher(controller, run, pending=[], max_new=max_new,
@@ -57,7 +59,7 @@ def test_searcher_never_runs_an_evaluated_architecture_again():
     for i in range(12):  # one at a time: every repeat is of a finished trial
         assert searcher.suggest(f"t{i}") is not None
         searcher.on_trial_complete(f"t{i}", {"final": True})
-    keys = [r["arch_key"] for r in run.lines]
+    keys = [r.arch_key for r in run.lines]
     assert len(keys) == 12 and len(set(keys)) == 12  # the whole space, each child once
     assert ctrl.num_told > 12 and searcher.progress.repeats == ctrl.num_told - 12
     assert not ctrl.outstanding()  # every repeat was told (its stored result)
@@ -83,7 +85,7 @@ def test_dedup_off_reevaluates_and_the_cap_ends_a_loop_on_an_exhausted_space():
     for i in range(12):
         searcher.suggest(f"t{i}")
         searcher.on_trial_complete(f"t{i}", {"final": True})
-    assert len({r["arch_key"] for r in run.lines}) < 12  # repeats were trained again
+    assert len({r.arch_key for r in run.lines}) < 12  # repeats were trained again
     assert ctrl.num_told == 12
 
     ctrl = random_controller()
@@ -91,7 +93,7 @@ def test_dedup_off_reevaluates_and_the_cap_ends_a_loop_on_an_exhausted_space():
     for i in range(14):  # more trials than architectures: the cap lets a repeat run
         searcher.suggest(f"t{i}")
         searcher.on_trial_complete(f"t{i}", {"final": True})
-    assert len(run.lines) == 14 and len({r["arch_key"] for r in run.lines}) == 12
+    assert len(run.lines) == 14 and len({r.arch_key for r in run.lines}) == 12
 
 
 def test_a_resumed_searcher_answers_from_the_records_of_earlier_segments():
@@ -105,7 +107,7 @@ def test_a_resumed_searcher_answers_from_the_records_of_earlier_segments():
     for i in range(5):
         searcher.suggest(f"u{i}")
         searcher.on_trial_complete(f"u{i}", {"final": True})
-    assert not {r["arch_key"] for r in run.lines} & {r["arch_key"] for r in run2.lines}
+    assert not {r.arch_key for r in run.lines} & {r.arch_key for r in run2.lines}
 
 
 # -- nas bench follows the same rule ---------------------------------------------------------------
