@@ -11,18 +11,24 @@ label           options
 ``b{i}.se``     0, 0.25 (squeeze-and-excitation ratio)
 ``b{i}.skip``   ``none``, ``identity`` (residual on every layer whose input and output shapes
                 match; in a block where no layer matches, ``identity`` builds the same net)
-``b{i}.filters`` output channels: base x {0.75, 1.0, 1.25} (x width_mult), each rounded to the
-                nearest multiple of 8 (at least 8); equal results are listed once
+``b{i}.filters`` output channels: base x {0.75, 1.0, 1.25} (x width_mult), each rounded as the
+                reference code rounds (:func:`round_channels`); equal results are listed once
 ``b{i}.layers`` base repeats + {-1, 0, +1}, at least 1; equal results are listed once
 ==============  ==========================================================================
 
 The options of ``filters`` and ``layers`` are the resulting channel and layer counts, so every
 option builds a different network and :meth:`size` is exact.
 
-Small inputs: the skeleton's stride-2 stages (stem included) are kept only as far as the input
-allows. With ``input_size`` H, the last ``min(n, floor(log2(H / 4)))`` of the ``n`` stride-2 stages
-keep stride 2 and earlier ones get stride 1: 224 -> all 5 (7x7 features), 32 -> 3 (4x4),
-8 -> 1 (4x4).
+Strides (option ``strides``): the MnasNet paper scales the input size of one network, so at
+64 px and above presets and searched children keep the published stride-2 stages (stem included;
+5 for MobileNetV2's skeleton: 224 -> 7x7 features, 112 -> 4x4, 64 -> 2x2) and their MACs scale with
+the input area (MobileNetV2 at 112 px: 1/4 of 224 px). Below 64 px ``strides="auto"`` (the
+default) keeps only the last ``min(n, floor(log2(H / 4)))`` of the ``n`` stride-2 stages and gives
+earlier ones stride 1, so small inputs keep features of at least 4x4 (32 -> 3 stages, 4x4;
+8 -> 1, 4x4); ``strides="published"`` never changes a stride and refuses an input smaller than
+``2**n`` (32 px for 5 stages, 1x1 features), where a stride-2 stage would see a 1x1 map. (With a
+custom skeleton of more than 6 stride-2 stages, "auto" at 64 px and above keeps the last
+``floor(log2(H))`` of them, the most that leave every stride-2 stage a map of 2x2 or more.)
 
 Presets ``mobilenet_v2``, ``mnasnet_a1`` and ``mnasnet_b1`` are block tables of the published
 networks
@@ -33,7 +39,6 @@ equal the reference implementations' (torchvision ``mobilenet_v2`` 3,504,872 and
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -41,8 +46,15 @@ from nas.errors import UsageError
 from nas.registry import register_space
 from nas.space import Arch, Choice, LatencyUnit, Space
 from search_spaces.blocks import ACTIVATIONS, BlockSpec, block_string, parse_block_string
+from search_spaces.mnasnet_geometry import (
+    STRIDE_MODES,
+    kept_reductions,
+    resolve_strides,
+    round_channels,
+)
 
-__all__ = ["MnasNetSpace", "SKELETONS", "PRESETS", "round_channels"]
+__all__ = ["MnasNetSpace", "SKELETONS", "PRESETS", "STRIDE_MODES", "round_channels",
+           "kept_reductions"]
 
 # name -> rows of (channels, repeats, stride); MobileNetV2 table 2 (arXiv:1801.04381)
 SKELETONS: dict[str, tuple[tuple[int, int, int], ...]] = {
@@ -105,13 +117,6 @@ OP_CHOICES = {
 }
 FILTER_MULTIPLIERS = (0.75, 1.0, 1.25)
 LAYER_DELTAS = (-1, 0, 1)
-
-
-def round_channels(channels: float, divisor: int = 8) -> int:
-    """Nearest multiple of ``divisor`` (halves round up), at least ``divisor``."""
-    return max(divisor, int(channels / divisor + 0.5) * divisor)
-
-
 def _unique(values: Sequence[int]) -> tuple[int, ...]:
     return tuple(dict.fromkeys(values))
 
@@ -119,6 +124,25 @@ def _unique(values: Sequence[int]) -> tuple[int, ...]:
 def _check_int(name: str, value: Any, minimum: int = 1) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
         raise UsageError(f"mnasnet option {name}={value!r}: must be an integer >= {minimum}")
+    return value
+
+
+def _check_number(name: str, value: Any, low: float, high: float, closed: bool) -> float:
+    """A real number in (low, high] (``closed``) or [low, high); the error names the option."""
+    ok = (
+        not isinstance(value, bool)
+        and isinstance(value, int | float)
+        and (low < value <= high if closed else low <= value < high)
+    )
+    if not ok:
+        span = f"({low:g}, {high:g}]" if closed else f"[{low:g}, {high:g})"
+        raise UsageError(f"mnasnet option {name}={value!r}: must be in {span}")
+    return float(value)
+
+
+def _check_choice(name: str, value: Any, allowed: Sequence[str]) -> str:
+    if not isinstance(value, str) or value not in allowed:
+        raise UsageError(f"mnasnet option {name}={value!r}: allowed values: {', '.join(allowed)}")
     return value
 
 
@@ -163,6 +187,8 @@ class MnasNetSpace(Space):
         skeleton: ``"mobilenet_v2"`` or a list of ``[channels, repeats, stride]`` rows.
         activation: ``relu`` (MnasNet), ``relu6`` (MobileNetV2) or ``silu``.
         dropout: dropout before the classifier.
+        strides: ``"auto"`` (published stride-2 stages at 64 px and above, fewer below) or
+            ``"published"`` (never fewer; inputs under ``2**n`` px refused), see the module doc.
     """
 
     name = "mnasnet"
@@ -179,38 +205,24 @@ class MnasNetSpace(Space):
         skeleton: Any = "mobilenet_v2",
         activation: str = "relu",
         dropout: float = 0.2,
+        strides: str = "auto",
     ) -> None:
         rows = _check_skeleton(skeleton)
-        if (
-            isinstance(width_mult, bool)
-            or not isinstance(width_mult, int | float)
-            or not (0 < width_mult <= 8)
-        ):
-            raise UsageError(f"mnasnet option width_mult={width_mult!r}: must be in (0, 8]")
-        if activation not in ACTIVATIONS:
-            raise UsageError(
-                f"mnasnet option activation={activation!r}: "
-                f"allowed values: {', '.join(ACTIVATIONS)}"
-            )
-        if (
-            isinstance(dropout, bool)
-            or not isinstance(dropout, int | float)
-            or not 0 <= dropout < 1
-        ):
-            raise UsageError(f"mnasnet option dropout={dropout!r}: must be in [0, 1)")
         options = {
             "input_size": _check_int("input_size", input_size),
             "num_classes": _check_int("num_classes", num_classes),
             "in_channels": _check_int("in_channels", in_channels),
-            "width_mult": float(width_mult),
+            "width_mult": _check_number("width_mult", width_mult, 0, 8, closed=True),
             "stem_channels": _check_int("stem_channels", stem_channels),
             "head_channels": _check_int("head_channels", head_channels),
             "skeleton": skeleton if isinstance(skeleton, str) else [list(r) for r in rows],
-            "activation": activation,
-            "dropout": float(dropout),
+            "activation": _check_choice("activation", activation, tuple(ACTIVATIONS)),
+            "dropout": _check_number("dropout", dropout, 0, 1, closed=False),
+            "strides": _check_choice("strides", strides, STRIDE_MODES),
         }
+        resolve_strides([r[2] for r in rows], options["input_size"], options["strides"])
         self._rows = rows
-        super().__init__(self._declare(rows, float(width_mult)), options=options)
+        super().__init__(self._declare(rows, options["width_mult"]), options=options)
 
     @staticmethod
     def _declare(rows: Sequence[tuple[int, int, int]], width: float) -> list[Choice]:
@@ -230,15 +242,8 @@ class MnasNetSpace(Space):
 
     # -- geometry -----------------------------------------------------------------------------
     def _strides(self, block_strides: Sequence[int]) -> tuple[int, list[int]]:
-        """Stem stride and block strides after adapting to the input size."""
-        strides = [2, *block_strides]
-        reductions = [i for i, s in enumerate(strides) if s == 2]
-        keep = min(
-            len(reductions), max(0, int(math.floor(math.log2(self.options["input_size"] / 4))))
-        )
-        for i in reductions[: len(reductions) - keep]:
-            strides[i] = 1
-        return strides[0], strides[1:]
+        """Stem stride and block strides at this input size (option ``strides``)."""
+        return resolve_strides(block_strides, self.options["input_size"], self.options["strides"])
 
     def _width(self, channels: int) -> int:
         w = self.options["width_mult"]

@@ -24,7 +24,7 @@ from search_spaces.blocks import (
     parse_block_string,
     walk_table,
 )
-from search_spaces.mnasnet import round_channels
+from search_spaces.mnasnet import kept_reductions, round_channels
 
 # Published parameter counts of the reference implementations at 224x224, 1000 classes:
 # torchvision mobilenet_v2 and mnasnet1_0 (= MnasNet-B1), timm mnasnet_a1.
@@ -32,6 +32,22 @@ PUBLISHED_PARAMS = {"mobilenet_v2": 3_504_872, "mnasnet_b1": 4_383_312, "mnasnet
 # Published multiply-adds: MobileNetV2 paper 300M, MnasNet paper (table 1) A1 312M,
 # torchvision's mnasnet1_0 card 0.31 GFLOPS (MACs).
 PUBLISHED_MACS = {"mobilenet_v2": 300e6, "mnasnet_a1": 312e6, "mnasnet_b1": 0.31e9}
+# MobileNetV2 checkpoints of the TF reference (tensorflow/models research/slim/nets/mobilenet
+# README): (width multiplier, input size) -> millions of MACs, as printed (the count, cut to an
+# integer). One network at every input size: strides and channel rounding as published.
+TF_MOBILENET_V2_MMACS = {
+    (1.0, 224): 300, (1.0, 192): 221, (1.0, 160): 154, (1.0, 128): 99, (1.0, 96): 56,
+    (1.4, 224): 582, (0.75, 224): 209, (0.5, 224): 97, (0.35, 224): 59,
+    (0.75, 96): 39, (0.5, 96): 18, (0.35, 128): 20,
+}
+# MACs as `nas cost` counts them (fvcore, 1000 classes) per preset, input size and strides mode;
+# before the strides option, 112 px counted the 224 px MACs and 64 px the 128 px ones.
+PINNED_MACS = {
+    "mobilenet_v2": {224: 300_774_272, 160: 154_083_200, 112: 82_183_808, 64: 25_728_512,
+                     32: 89_243_648, "published@32": 7_392_128},
+    "mnasnet_a1": {224: 311_579_072, 160: 159_720_128, 112: 85_291_664, 64: 26_843_552,
+                   32: 92_942_624, "published@32": 7_861_184},
+}
 
 
 @pytest.fixture(scope="module")
@@ -65,7 +81,7 @@ def test_decisions_per_block(imagenet):
     assert choices["b3.kernel"].options == (3, 5)
     assert choices["b3.se"].options == (0.0, 0.25)
     assert choices["b3.skip"].options == ("none", "identity")
-    assert choices["b2.filters"].options == (16, 24, 32)  # 24 x {0.75, 1, 1.25}
+    assert choices["b2.filters"].options == (24, 32)  # 24 x {0.75, 1, 1.25}: 18 -> 24 (not 16)
     assert choices["b1.filters"].options == (16, 24)  # 12 -> 16 duplicates 16
     assert choices["b4.layers"].options == (3, 4, 5)
     assert choices["b1.layers"].options == (1, 2)  # never 0 layers
@@ -73,15 +89,26 @@ def test_decisions_per_block(imagenet):
 
 
 def test_round_channels():
-    assert [round_channels(x) for x in (1, 11.9, 12, 18, 20, 30, 120)] == [
-        8,
-        8,
-        16,
-        16,
-        24,
-        32,
-        120,
+    # make_divisible of the reference code: nearest multiple of 8, at least 8, never > 10% below
+    assert [round_channels(x) for x in (1, 8, 11.9, 12, 18, 20, 30, 120)] == [
+        8, 8, 16, 16, 24, 24, 32, 120,
     ]
+    known = {
+        24 * 0.75: 24,  # 16 would be 11% below 18
+        32 * 0.75: 24,
+        16 * 0.5: 8,
+        1280 * 0.35: 448,
+        16 * 0.35: 8,  # 5.6 -> at least 8
+        32 * 0.35: 16,  # 11.2: 8 would be 29% below
+        40 * 0.75: 32,  # 30: 32 is nearest
+        112 * 0.75: 88,
+        80 * 0.75: 64,  # 60: halves round up
+        24 * 1.25: 32,
+        320 * 1.4: 448,
+    }
+    assert {v: round_channels(v) for v in known} == known
+    assert round_channels(18, divisor=4) == 20
+    assert all(round_channels(v) >= 0.9 * v for v in np.linspace(1, 400, 2000))
 
 
 def _arch(space, **per_block):
@@ -134,22 +161,73 @@ def test_mbconv_expansion_se_and_residuals(imagenet):
 
 
 @pytest.mark.parametrize(
-    "size, stem_stride, strides, final",
+    "size, mode, stem_stride, strides, final",
     [
-        (224, 2, [1, 2, 2, 2, 1, 2, 1], 7),
-        (32, 1, [1, 1, 2, 2, 1, 2, 1], 4),
-        (8, 1, [1, 1, 1, 1, 1, 2, 1], 4),
+        (224, "auto", 2, [1, 2, 2, 2, 1, 2, 1], 7),
+        (112, "auto", 2, [1, 2, 2, 2, 1, 2, 1], 4),
+        (64, "auto", 2, [1, 2, 2, 2, 1, 2, 1], 2),
+        (63, "auto", 1, [1, 1, 2, 2, 1, 2, 1], 8),  # below 64: the small-input rule
+        (32, "auto", 1, [1, 1, 2, 2, 1, 2, 1], 4),
+        (8, "auto", 1, [1, 1, 1, 1, 1, 2, 1], 4),
+        (112, "published", 2, [1, 2, 2, 2, 1, 2, 1], 4),
+        (32, "published", 2, [1, 2, 2, 2, 1, 2, 1], 1),
     ],
 )
-def test_small_inputs_get_fewer_stride2_stages(size, stem_stride, strides, final):
-    space = nas.get_space("mnasnet", input_size=size, num_classes=10)
+def test_stride2_stages_per_input_size(size, mode, stem_stride, strides, final):
+    space = nas.get_space("mnasnet", input_size=size, num_classes=10, strides=mode)
     arch = space.sample(np.random.default_rng(0))
     assert [s.stride for s in space.block_table(arch)] == strides
+    table, _, preset_stem = space.preset_table("mnasnet_a1")
+    assert (preset_stem, [s.stride for s in table]) == (stem_stride, strides)
     model = space.build(arch).eval()
     assert model.stem[0].stride == (stem_stride, stem_stride)
     with torch.no_grad():
         feats = model.head(model.blocks(model.stem(torch.zeros(1, 3, size, size))))
     assert feats.shape[-1] == final
+    assert space.describe(arch)["stem"]["stride"] == stem_stride
+
+
+def test_kept_reductions():
+    assert [kept_reductions(s, 5) for s in (1, 4, 7, 8, 16, 32, 63, 64, 112, 224)] == [
+        0, 0, 0, 1, 2, 3, 3, 5, 5, 5]
+    assert [kept_reductions(s, 5, "published") for s in (8, 64, 224)] == [5, 5, 5]
+    assert kept_reductions(64, 8) == 6  # auto never strides a 1x1 map: 2**6 = 64
+    assert kept_reductions(1024, 8) == 8
+
+
+def test_many_stride2_stages_at_64px():
+    skeleton = [[16, 1, 2]] * 7  # 8 stride-2 stages with the stem
+    auto = nas.get_space("mnasnet", input_size=64, num_classes=10, skeleton=skeleton)
+    arch = auto.sample(np.random.default_rng(0))
+    assert auto.describe(arch)["stem"]["stride"] == 1  # the stem and b1 give up stride 2
+    assert [s.stride for s in auto.block_table(arch)] == [1, 2, 2, 2, 2, 2, 2]
+    walked = list(walk_table(auto.block_table(arch), 32, 64))
+    assert [g.size for g in walked if g.stride == 2] == [64, 32, 16, 8, 4, 2]
+    with pytest.raises(UsageError, match=r"input_size=64 is too small for 8 stride-2 stages"):
+        nas.get_space("mnasnet", input_size=64, skeleton=skeleton, strides="published")
+
+
+@pytest.mark.parametrize("preset", sorted(PINNED_MACS))
+def test_macs_scale_with_input_size(preset):
+    macs = {}
+    for key in PINNED_MACS[preset]:
+        mode, size = key.split("@") if isinstance(key, str) else ("auto", key)
+        space = nas.get_space("mnasnet", input_size=int(size), num_classes=1000, strides=mode)
+        macs[key] = count_cost(space.build_preset(preset), space.input_shape()).macs
+        if mode == "auto" and int(size) >= 64:  # both modes build the same network there
+            same = nas.get_space("mnasnet", input_size=int(size), strides="published")
+            assert same.preset_table(preset) == space.preset_table(preset)
+    assert macs == PINNED_MACS[preset]
+    # the published network at half the resolution: a quarter of the MACs (a bit more: the
+    # last stride-2 stage rounds 7/2 up to 4x4, and the classifier does not shrink)
+    assert 0.25 < macs[112] / macs[224] < 0.28
+
+
+@pytest.mark.parametrize("width, size", sorted(TF_MOBILENET_V2_MMACS))
+def test_mobilenet_v2_macs_match_tf_reference(width, size):
+    space = nas.get_space("mnasnet", input_size=size, num_classes=1000, width_mult=width)
+    macs = count_cost(space.build_preset("mobilenet_v2"), space.input_shape()).macs
+    assert macs // 10**6 == TF_MOBILENET_V2_MMACS[(width, size)]
 
 
 def test_preset_at_small_input_runs():
@@ -172,8 +250,9 @@ def test_block_strings_round_trip(imagenet):
         parse_block_string("ir_r2_k3_s2")
 
 
-def test_latency_units_cover_the_network():
-    space = nas.get_space("mnasnet", input_size=32, num_classes=10)
+@pytest.mark.parametrize("size", [32, 64])  # stem stride 1 and 2
+def test_latency_units_cover_the_network(size):
+    space = nas.get_space("mnasnet", input_size=size, num_classes=10)
     arch = space.sample(np.random.default_rng(2))
     units = space.latency_units(arch)
     whole = count_cost(space.build(arch), space.input_shape())
@@ -195,7 +274,7 @@ def test_custom_skeleton_and_width():
         head_channels=64,
     )
     assert len(space.choices()) == 18
-    assert space.choices()["b2.filters"].options == (8, 16)
+    assert space.choices()["b2.filters"].options == (16,)  # 12 x {0.75, 1, 1.25}: 9, 12, 15 -> 16
     out = space.build(space.sample(np.random.default_rng(0))).eval()(torch.zeros(1, 3, 16, 16))
     assert out.shape == (1, 4)
 
@@ -215,6 +294,13 @@ def test_custom_skeleton_and_width():
         ({"width_mult": 0}, r"width_mult=0: must be in \(0, 8\]"),
         ({"input_size": 0}, "input_size=0: must be an integer >= 1"),
         ({"num_classes": "ten"}, "num_classes='ten'"),
+        ({"strides": "fast"}, "^mnasnet option strides='fast': allowed values: auto, published$"),
+        ({"strides": None}, "strides=None: allowed values: auto, published"),
+        (
+            {"strides": "published", "input_size": 16},
+            r"^mnasnet option strides='published': input_size=16 is too small for 5 stride-2 "
+            r"stages \(stem included\), which need input_size >= 32; strides='auto' drops",
+        ),
     ],
 )
 def test_bad_options(options, match):
