@@ -21,14 +21,16 @@ option builds a different network and :meth:`size` is exact.
 
 Strides (option ``strides``): the MnasNet paper scales the input size of one network, so at
 64 px and above presets and searched children keep the published stride-2 stages (stem included;
-5 for MobileNetV2's skeleton: 224 -> 7x7 features, 112 -> 4x4, 64 -> 2x2) and their MACs scale with
-the input area (MobileNetV2 at 112 px: 1/4 of 224 px). Below 64 px ``strides="auto"`` (the
-default) keeps only the last ``min(n, floor(log2(H / 4)))`` of the ``n`` stride-2 stages and gives
-earlier ones stride 1, so small inputs keep features of at least 4x4 (32 -> 3 stages, 4x4;
-8 -> 1, 4x4); ``strides="published"`` never changes a stride and refuses an input smaller than
-``2**n`` (32 px for 5 stages, 1x1 features), where a stride-2 stage would see a 1x1 map. (With a
-custom skeleton of more than 6 stride-2 stages, "auto" at 64 px and above keeps the last
-``floor(log2(H))`` of them, the most that leave every stride-2 stage a map of 2x2 or more.)
+5 for MobileNetV2's skeleton: 224 -> 7x7 features, 112 -> 4x4, 64 -> 2x2) and their MACs scale
+with the input area (MobileNetV2 at 112 px: 82 M, about 1/4 of its 301 M at 224 px).
+
+- ``strides="auto"`` (the default): below 64 px only the last ``min(n, floor(log2(H / 4)))`` of
+  the ``n`` stride-2 stages keep stride 2 and earlier ones get stride 1, so small inputs keep
+  features of at least 4x4 (32 -> 3 stages, 4x4; 8 -> 1, 4x4). At 64 px and above all of them
+  (with a custom skeleton of more than 6, the last ``floor(log2(H))``: the most that leave every
+  stride-2 stage a map of 2x2 or more).
+- ``strides="published"``: never changes a stride, and refuses (UsageError) an input smaller than
+  ``2**n`` px, where a stride-2 stage would see a 1x1 map (32 px for 5 stages gives 1x1 features).
 
 Presets ``mobilenet_v2``, ``mnasnet_a1`` and ``mnasnet_b1`` are block tables of the published
 networks
@@ -117,6 +119,8 @@ OP_CHOICES = {
 }
 FILTER_MULTIPLIERS = (0.75, 1.0, 1.25)
 LAYER_DELTAS = (-1, 0, 1)
+
+
 def _unique(values: Sequence[int]) -> tuple[int, ...]:
     return tuple(dict.fromkeys(values))
 
