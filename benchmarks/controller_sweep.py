@@ -22,8 +22,8 @@ from pathlib import Path
 import pandas as pd
 
 from nas import get_space
-from nas.bench import TableObjective, checkpoints, load_table, run_bench
-from nas.bench_report import summarize
+from nas.search.bench import TableObjective, checkpoints, load_table, run_bench
+from nas.search.bench_report import summarize
 
 DEFAULT_TABLE = Path(__file__).resolve().parents[2] / "shared" / "data" / "nb201_cifar10.csv"
 

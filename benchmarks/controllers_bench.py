@@ -8,7 +8,8 @@ Run from the repository root (the table is ``../shared/data/nb201_cifar10.csv``)
 Sections (``--sections``, comma-separated):
 
 * ``quality``: mean +- standard error over seeds of the best CIFAR-10 test accuracy found after
-  10, 25, 50, 100, 200, 300 trials. mnas controllers run through :mod:`nas.bench` (a trial is a new
+  10, 25, 50, 100, 200, 300 trials. mnas controllers run through :mod:`nas.search.bench` (a trial
+  is a new
   architecture: repeated proposals are answered from the records); the peers, Optuna's
   ``TPESampler`` and ``RandomSampler`` with default settings, are driven directly with Optuna's
   own ask/tell (every ask is a trial, as a user of Optuna gets). Same seeds, same budgets. Also:
@@ -39,8 +40,8 @@ import pandas as pd
 from scipy import stats
 
 from nas import CONTROLLERS, get_space
-from nas.bench import TableObjective, checkpoints, load_table, run_bench
-from nas.bench_report import HVNorm, hypervolume, hypervolume_table
+from nas.search.bench import TableObjective, checkpoints, load_table, run_bench
+from nas.search.bench_report import HVNorm, hypervolume, hypervolume_table
 
 TABLE = Path(__file__).resolve().parents[2] / "shared" / "data" / "nb201_cifar10.csv"
 METRIC = "cifar10_test_acc"

@@ -1,6 +1,6 @@
 """Accuracy of the latency lookup table against end-to-end measurement.
 
-A lookup table (``nas.latency_lut.LatencyTable``) times every distinct unit (stem, each layer
+A lookup table (``nas.latency.lut.LatencyTable``) times every distinct unit (stem, each layer
 configuration at its input resolution, head) of the sampled MnasNet-space architectures once and
 predicts a network's latency as the sum of its units. This benchmark fills the table, measures the
 same architectures end to end, and prints the Spearman rank correlation and the median relative
@@ -21,8 +21,8 @@ import time
 import numpy as np
 
 from nas import get_space
-from nas.latency import LatencyConfig
-from nas.latency_lut import LatencyTable, lut_report, measure_arch
+from nas.latency.lut import LatencyTable, lut_report, measure_arch
+from nas.latency.measure import LatencyConfig
 
 
 def _row(name: str, report: dict) -> None:

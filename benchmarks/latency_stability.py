@@ -3,7 +3,8 @@
 Samples N MnasNet-space architectures (arXiv:1807.11626) and measures every one twice, the 2N
 measurements in one random interleaved order (so slow drifts of the machine hit both passes
 alike). Prints the Spearman rank correlation between the two passes and the median relative
-difference |a - b| / mean(a, b), for the robust measurement of ``nas.latency`` (warm-up, rounds,
+difference |a - b| / mean(a, b), for the robust measurement of ``nas.latency.measure`` (warm-up,
+rounds,
 MAD outlier rejection, median of round medians) and, from the same run, for a naive estimate
 (the mean of a few runs, one warm-up run) for comparison.
 
@@ -25,8 +26,8 @@ import numpy as np
 import torch
 
 from nas import get_space
-from nas.latency import LatencyConfig, measure_latency
-from nas.latency_lut import spearman
+from nas.latency.lut import spearman
+from nas.latency.measure import LatencyConfig, measure_latency
 
 
 def naive_ms(model: torch.nn.Module, shape: tuple[int, ...], runs: int) -> float:
@@ -70,7 +71,7 @@ def main() -> None:
     parser.add_argument("--runtime", default="torch")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--no-steady-malloc", action="store_true",
-                        help="leave glibc malloc as is (see nas.latency.steady_allocator)")
+                        help="leave glibc malloc as is (see nas.latency.measure.steady_allocator)")
     args = parser.parse_args()
     cfg = LatencyConfig(threads=args.threads, runtime=args.runtime,
                         steady_malloc=not args.no_steady_malloc)

@@ -3,7 +3,7 @@
 Both loops train the same model (same initial weights), on the same in-memory data, with the same
 batch size and optimizer (SGD, momentum 0.9, Nesterov), one epoch per repetition, alternating
 (ours, minimal, ours, minimal, ...) so machine noise hits both alike. Only training passes are
-timed (``nas.train`` excludes its validation pass from ``images_per_s``).
+timed (``nas.evaluation.train`` excludes its validation pass from ``images_per_s``).
 
     python benchmarks/train_throughput.py [--reps 5] [--threads 1] [--batch-size 64]
 """
@@ -18,9 +18,9 @@ import time
 import torch
 from torch import nn
 
-from nas.data import Dataset, load_dataset
-from nas.evaluate import space_for_dataset
-from nas.train import TrainConfig, train
+from nas.evaluation.data import Dataset, load_dataset
+from nas.evaluation.evaluate import space_for_dataset
+from nas.evaluation.train import TrainConfig, train
 
 
 def minimal_loop(model: nn.Module, data: Dataset, batch_size: int, lr: float) -> float:
@@ -67,7 +67,7 @@ def main() -> None:
                       weight_decay=0.0, threads=args.threads)
     print(f"digits train={len(data.y_train)} batch={args.batch_size} threads={args.threads} "
           f"reps={args.reps} torch={torch.__version__}")
-    header = f"{'model':26s} {'nas.train img/s':>16s} {'minimal img/s':>14s} {'ratio':>6s}  per-rep"
+    header = f"{'model':26s} {'nas img/s':>16s} {'minimal img/s':>14s} {'ratio':>6s}  per-rep"
     print(header)
     print("-" * len(header))
     for name, model in models(data).items():

@@ -5,7 +5,7 @@
 (multi-objective NSGA-II, Deb et al. 2002), ``tpe`` (Tree-structured Parzen Estimator, Bergstra
 et al., NeurIPS 2011, through Optuna's sampler, arXiv:1907.10902) and ``bananas`` (a
 neural-predictor ensemble over local neighbourhoods, arXiv:1910.11858). Their shared contract is
-:class:`nas.controller.Controller`.
+:class:`nas.search.controller.Controller`.
 """
 
 from controllers import (  # noqa: F401  (registration side effects)

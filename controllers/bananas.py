@@ -26,8 +26,8 @@ import numpy as np
 
 from controllers._threads import one_thread
 from controllers.predictor import MLPEnsemble
-from nas.controller import Controller, Proposal, check_choice, check_float, check_int
 from nas.registry import register_controller
+from nas.search.controller import Controller, Proposal, check_choice, check_float, check_int
 from nas.space import Arch, Space
 
 __all__ = ["BananasController"]

@@ -17,9 +17,9 @@ from __future__ import annotations
 from collections import deque
 from typing import Any
 
-from nas.controller import Controller, Proposal, check_int
 from nas.errors import ConfigError
 from nas.registry import register_controller
+from nas.search.controller import Controller, Proposal, check_int
 from nas.space import Arch, Space
 
 __all__ = ["RegularizedEvolution"]

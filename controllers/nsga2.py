@@ -21,10 +21,10 @@ from typing import Any
 
 import numpy as np
 
-from nas.controller import Controller, Proposal, check_float, check_int
 from nas.errors import ConfigError
 from nas.registry import register_controller
 from nas.reward import pareto_mask
+from nas.search.controller import Controller, Proposal, check_float, check_int
 from nas.space import Arch, Space
 
 __all__ = ["NSGA2Controller", "nondominated_ranks", "crowding_distance"]

@@ -9,8 +9,8 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from nas.controller import Controller, Proposal, check_bool, check_int
 from nas.registry import register_controller
+from nas.search.controller import Controller, Proposal, check_bool, check_int
 from nas.space import Arch, Space
 
 __all__ = ["RandomController"]

@@ -24,7 +24,9 @@ import torch
 
 from controllers._threads import one_thread
 from controllers.rl_policy import LSTMPolicy, ppo_loss, reinforce_loss
-from nas.controller import (
+from nas.errors import UsageError
+from nas.registry import register_controller
+from nas.search.controller import (
     Controller,
     Proposal,
     check_bool,
@@ -32,8 +34,6 @@ from nas.controller import (
     check_float,
     check_int,
 )
-from nas.errors import UsageError
-from nas.registry import register_controller
 from nas.space import Arch, Space
 
 __all__ = ["RLController"]

@@ -46,9 +46,9 @@ from optuna.samplers import TPESampler
 from optuna.trial import TrialState
 
 from controllers.nsga2 import _parse_objectives as _parse_nsga2_objectives
-from nas.controller import Controller, Proposal, check_bool, check_int
 from nas.errors import ConfigError, InvalidArchError
 from nas.registry import register_controller
+from nas.search.controller import Controller, Proposal, check_bool, check_int
 from nas.space import Arch, Space
 
 __all__ = ["TPEController"]

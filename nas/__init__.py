@@ -56,10 +56,11 @@ def load_run(path: str) -> object:
 def build_from_card(path: str, *, weights: bool = True) -> object:
     """Rebuild the model of an architecture card (``arch.json`` or its export folder), eval mode.
 
-    See :func:`nas.export.build_from_card`: with the card's weights file the model gives the same
+    See :func:`nas.export.card.build_from_card`: with the card's weights file the model gives the
+    same
     outputs as the exported one.
     """
-    from nas.export import build_from_card as _build_from_card
+    from nas.export.card import build_from_card as _build_from_card
 
     return _build_from_card(path, weights=weights)
 

@@ -13,8 +13,10 @@ A config has these sections (every key optional but ``space.name`` and ``control
                  scheduler: none, max_failures: 1, seed: 0, dedup: true, max_repeats: 100}
     ray:        {address: null, num_cpus: null, num_gpus: null, dashboard: false, resources: null}
 
-``evaluator`` takes the keys of :class:`nas.evaluate.EvalSettings` (``dataset``, ``val_fraction``,
-``max_train``, ...), the training keys of :class:`nas.train.TrainConfig` (``epochs``, ``lr``, ...)
+``evaluator`` takes the keys of :class:`nas.evaluation.evaluate.EvalSettings` (``dataset``,
+``val_fraction``,
+``max_train``, ...), the training keys of :class:`nas.evaluation.train.TrainConfig` (``epochs``,
+``lr``, ...)
 and ``name`` (a registered evaluator or ``package.module:function``) and ``options`` (passed to a
 custom evaluator). This module is data and YAML only: it checks structure and types;
 :func:`nas.experiment.build_experiment` turns a config into the objects of a search (once), checking

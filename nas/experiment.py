@@ -19,9 +19,9 @@ from nas.errors import ConfigError, UnknownOptionError, UsageError, did_you_mean
 from nas.registry import CONTROLLERS, EVALUATORS, SPACES, evaluator_options
 
 if TYPE_CHECKING:
-    from nas.controller import Controller
-    from nas.data import Dataset
-    from nas.evaluate import EvalSettings
+    from nas.evaluation.data import Dataset
+    from nas.evaluation.evaluate import EvalSettings
+    from nas.search.controller import Controller
     from nas.space import Space
 
 __all__ = ["Experiment", "build_experiment", "eval_settings", "check_evaluator"]
@@ -46,7 +46,7 @@ class Experiment:
 
 def build_experiment(config: SearchConfig) -> Experiment:
     """Check and build the settings, dataset, space, controller and evaluator of ``config``."""
-    from nas.evaluate import get_dataset, space_for_dataset
+    from nas.evaluation.evaluate import get_dataset, space_for_dataset
 
     if not isinstance(config.latency.get("service", False), bool):
         raise ConfigError(f"latency.service={config.latency['service']!r}: must be true or false")
@@ -65,8 +65,9 @@ def build_experiment(config: SearchConfig) -> Experiment:
 
 
 def eval_settings(config: SearchConfig) -> EvalSettings:
-    """:class:`nas.evaluate.EvalSettings` from the evaluator, latency and reward sections."""
-    from nas.evaluate import EvalSettings
+    """:class:`nas.evaluation.evaluate.EvalSettings` from the evaluator, latency and reward
+    sections."""
+    from nas.evaluation.evaluate import EvalSettings
 
     ev = dict(config.evaluator)
     train_keys, data_keys = _evaluator_keys()
@@ -111,8 +112,8 @@ _USER_PATHS = (("train.", "evaluator."), ("evaluator_options", "evaluator.option
 
 def _evaluator_keys() -> tuple[list[str], list[str]]:
     """(training keys, data keys) that the ``evaluator`` section takes besides name/options."""
-    from nas.evaluate import EvalSettings
-    from nas.train import TrainConfig
+    from nas.evaluation.evaluate import EvalSettings
+    from nas.evaluation.train import TrainConfig
 
     train = [f.name for f in fields(TrainConfig)]
     data = [f.name for f in fields(EvalSettings)

@@ -1,6 +1,7 @@
 """The one trial record: its status enum and its shape, from the evaluator to ``trials.jsonl``.
 
-An evaluation (:func:`nas.evaluate.evaluate_arch`) returns a flat result whose ``status`` is a
+An evaluation (:func:`nas.evaluation.evaluate.evaluate_arch`) returns a flat result whose
+``status`` is a
 :class:`TrialStatus` and whose ``error`` says why a child failed. The runner turns it into a
 :class:`TrialRecord` (ids, architecture, raw metrics, reward, where and when it ran), which the
 run folder stores as one JSON line (:meth:`TrialRecord.to_dict`) and reads back checked

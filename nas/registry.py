@@ -1,13 +1,14 @@
 """Name -> object registries for spaces, controllers and evaluators.
 
 Built-in entries live in the packages named by each registry (``search_spaces``, ``controllers``,
-``nas.evaluate``) and are imported the first time a registry is read, so registering costs nothing
+``nas.evaluation.evaluate``) and are imported the first time a registry is read, so registering
+costs nothing
 at import time. A name of the form ``"package.module:attribute"`` is imported instead of looked up,
 so users can point a config at their own code without registering it.
 
 Names come from files (configs, run folders, architecture cards), so nothing a name points to is
 called before its kind is checked: a space must be a :class:`nas.Space` subclass, a controller a
-:class:`nas.controller.Controller` subclass, an evaluator a Python function marked with
+:class:`nas.search.controller.Controller` subclass, an evaluator a Python function marked with
 :func:`evaluator` (or registered). ``"os:system"``, ``"subprocess:getoutput"`` or
 ``"builtins:exec"`` are refused with a :class:`UsageError` naming what was found; importing the
 module is the only thing that happens (``os`` and the like run no code of the file's choosing).
@@ -93,7 +94,7 @@ def _is_subclass(base: str) -> Callable[[Any], bool]:
         if base == "space":
             from nas.space import Space as cls
         else:
-            from nas.controller import Controller as cls
+            from nas.search.controller import Controller as cls
         return isinstance(obj, type) and issubclass(obj, cls) and obj is not cls
 
     return check
@@ -217,8 +218,9 @@ def _qualname(obj: Any) -> str:
 
 SPACES = Registry("space", ("search_spaces",), _is_subclass("space"), "a nas.Space subclass")
 CONTROLLERS = Registry("controller", ("controllers",), _is_subclass("controller"),
-                       "a nas.controller.Controller subclass")
-EVALUATORS = Registry("evaluator", ("nas.evaluate",), lambda f: evaluator_options(f) is not None,
+                       "a nas.search.controller.Controller subclass")
+EVALUATORS = Registry("evaluator", ("nas.evaluation.evaluate",),
+                      lambda f: evaluator_options(f) is not None,
                       "a function marked with @nas.evaluator")
 
 register_space = SPACES.register

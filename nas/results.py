@@ -276,13 +276,13 @@ class RunDir:
 
     def save_controller(self, controller: Any) -> None:
         """The controller state after a tell (JSON + weights-only tensors, atomic)."""
-        from nas.controller import save_state
+        from nas.search.controller import save_state
 
         save_state(controller, self.controller_path)
 
     def load_controller_state(self) -> dict[str, Any] | None:
         """The saved controller state, or None if none was saved yet."""
-        from nas.controller import load_state
+        from nas.search.controller import load_state
 
         return load_state(self.controller_path) if self.controller_path.exists() else None
 

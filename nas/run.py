@@ -13,7 +13,8 @@ __all__ = ["Run", "load_run"]
 class Run:
     """A run folder loaded for analysis: ``run.trials`` is a pandas DataFrame.
 
-    Analysis methods (:mod:`nas.analyze`) recompute MnasNet's reward from the raw stored metrics,
+    Analysis methods (:mod:`nas.analysis.analyze`) recompute MnasNet's reward from the raw stored
+    metrics,
     with the run's own reward settings or with ``target_ms`` (a latency target in ms), ``target``
     (in the unit of the run's reward metric), ``alpha`` and ``beta`` overriding them::
 
@@ -34,7 +35,7 @@ class Run:
     def reward(self, target_ms: float | None = None, *, target: float | None = None,
                alpha: float | None = None, beta: float | None = None) -> Any:
         """The :class:`nas.reward.RewardConfig` to rank with (None: the run has no reward)."""
-        from nas.analyze import reward_settings
+        from nas.analysis.analyze import reward_settings
 
         return reward_settings(self.config, target_ms=target_ms, target=target, alpha=alpha,
                                beta=beta)
@@ -42,26 +43,26 @@ class Run:
     def best(self, k: int = 1, target_ms: float | None = None, *, target: float | None = None,
              alpha: float | None = None, beta: float | None = None) -> Any:
         """Top ``k`` complete trials: rank, trial_id, accuracy, latency_ms, macs, params, reward."""
-        from nas.analyze import top_k
+        from nas.analysis.analyze import top_k
 
         return top_k(self.trials, k, self.reward(target_ms, target=target, alpha=alpha,
                                                  beta=beta))
 
     def pareto(self, cost: str = "latency_ms") -> Any:
         """Non-dominated complete trials, accuracy (max) vs ``cost`` (``latency_ms``/``macs``)."""
-        from nas.analyze import pareto_front
+        from nas.analysis.analyze import pareto_front
 
         return pareto_front(self.trials, cost, self.reward())
 
     def progress(self, target_ms: float | None = None, **reward: Any) -> Any:
         """Best-so-far reward after every finished trial (a DataFrame)."""
-        from nas.analyze import progress
+        from nas.analysis.analyze import progress
 
         return progress(self.trials, self.reward(target_ms, **reward))
 
     def analyze(self, k: int = 10, target_ms: float | None = None, **reward: Any) -> Any:
-        """Every table of ``nas analyze`` as a :class:`nas.analyze.Analysis`."""
-        from nas.analyze import analyze
+        """Every table of ``nas analyze`` as a :class:`nas.analysis.analyze.Analysis`."""
+        from nas.analysis.analyze import analyze
 
         return analyze(self.trials, self.config, name=self.path.name, path=str(self.path), k=k,
                        reward=self.reward(target_ms, **reward))
@@ -69,12 +70,13 @@ class Run:
     def export(self, rank: int | None = None, *, trial_id: int | None = None,
                target_ms: float | None = None, target: float | None = None,
                alpha: float | None = None, beta: float | None = None, **options: Any) -> Any:
-        """Export one trial as an architecture card folder (see :func:`nas.export.export_trial`).
+        """Export one trial as an architecture card folder (see
+        :func:`nas.export.card.export_trial`).
 
         ``rank`` counts under the reward settings given (default: the run's own). ``options``:
         ``formats``, ``out``, ``train_epochs``, ``opset``, ``overwrite``.
         """
-        from nas.export import export_trial
+        from nas.export.card import export_trial
 
         reward = self.reward(target_ms, target=target, alpha=alpha, beta=beta)
         return export_trial(self, rank=rank, trial_id=trial_id, reward=reward, **options)

@@ -25,7 +25,7 @@ import numpy as np
 import pytest
 
 import nas
-from nas.analyze import (
+from nas.analysis.analyze import (
     analyze,
     decision_stats,
     decision_summary,
@@ -219,7 +219,7 @@ def _png_size(path):
 
 
 def test_figures_and_self_contained_report(crafted, tmp_path):
-    from nas.report import write_analysis
+    from nas.analysis.report import write_analysis
 
     result = crafted.analyze(k=3, target_ms=0.5)
     written = write_analysis(result, tmp_path / "out")

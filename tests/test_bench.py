@@ -1,4 +1,5 @@
-"""``nas bench`` and :mod:`nas.bench`: tabular benchmarking of controllers, library and CLI."""
+"""``nas bench`` and :mod:`nas.search.bench`: tabular benchmarking of controllers, library and
+CLI."""
 
 from __future__ import annotations
 
@@ -11,7 +12,9 @@ import pytest
 
 import nas
 from nas import UsageError
-from nas.bench import (
+from nas.cli import main
+from nas.reward import mnas_reward
+from nas.search.bench import (
     CURVE_COLUMNS,
     TableObjective,
     checkpoints,
@@ -19,9 +22,7 @@ from nas.bench import (
     run_bench,
     synthetic_table,
 )
-from nas.bench_report import HVNorm, hypervolume, hypervolume_table, summarize
-from nas.cli import main
-from nas.reward import mnas_reward
+from nas.search.bench_report import HVNorm, hypervolume, hypervolume_table, summarize
 
 
 @pytest.fixture(scope="module")

@@ -82,7 +82,7 @@ def test_cost_arch_file(capsys, tmp_path):
     path.write_text(arch.to_json())
     code, out, _ = run(capsys, "cost", "--arch", str(path), "--json")
     data = json.loads(out)
-    from nas.cost import count_cost
+    from nas.evaluation.cost import count_cost
 
     assert code == 0 and data["arch_key"] == arch.key
     assert data["macs"] == count_cost(space.build(arch), (3, 32, 32)).macs

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 import nas
 from nas import CONTROLLERS, ConfigError, UsageError
-from nas.controller import load_state, save_state
+from nas.search.controller import load_state, save_state
 from nas.testing import controllers as suite
 
 OPTIONS = {
@@ -146,12 +146,12 @@ def test_load_state_errors(tmp_path):
     with pytest.raises(UsageError, match="not valid JSON"):
         load_state(tmp_path / "bad.json")
     (tmp_path / "other.json").write_text(json.dumps({"format": "something-else"}))
-    with pytest.raises(UsageError, match="not a 'mnas.controller-file/1' file"):
+    with pytest.raises(UsageError, match="not a 'mnas.search.controller-file/1' file"):
         load_state(tmp_path / "other.json")
     import torch
 
     torch.save({"t0": torch.zeros(1)}, tmp_path / "lost.pt")
-    doc = {"format": "mnas.controller-file/1", "tensor_file": "lost.pt",
+    doc = {"format": "mnas.search.controller-file/1", "tensor_file": "lost.pt",
            "state": {"w": {"__tensor__": "t1"}}}
     (tmp_path / "lost.json").write_text(json.dumps(doc))
     with pytest.raises(UsageError, match="tensor 't1' is missing"):

@@ -11,7 +11,7 @@ import pytest
 
 import nas
 from nas import CONTROLLERS, Choice, ConfigError, Space, UsageError
-from nas.controller import Controller, Proposal
+from nas.search.controller import Controller, Proposal
 from nas.testing import controllers as suite
 
 SMALL = {  # options that make each algorithm leave its initial phase within the suite's runs

@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 import nas
-from nas.cost import count_cost, count_macs, count_params
+from nas.evaluation.cost import count_cost, count_macs, count_params
 
 
 def test_regular_conv_macs_and_params():

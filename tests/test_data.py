@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 import torch
 
-import nas.data
-from nas.data import load_dataset, read_cifar10_bin
+import nas.evaluation.data
 from nas.errors import UsageError
+from nas.evaluation.data import load_dataset, read_cifar10_bin
 
 
 def _rows(d, x: torch.Tensor) -> set[bytes]:
@@ -194,7 +194,7 @@ def test_cifar10_download_failure_is_one_clear_error(tmp_path, monkeypatch):
     def offline(*args, **kwargs):
         raise urllib.error.URLError("network is unreachable")
 
-    monkeypatch.setattr(nas.data.urllib.request, "urlretrieve", offline)
+    monkeypatch.setattr(nas.evaluation.data.urllib.request, "urlretrieve", offline)
     with pytest.raises(UsageError, match="cannot download CIFAR-10.*unreachable"):
         load_dataset("cifar10", root=tmp_path, download=True)
 

@@ -13,9 +13,9 @@ import pytest
 import yaml
 
 import nas
-from nas.bench import TableObjective, run_controller, synthetic_table
-from nas.controller import Controller, Proposal, load_state
 from nas.records import TrialRecord, TrialStatus
+from nas.search.bench import TableObjective, run_controller, synthetic_table
+from nas.search.controller import Controller, Proposal, load_state
 from nas.testing.fixtures import TOY_SEARCH, ToySpace
 
 

@@ -11,14 +11,14 @@ import torch
 from torch import nn
 
 from nas import SPACES
-from nas.cost import count_cost
-from nas.data import load_dataset
 from nas.errors import ConfigError, UnknownNameError, UsageError
-from nas.evaluate import EvalSettings, evaluate_arch, space_for_dataset
-from nas.latency import LatencyConfig
+from nas.evaluation.cost import count_cost
+from nas.evaluation.data import load_dataset
+from nas.evaluation.evaluate import EvalSettings, evaluate_arch, space_for_dataset
+from nas.evaluation.train import TrainConfig
+from nas.latency.measure import LatencyConfig
 from nas.registry import evaluator as nas_evaluator
 from nas.reward import RewardConfig
-from nas.train import TrainConfig
 
 FAST_LAT = LatencyConfig(warmup=1, repeats=6, rounds=2)
 FAST = EvalSettings(train=TrainConfig(epochs=1, lr=0.05), latency=FAST_LAT)

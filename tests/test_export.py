@@ -12,8 +12,8 @@ import torch
 
 import nas
 from nas.errors import UsageError
-from nas.export import build_from_card, export_trial, load_card, parse_formats, verify_card
-from nas.export_formats import seeded_input
+from nas.export.card import build_from_card, export_trial, load_card, parse_formats, verify_card
+from nas.export.formats import seeded_input
 from nas.results import RunDir
 
 SPACE = {"name": "mnasnet",
@@ -137,7 +137,7 @@ def test_select_by_trial_and_new_target(run, tmp_path):
 
 
 def test_weights_without_safetensors_are_a_weights_only_state_dict(run, tmp_path, monkeypatch):
-    import nas.export_formats as formats
+    import nas.export.formats as formats
 
     monkeypatch.setattr(formats, "safetensors_available", lambda: False)
     result = export_trial(run, rank=1, formats="weights", out=tmp_path / "w")
@@ -181,7 +181,7 @@ def test_existing_folder_and_failures_leave_nothing_half_written(run, tmp_path, 
     export_trial(run, formats="json", out=out)
     with pytest.raises(UsageError, match="exists; choose another folder or pass --force"):
         export_trial(run, formats="json", out=out)
-    import nas.export as export_mod
+    import nas.export.card as export_mod
 
     def broken(*args, **kwargs):
         raise UsageError("--format pt2: torch.export failed: on purpose")
@@ -198,7 +198,7 @@ def test_existing_folder_and_failures_leave_nothing_half_written(run, tmp_path, 
 
 
 def test_onnx_format_without_the_extra(monkeypatch):
-    import nas.export as export_mod
+    import nas.export.card as export_mod
 
     monkeypatch.setattr(export_mod, "onnx_available", lambda: False)
     with pytest.raises(UsageError, match=re.escape("pip install 'mnas[onnx]'")):
@@ -231,7 +231,7 @@ def test_bad_cards(exported, tmp_path):
 
 
 def test_run_api_export_and_report_blocks(run, tmp_path):
-    from nas.report import chosen_blocks
+    from nas.analysis.report import chosen_blocks
 
     result = run.export(2, target_ms=0.25, formats="json", out=tmp_path / "api")
     assert result.card["provenance"]["trial_id"] == 1 and result.sizes["arch.json"] > 0

@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from nas.errors import ConfigError
-from nas.latency import (
+from nas.latency.measure import (
     LatencyConfig,
     device_fingerprint,
     export_onnx,

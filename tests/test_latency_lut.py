@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 from torch import nn
 
-import nas.latency_lut as lut
+import nas.latency.lut as lut
 from nas import SPACES, Choice, Space
 from nas.errors import ConfigError, UsageError
-from nas.latency import LatencyConfig, LatencyResult
-from nas.latency_lut import LatencyCache, LatencyTable, latency_space, lut_report, spearman
+from nas.latency.lut import LatencyCache, LatencyTable, latency_space, lut_report, spearman
+from nas.latency.measure import LatencyConfig, LatencyResult
 from nas.space import LatencyUnit
 
 FAST = LatencyConfig(warmup=1, repeats=6, rounds=2)

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from nas import SPACES
-from nas.latency import LatencyConfig
+from nas.latency.measure import LatencyConfig
 
 ray = pytest.importorskip("ray")
 
@@ -59,10 +59,10 @@ def test_service_measures_caches_and_is_found_by_name(local_ray):
 
 
 def test_evaluate_through_the_service(local_ray):
-    from nas.data import load_dataset
-    from nas.evaluate import EvalSettings, evaluate_arch, space_for_dataset
+    from nas.evaluation.data import load_dataset
+    from nas.evaluation.evaluate import EvalSettings, evaluate_arch, space_for_dataset
+    from nas.evaluation.train import TrainConfig
     from nas.runner import start_latency_service, stop_latency_service
-    from nas.train import TrainConfig
 
     client = start_latency_service(name="mnas-latency-eval")
     try:

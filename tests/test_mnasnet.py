@@ -9,8 +9,8 @@ import pytest
 import torch
 
 import nas
-from nas.cost import count_cost
 from nas.errors import UsageError
+from nas.evaluation.cost import count_cost
 from search_spaces.blocks import (
     ACTIVATIONS,
     BlockSpec,

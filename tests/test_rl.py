@@ -7,7 +7,7 @@ import pytest
 
 import nas
 from nas import CONTROLLERS
-from nas.controller import Proposal
+from nas.search.controller import Proposal
 
 
 @pytest.fixture(scope="module")

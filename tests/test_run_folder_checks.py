@@ -13,9 +13,9 @@ import yaml
 import nas.runner.driver
 from nas.cli import main
 from nas.config import parse_config
-from nas.controller import load_state
 from nas.experiment import build_experiment
 from nas.results import RunDir
+from nas.search.controller import load_state
 from nas.testing.fixtures import TOY_SEARCH
 
 

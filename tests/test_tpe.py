@@ -18,8 +18,8 @@ from optuna.trial import TrialState
 
 import nas
 from nas import CONTROLLERS, Choice, ConfigError, Space
-from nas.controller import Proposal, load_state, save_state
 from nas.reward import pareto_mask
+from nas.search.controller import Proposal, load_state, save_state
 from nas.testing import controllers as suite
 
 MO = [["accuracy", "max"], ["latency_ms", "min"]]

@@ -8,9 +8,9 @@ import pytest
 import torch
 from torch import nn
 
-from nas.data import load_dataset
 from nas.errors import ConfigError, TrialFailed
-from nas.train import TrainConfig, evaluate_accuracy, lr_factor, make_optimizer, train
+from nas.evaluation.data import load_dataset
+from nas.evaluation.train import TrainConfig, evaluate_accuracy, lr_factor, make_optimizer, train
 
 
 @pytest.fixture(scope="module")

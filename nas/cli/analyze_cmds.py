@@ -34,7 +34,7 @@ def add_reward_args(p: argparse.ArgumentParser) -> None:
 
 def reward_from_args(args: argparse.Namespace, config: dict[str, Any]) -> Any:
     """The reward to rank with (the run's own unless flags override it); flags checked by name."""
-    from nas.analyze import reward_settings
+    from nas.analysis.analyze import reward_settings
 
     for flag, value, positive in (("--target-ms", args.target_ms, True),
                                   ("--target", args.target, True),
@@ -90,7 +90,7 @@ def _load(path: Path) -> Any:
 
 
 def _print_sections(sections: dict[str, Any], fmt: str) -> None:
-    from nas.report import TITLES, display_rows, to_markdown
+    from nas.analysis.report import TITLES, display_rows, to_markdown
 
     for name, table in sections.items():
         title = TITLES.get(name, name)
@@ -110,7 +110,7 @@ def _note(fmt: str, text: str) -> None:
 
 def cmd_analyze(args: argparse.Namespace) -> int:
     """Analyse one run: print the tables and write figures, CSVs and report.html."""
-    from nas.analyze import analyze
+    from nas.analysis.analyze import analyze
 
     fmt = _check_format(args.format)
     if args.top < 1:
@@ -121,7 +121,7 @@ def cmd_analyze(args: argparse.Namespace) -> int:
                      k=args.top, reward=reward)
     written: dict[str, Path] = {}
     if not args.no_files:
-        from nas.report import write_analysis
+        from nas.analysis.report import write_analysis
 
         written = write_analysis(result, args.out or run.path / "analysis")
     if fmt == "json":
@@ -137,7 +137,7 @@ def cmd_analyze(args: argparse.Namespace) -> int:
 
 
 def _print_header(result: Any, fmt: str) -> None:
-    from nas.report import reward_text
+    from nas.analysis.report import reward_text
 
     c = result.counts
     _note(fmt, f"run {result.path}: {sum(c.values())} trials ({c['complete']} complete, "
@@ -166,7 +166,7 @@ def _labels(runs: list[Any]) -> list[str]:
 
 def cmd_compare(args: argparse.Namespace) -> int:
     """Compare runs: final bests, best-so-far curves and fronts under one reward."""
-    from nas.compare import compare
+    from nas.analysis.compare import compare
 
     fmt = _check_format(args.format)
     if len(args.run_dirs) < 2:
@@ -182,7 +182,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
                       for label, run in zip(_labels(runs), runs, strict=True)}, reward)
     written: dict[str, Path] = {}
     if not args.no_files:
-        from nas.report import write_comparison
+        from nas.analysis.report import write_comparison
 
         written = write_comparison(result, args.out or runs[0].path.parent / "compare")
     if fmt == "json":

@@ -1,4 +1,4 @@
-"""``nas bench``: controllers against a lookup table, in process (see :mod:`nas.bench`)."""
+"""``nas bench``: controllers against a lookup table, in process (see :mod:`nas.search.bench`)."""
 
 from __future__ import annotations
 
@@ -119,8 +119,14 @@ def run(args: argparse.Namespace) -> int:
     import pandas as pd
 
     from nas import get_space
-    from nas.bench import TableObjective, load_table, run_bench
-    from nas.bench_report import HVNorm, hypervolume, hypervolume_table, summarize, write_outputs
+    from nas.search.bench import TableObjective, load_table, run_bench
+    from nas.search.bench_report import (
+        HVNorm,
+        hypervolume,
+        hypervolume_table,
+        summarize,
+        write_outputs,
+    )
 
     controllers = _check_args(args)
     options = parse_sets(args.set, controllers)

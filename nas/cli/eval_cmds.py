@@ -84,7 +84,7 @@ def _flag_error(exc: ConfigError, flags: dict[str, str]) -> UsageError:
 
 
 def _latency_config(args: argparse.Namespace, prefix: str) -> Any:
-    from nas.latency import LatencyConfig
+    from nas.latency.measure import LatencyConfig
 
     flags = {k: f"--{prefix}{v[2:]}" for k, v in _LATENCY_FLAGS.items()}
     attr = prefix.replace("-", "_")
@@ -101,7 +101,7 @@ def _latency_config(args: argparse.Namespace, prefix: str) -> Any:
 def cmd_latency(args: argparse.Namespace) -> int:
     """Measure and print the latency of ``--preset`` or ``--arch``."""
     from nas.cli._common import model_from_args
-    from nas.latency import measure_latency
+    from nas.latency.measure import measure_latency
 
     config = _latency_config(args, "")
     space, model, what, _ = model_from_args(args)
@@ -123,9 +123,9 @@ def cmd_latency(args: argparse.Namespace) -> int:
 
 
 def _settings(args: argparse.Namespace) -> Any:
-    from nas.evaluate import EvalSettings
+    from nas.evaluation.evaluate import EvalSettings
+    from nas.evaluation.train import TrainConfig
     from nas.reward import RewardConfig
-    from nas.train import TrainConfig
 
     try:
         train = TrainConfig(**{k: getattr(args, {"time_budget_s": "time_budget"}.get(k, k))
@@ -156,7 +156,7 @@ def _settings(args: argparse.Namespace) -> Any:
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
     """Evaluate ``--preset`` or ``--arch`` on ``--dataset``; exit 1 when the trial failed."""
-    from nas.evaluate import evaluate_arch, get_dataset
+    from nas.evaluation.evaluate import evaluate_arch, get_dataset
 
     settings = _settings(args)
     data = get_dataset(settings)

@@ -85,7 +85,7 @@ def _print_export(result: Any) -> None:
 
 def cmd_export(args: argparse.Namespace) -> int:
     """Export one trial of a run."""
-    from nas.export import export_trial, parse_formats
+    from nas.export.card import export_trial, parse_formats
     from nas.run import load_run
 
     formats = parse_formats(args.format)  # fail fast on a bad --format
@@ -109,8 +109,8 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 def cmd_build(args: argparse.Namespace) -> int:
     """Rebuild a card's model; exit 1 if its parameters or reference outputs differ."""
-    from nas.cost import count_cost
-    from nas.export import build_from_card, load_card, verify_card
+    from nas.evaluation.cost import count_cost
+    from nas.export.card import build_from_card, load_card, verify_card
 
     card, folder = load_card(args.card)
     model = build_from_card(args.card, weights=not args.no_weights)

@@ -85,7 +85,7 @@ def cmd_spaces(args: argparse.Namespace) -> int:
 
 
 def _cost_range(space: Any, samples: int, seed: int) -> dict[str, Any]:
-    from nas.cost import count_cost
+    from nas.evaluation.cost import count_cost
 
     rng = np.random.default_rng(seed)
     macs, params = [], []
@@ -141,7 +141,7 @@ def cmd_space_show(args: argparse.Namespace) -> int:
 
 def cmd_cost(args: argparse.Namespace) -> int:
     """Parameters and MACs of ``--preset`` or ``--arch``."""
-    from nas.cost import count_cost
+    from nas.evaluation.cost import count_cost
 
     space, model, what, arch = model_from_args(args)
     cost = count_cost(model, space.input_shape())

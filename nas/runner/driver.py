@@ -19,7 +19,6 @@ from typing import Any
 
 from nas._faults import crash_point
 from nas.config import SearchConfig, parse_config
-from nas.controller import Controller
 from nas.errors import UsageError
 from nas.experiment import Experiment, build_experiment
 from nas.records import TrialRecord, TrialStatus, best_of
@@ -35,6 +34,7 @@ from nas.runner.search import (
 )
 from nas.runner.session import RaySession, start_ray
 from nas.runner.strays import MARKER, kill_stray_ray, new_marker
+from nas.search.controller import Controller
 
 __all__ = ["SearchResult", "start_search", "resume_search", "default_run_name"]
 

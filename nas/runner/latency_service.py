@@ -8,7 +8,7 @@ every measurement, one at a time (``max_concurrency=1``), placed by a custom res
 ``ray start --resources='{"latency_device": 1}'``). Results are cached by (architecture key, space
 options, batch size, device fingerprint) in the actor, so repeated children are timed once. Trials
 reach the actor by name through :class:`LatencyClient`; the measuring itself is Ray-free
-(:mod:`nas.latency`, :mod:`nas.latency_lut`).
+(:mod:`nas.latency.measure`, :mod:`nas.latency.lut`).
 
 Every answer says who measured it: its device fingerprint carries ``"measured_by"``, ``{"pid",
 "node_id", "actor_id", "request", "measurement", "cached"}`` (the actor's process, node and id, the
@@ -26,8 +26,8 @@ from typing import Any
 
 import ray
 
-from nas.latency import LatencyConfig
-from nas.latency_lut import LatencyCache
+from nas.latency.lut import LatencyCache
+from nas.latency.measure import LatencyConfig
 from nas.registry import SPACES
 from nas.space import Arch, Space
 
@@ -111,7 +111,8 @@ class LatencyClient:
         return ray.get(self.actor.measure.remote(request))
 
     def latency_fn(self) -> Callable[..., dict[str, Any]]:
-        """A ``latency_fn`` for :func:`nas.evaluate.evaluate_arch` that uses this service."""
+        """A ``latency_fn`` for :func:`nas.evaluation.evaluate.evaluate_arch` that uses this
+        service."""
 
         def fn(space: Space, arch: Arch | None, preset: str | None,
                config: LatencyConfig) -> dict[str, Any]:

@@ -29,9 +29,9 @@ import ray
 from ray import tune
 from ray.tune.search import ConcurrencyLimiter, Searcher
 
-from nas.controller import Controller, Proposal
 from nas.records import TrialRecord, TrialStatus, best_of
 from nas.results import RunDir
+from nas.search.controller import Controller, Proposal
 
 __all__ = ["ControllerSearcher", "SearchProgress", "run_trials", "trial_payload", "make_record"]
 
@@ -197,7 +197,7 @@ def trial_payload(space: Any, settings: Any, *, latency_service: bool) -> dict[s
 
 
 def _worker_state(payload: dict[str, Any]) -> tuple[Any, Any]:
-    from nas.evaluate import EvalSettings
+    from nas.evaluation.evaluate import EvalSettings
     from nas.registry import SPACES
 
     key = json.dumps([payload["space"], payload["space_options"], payload["settings"]],
@@ -216,7 +216,7 @@ def _node() -> dict[str, Any]:
 
 def evaluate_trial(config: dict[str, Any], payload: dict[str, Any]) -> None:
     """Tune function trainable: evaluate one child, report per epoch and a final record."""
-    from nas.evaluate import evaluate_arch
+    from nas.evaluation.evaluate import evaluate_arch
 
     started = time.time()
     record: dict[str, Any]

@@ -1,7 +1,7 @@
 """Conformance suite for controllers: every registered controller must pass it.
 
 Each ``check_*`` function takes a registered controller name, a space and constructor options,
-drives the controller through the lifecycle of :class:`nas.controller.Controller`, and raises
+drives the controller through the lifecycle of :class:`nas.search.controller.Controller`, and raises
 ``AssertionError`` with a message when the contract is broken. ``check_all`` runs them all::
 
     from nas.testing.controllers import check_all
@@ -21,9 +21,9 @@ from typing import Any
 
 import numpy as np
 
-from nas.controller import Controller, Proposal, load_state, save_state
 from nas.errors import ConfigError, UsageError
 from nas.registry import CONTROLLERS
+from nas.search.controller import Controller, Proposal, load_state, save_state
 from nas.space import Space
 
 __all__ = [
@@ -53,7 +53,7 @@ def _expect(condition: bool, message: str) -> None:
 def make(name: str, space: Space, seed: int, **options: Any) -> Controller:
     """Create a registered controller (what the runner and ``nas bench`` do)."""
     controller = CONTROLLERS.create(name, space=space, seed=seed, **options)
-    _expect(isinstance(controller, Controller), f"{name} is not a nas.controller.Controller")
+    _expect(isinstance(controller, Controller), f"{name} is not a nas.search.controller.Controller")
     return controller
 
 

@@ -16,8 +16,8 @@ value of the architecture the controller was told was best.
 Python use::
 
     from nas import get_space
-    from nas.bench import TableObjective, load_table, run_bench
-    from nas.bench_report import summarize
+    from nas.search.bench import TableObjective, load_table, run_bench
+    from nas.search.bench_report import summarize
 
     space = get_space("nasbench201")
     table = load_table("nb201_cifar10.csv", key="arch_str", metric="cifar10_test_acc")
@@ -39,10 +39,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from nas.controller import Controller, Proposal
 from nas.errors import UsageError
 from nas.registry import CONTROLLERS
 from nas.reward import mnas_reward
+from nas.search.controller import Controller, Proposal
 from nas.space import Space
 
 __all__ = ["TableObjective", "load_table", "synthetic_table", "checkpoints", "run_controller",

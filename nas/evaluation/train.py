@@ -31,8 +31,8 @@ from nas._checks import (
     resolve_device,
     torch_threads,
 )
-from nas.data import Dataset
 from nas.errors import TrialFailed
+from nas.evaluation.data import Dataset
 
 __all__ = ["TrainConfig", "TrainResult", "train", "evaluate_accuracy", "make_optimizer",
            "lr_factor", "OPTIMIZERS", "SCHEDULES"]
@@ -264,7 +264,7 @@ def train(
 
     Args:
         model: the child network (moved to ``config.device``).
-        data: an in-memory dataset from :func:`nas.data.load_dataset`.
+        data: an in-memory dataset from :func:`nas.evaluation.data.load_dataset`.
         config: training settings (defaults: 1 epoch of SGD).
         callback: called after every epoch with ``{"epoch", "train_loss", "val_accuracy", "lr",
             "epoch_s", "elapsed_s"}``; returning True stops training (early stopping).

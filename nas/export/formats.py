@@ -2,13 +2,14 @@
 
 - ``model.pt2``: :func:`torch.export.export` with a dynamic batch dimension (static if the model
   does not allow one), saved with :func:`torch.export.save`; checked against the eager model.
-- ``model.onnx``: :func:`nas.latency.export_onnx` (batch 1), run in ONNX Runtime on a seeded random
+- ``model.onnx``: :func:`nas.latency.measure.export_onnx` (batch 1), run in ONNX Runtime on a
+  seeded random
   input and compared with PyTorch (the maximum absolute difference goes on the card).
 - weights: ``model.safetensors`` (safetensors) or, without that package, ``model_weights.pt``, a
   plain state dict read back with ``torch.load(..., weights_only=True)``. Nothing is unpickled.
 
 Note that :func:`torch.export.load` unpickles parts of a ``.pt2`` archive: load only archives you
-made yourself. Rebuilding from the card (:func:`nas.export.build_from_card`) never needs it.
+made yourself. Rebuilding from the card (:func:`nas.export.card.build_from_card`) never needs it.
 """
 
 from __future__ import annotations
@@ -113,7 +114,7 @@ def write_onnx(model: nn.Module, input_shape: Sequence[int], path: Path,
     import onnx
     import onnxruntime as ort
 
-    from nas.latency import export_onnx
+    from nas.latency.measure import export_onnx
 
     shape = (1, *input_shape)
     try:
@@ -204,9 +205,9 @@ def train_for_export(model: nn.Module, config: Mapping[str, Any], epochs: int) -
         UsageError: the run's config cannot be read back, or training fails (NaN, divergence).
     """
     from nas.config import parse_config
-    from nas.evaluate import get_dataset
+    from nas.evaluation.evaluate import get_dataset
+    from nas.evaluation.train import train
     from nas.experiment import eval_settings
-    from nas.train import train
 
     if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
         raise UsageError(f"--train-epochs={epochs!r}: must be an integer >= 1")

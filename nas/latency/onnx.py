@@ -1,4 +1,4 @@
-"""ONNX export and ONNX Runtime timing for :mod:`nas.latency` (``runtime="onnxruntime"``).
+"""ONNX export and ONNX Runtime timing for :mod:`nas.latency.measure` (``runtime="onnxruntime"``).
 
 Deployment runtimes differ from eager PyTorch (graph optimisation, fused kernels, own memory
 arenas), so a child can also be timed as its exported ONNX graph in ONNX Runtime. The export uses

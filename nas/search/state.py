@@ -21,7 +21,7 @@ from nas.errors import UsageError
 
 __all__ = ["save_state", "load_state", "FILE_FORMAT"]
 
-FILE_FORMAT = "mnas.controller-file/1"
+FILE_FORMAT = "mnas.search.controller-file/1"
 _FILE_FORMAT = FILE_FORMAT
 
 

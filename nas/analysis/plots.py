@@ -96,7 +96,7 @@ def _pareto_panel(ax: Any, analysis: Any, cost: str, front: pd.DataFrame) -> Non
 
 
 def pareto_figure(analysis: Any) -> bytes:
-    """Accuracy vs latency and vs MACs for one :class:`nas.analyze.Analysis`; PNG bytes."""
+    """Accuracy vs latency and vs MACs for one :class:`nas.analysis.analyze.Analysis`; PNG bytes."""
     fig, (left, right) = _figure(2)
     _pareto_panel(left, analysis, "latency_ms", analysis.front_latency)
     _pareto_panel(right, analysis, "macs", analysis.front_macs)

@@ -18,7 +18,7 @@ dedicated cores (the latency service of :mod:`nas.runner`) and check ``spread``.
 
 Every result carries a fingerprint of the device (CPU model, threads, torch version, runtime; GPU
 name), so cached values are only reused on the same kind of device.
-Lookup tables live in :mod:`nas.latency_lut`; the Ray latency service in :mod:`nas.runner`.
+Lookup tables live in :mod:`nas.latency.lut`; the Ray latency service in :mod:`nas.runner`.
 """
 
 from __future__ import annotations
@@ -49,7 +49,7 @@ from nas._checks import (
     torch_threads,
 )
 from nas.errors import ConfigError
-from nas.latency_onnx import export_onnx, onnx_timer, ort_module
+from nas.latency.onnx import export_onnx, onnx_timer, ort_module
 
 __all__ = ["LatencyConfig", "LatencyResult", "measure_latency", "device_fingerprint",
            "robust_stats", "export_onnx", "steady_allocator", "RUNTIMES"]

@@ -152,7 +152,7 @@ def write_analysis(analysis: Any, out: str | Path) -> dict[str, Path]:
     Returns:
         File name -> path of everything written.
     """
-    from nas.plots import pareto_figure, progress_figure
+    from nas.analysis.plots import pareto_figure, progress_figure
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -182,7 +182,7 @@ def write_analysis(analysis: Any, out: str | Path) -> dict[str, Path]:
 
 def write_comparison(comparison: Any, out: str | Path) -> dict[str, Path]:
     """Write ``compare.png``, ``compare.csv``, ``compare.json`` and ``compare.html``."""
-    from nas.plots import compare_figure
+    from nas.analysis.plots import compare_figure
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)

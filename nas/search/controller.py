@@ -5,7 +5,7 @@ architectures and learns from their rewards. Concrete controllers live in ``cont
 registered by name (``nas.CONTROLLERS.create("evolution", space=space, seed=0)``).
 
 This module also holds the option validators shared by controllers; the disk helpers
-:func:`save_state` / :func:`load_state` live in :mod:`nas.controller_state` (re-exported here).
+:func:`save_state` / :func:`load_state` live in :mod:`nas.search.state` (re-exported here).
 """
 
 from __future__ import annotations
@@ -19,14 +19,14 @@ from typing import Any
 
 import numpy as np
 
-from nas.controller_state import load_state, save_state
 from nas.errors import ConfigError, UsageError
+from nas.search.state import load_state, save_state
 from nas.space import Arch, Space
 
 __all__ = ["Controller", "Proposal", "STATE_FORMAT", "save_state", "load_state", "check_int",
            "check_float", "check_bool", "check_choice"]
 
-STATE_FORMAT = "mnas.controller/1"
+STATE_FORMAT = "mnas.search.controller/1"
 
 
 @dataclass(frozen=True)
@@ -73,7 +73,7 @@ class Controller:
     proposals can be told to it. :func:`save_state` writes it as JSON plus a weights-only torch
     file; :func:`load_state` reads it back without unpickling. Layout::
 
-        {"format": "mnas.controller/1", "controller": name, "space": {"name", "decisions"},
+        {"format": "mnas.search.controller/1", "controller": name, "space": {"name", "decisions"},
          "options": {...}, "seed": int, "rng": <numpy bit-generator state>, "next_id": int,
          "num_told": int, "num_failed": int,
          "outstanding": [{"id": int, "indices": [int, ...], "extra": {...}}, ...],

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from nas.analyze import failure_summary, pareto_front, progress, rank_trials, records
+from nas.analysis.analyze import failure_summary, pareto_front, progress, rank_trials, records
 from nas.reward import RewardConfig
 
 __all__ = ["Comparison", "compare"]

@@ -29,15 +29,15 @@ from typing import Any
 import torch
 
 from nas._checks import check_bool, check_int, check_number
-from nas.data import Dataset, load_dataset
 from nas.errors import ConfigError, TrialFailed, UsageError, unknown_key
-from nas.latency import LatencyConfig, measure_latency
-from nas.latency_lut import LatencyTable, latency_space, measure_arch
+from nas.evaluation.data import Dataset, load_dataset
+from nas.evaluation.train import TrainConfig, train
+from nas.latency.lut import LatencyTable, latency_space, measure_arch
+from nas.latency.measure import LatencyConfig, measure_latency
 from nas.records import TrialStatus
 from nas.registry import EVALUATORS, register_evaluator
 from nas.reward import RewardConfig
 from nas.space import Arch, Space
-from nas.train import TrainConfig, train
 
 __all__ = ["EvalSettings", "EvalContext", "evaluate_arch", "space_for_dataset",
            "default_evaluator", "latency_only_evaluator"]
@@ -53,7 +53,7 @@ class EvalSettings:
     """Validated settings of one evaluation.
 
     Args:
-        dataset: ``digits``, ``cifar10`` or ``npz:PATH`` (see :mod:`nas.data`).
+        dataset: ``digits``, ``cifar10`` or ``npz:PATH`` (see :mod:`nas.evaluation.data`).
         val_fraction: share of the training data held out for validation.
         data_seed: seed of the validation split (the same for every child of a run).
         max_train: keep at most this many training samples (None: all).
@@ -277,7 +277,7 @@ def _check_fit(space: Space, dataset: Dataset) -> None:
         raise ConfigError(
             f"space {space.name!r} expects inputs {tuple(space.input_shape())} but dataset "
             f"{dataset.name!r} has {dataset.input_shape}; create the space with "
-            "nas.evaluate.space_for_dataset()"
+            "nas.evaluation.evaluate.space_for_dataset()"
         )
     classes = space.options.get("num_classes")
     if isinstance(classes, int) and classes < dataset.num_classes:
@@ -345,7 +345,7 @@ def evaluate_arch(
 def _run(space: Space, arch: Arch | None, preset: str | None, evaluator: Callable[..., Any],
          ctx: EvalContext) -> dict[str, Any]:
     """Build, cost and the evaluator; a failing child becomes ``TrialStatus.FAILED``."""
-    from nas.cost import count_cost
+    from nas.evaluation.cost import count_cost
 
     out: dict[str, Any] = {}
     try:

@@ -1,7 +1,8 @@
 """Space-aware latency: measuring architectures with a cache, and lookup-table prediction.
 
 * :func:`measure_arch` builds an architecture (or a preset) of a space and times it with
-  :func:`nas.latency.measure_latency`, optionally at another input size than the space's (proxy
+  :func:`nas.latency.measure.measure_latency`, optionally at another input size than the space's
+  (proxy
   tasks often train at a small resolution while the deployment resolution decides latency).
 * :class:`LatencyCache` memoises measurements by (architecture key, space options, batch size,
   device fingerprint); the Ray latency service (:mod:`nas.runner`) wraps one in a dedicated actor.
@@ -25,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from nas.errors import ConfigError, UsageError
-from nas.latency import LatencyConfig, LatencyResult, measure_latency
+from nas.latency.measure import LatencyConfig, LatencyResult, measure_latency
 from nas.space import Arch, LatencyUnit, Space
 
 __all__ = ["latency_space", "measure_arch", "LatencyCache", "LatencyTable", "lut_report",

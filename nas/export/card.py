@@ -8,7 +8,7 @@
   fingerprint, latency spread, dataset, epochs, node, times), why it was chosen (rank and reward
   settings), and the files and checks below;
 - ``model.pt2`` (``torch.export``), ``model.onnx`` (checked in ONNX Runtime against PyTorch) and the
-  weights (safetensors or a weights-only state dict), see :mod:`nas.export_formats`.
+  weights (safetensors or a weights-only state dict), see :mod:`nas.export.formats`.
 
 With ``train_epochs`` the child is first trained for that many epochs with the run's settings and
 dataset, and every artifact holds the trained weights. Everything is written into a temporary
@@ -35,7 +35,7 @@ import torch
 from torch import nn
 
 from nas.errors import UsageError
-from nas.export_formats import (
+from nas.export.formats import (
     check_reference,
     load_weights,
     onnx_available,
@@ -95,7 +95,7 @@ def select_trial(run: Any, *, rank: int | None = None, trial_id: int | None = No
         UsageError: both or a bad value given, rank beyond the complete trials, unknown trial id,
             or a trial that did not complete.
     """
-    from nas.analyze import rank_trials
+    from nas.analysis.analyze import rank_trials
 
     if rank is not None and trial_id is not None:
         raise UsageError("--rank and --trial: give one of them, not both")
@@ -270,7 +270,8 @@ def export_trial(run: Any, *, rank: int | None = None, trial_id: int | None = No
         formats: subset of ``json,pt2,onnx,weights`` (default: all; onnx where installed).
         out: the folder to create (default ``<run>/export/trial-<id>``).
         train_epochs: train the child this many epochs first (the weights are then trained ones).
-        reward: ranking settings (default: the run's own, see :func:`nas.analyze.reward_settings`).
+        reward: ranking settings (default: the run's own, see
+        :func:`nas.analysis.analyze.reward_settings`).
         opset: ONNX opset.
         overwrite: replace an existing non-empty ``out``.
 
@@ -278,7 +279,7 @@ def export_trial(run: Any, *, rank: int | None = None, trial_id: int | None = No
         UsageError: bad selection, format, folder or training failure; nothing is written then.
     """
     from nas import get_space
-    from nas.analyze import reward_settings
+    from nas.analysis.analyze import reward_settings
 
     wanted = parse_formats(formats)
     if train_epochs is not None and (isinstance(train_epochs, bool)

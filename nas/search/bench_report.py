@@ -1,4 +1,4 @@
-"""Tables, hypervolumes and figures of ``nas bench`` curves (see :mod:`nas.bench`)."""
+"""Tables, hypervolumes and figures of ``nas bench`` curves (see :mod:`nas.search.bench`)."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from nas.bench import checkpoints
 from nas.errors import UsageError
+from nas.search.bench import checkpoints
 
 __all__ = ["summarize", "HVNorm", "hypervolume", "hypervolume_table", "plot_curves",
            "write_outputs"]

@@ -1,0 +1,3 @@
+"""Run analysis: DataFrames in, tables and figures out (top-K, Pareto fronts, progress,
+failures, comparisons, the HTML report).
+"""
