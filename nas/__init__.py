@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+from nas._version import __version__
 from nas.errors import (
     ConfigError,
     InvalidArchError,
@@ -15,13 +18,19 @@ from nas.registry import (
     EVALUATORS,
     SPACES,
     evaluator,
+    get_controller,
+    get_space,
     register_controller,
     register_evaluator,
     register_space,
 )
+from nas.search.controller import Controller, Proposal
 from nas.space import Arch, Choice, Space
 
-__version__ = "0.1.0"
+if TYPE_CHECKING:  # importing torch or pandas here would cost every `import nas`
+    import torch
+
+    from nas.run import Run
 
 __all__ = [
     "Arch",
@@ -35,6 +44,10 @@ __all__ = [
     "register_evaluator",
     "evaluator",
     "get_space",
+    "get_controller",
+    "Controller",
+    "Proposal",
+    "__version__",
     "NasError",
     "UsageError",
     "ConfigError",
@@ -46,14 +59,14 @@ __all__ = [
 ]
 
 
-def load_run(path: str) -> object:
+def load_run(path: str) -> Run:
     """Load a run folder (finished or not): ``load_run(path).trials`` is a pandas DataFrame."""
     from nas.run import load_run as _load_run
 
     return _load_run(path)
 
 
-def build_from_card(path: str, *, weights: bool = True) -> object:
+def build_from_card(path: str, *, weights: bool = True) -> torch.nn.Module:
     """Rebuild the model of an architecture card (``arch.json`` or its export folder), eval mode.
 
     See :func:`nas.export.card.build_from_card`: with the card's weights file the model gives the
@@ -63,11 +76,3 @@ def build_from_card(path: str, *, weights: bool = True) -> object:
     from nas.export.card import build_from_card as _build_from_card
 
     return _build_from_card(path, weights=weights)
-
-
-def get_space(name: str, /, **options: object) -> Space:
-    """Create a registered space (or ``"package.module:Class"``) with its options."""
-    space = SPACES.create(name, **options)
-    if not isinstance(space, Space):
-        raise UsageError(f"space {name!r} did not produce a nas.Space (got {type(space).__name__})")
-    return space

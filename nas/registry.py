@@ -19,7 +19,7 @@ from __future__ import annotations
 import importlib
 import inspect
 from collections.abc import Callable, Collection
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from nas.errors import (
     RefusedNameError,
@@ -38,10 +38,16 @@ __all__ = [
     "register_controller",
     "register_evaluator",
     "import_object",
+    "get_space",
+    "get_controller",
     "evaluator",
     "evaluator_options",
     "did_you_mean",
 ]
+
+if TYPE_CHECKING:
+    from nas.search.controller import Controller
+    from nas.space import Space
 
 T = TypeVar("T")
 
@@ -226,3 +232,14 @@ EVALUATORS = Registry("evaluator", ("nas.evaluation.evaluate",),
 register_space = SPACES.register
 register_controller = CONTROLLERS.register
 register_evaluator = EVALUATORS.register
+
+
+def get_space(name: str, /, **options: Any) -> Space:
+    """Create a registered space (or ``"package.module:Class"``) with its options."""
+    return SPACES.create(name, **options)
+
+
+def get_controller(name: str, /, space: Space, *, seed: int | None = None,
+                   **options: Any) -> Controller:
+    """Create a registered controller (or ``"package.module:Class"``) over ``space``."""
+    return CONTROLLERS.create(name, space=space, seed=seed, **options)

@@ -128,8 +128,8 @@ def reward_text(reward: Any) -> str:
 
 def chosen_blocks(analysis: Any) -> str | None:
     """Block strings of the rank-1 architecture where its space has them (e.g. MnasNet)."""
-    from nas import get_space
     from nas.errors import NasError, RefusedNameError
+    from nas.registry import get_space
 
     chosen, space_cfg = analysis.chosen, analysis.config.get("space") or {}
     if not chosen or not isinstance(space_cfg.get("name"), str):

@@ -263,7 +263,7 @@ def get_dataset(settings: EvalSettings) -> Dataset:
 
 def space_for_dataset(name: str, dataset: Dataset, /, **options: Any) -> Space:
     """Create space ``name`` sized for ``dataset`` (in_channels, input_size, num_classes)."""
-    from nas import get_space
+    from nas.registry import get_space
 
     c, h, w = dataset.input_shape
     if h != w:

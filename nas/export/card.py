@@ -163,7 +163,7 @@ def _card(run: Any, record: Mapping[str, Any], space: Any, arch: Any, model: nn.
     metrics = {k: v for k, v in (record.metrics or {}).items() if k != "train"}
     train = dict((record.metrics or {}).get("train") or {})
     train.pop("history", None)
-    import nas
+    from nas._version import __version__
 
     return {
         "format": CARD_FORMAT,
@@ -178,7 +178,7 @@ def _card(run: Any, record: Mapping[str, Any], space: Any, arch: Any, model: nn.
         "selection": selection,
         "files": {}, "checks": {},
         "exported_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        "versions": {"mnas": nas.__version__, "torch": torch.__version__},
+        "versions": {"mnas": __version__, "torch": torch.__version__},
     }
 
 
@@ -278,8 +278,8 @@ def export_trial(run: Any, *, rank: int | None = None, trial_id: int | None = No
     Raises:
         UsageError: bad selection, format, folder or training failure; nothing is written then.
     """
-    from nas import get_space
     from nas.analysis.analyze import reward_settings
+    from nas.registry import get_space
 
     wanted = parse_formats(formats)
     if train_epochs is not None and (isinstance(train_epochs, bool)
@@ -344,7 +344,7 @@ def build_from_card(path: str | Path, *, weights: bool = True) -> nn.Module:
         UsageError: unreadable card, unknown space, decisions not in the space, a key that does
             not match the decisions, or a missing/mismatched weights file.
     """
-    from nas import get_space
+    from nas.registry import get_space
 
     card, folder = load_card(path)
     name, options = card_space(card)

@@ -15,7 +15,7 @@ value of the architecture the controller was told was best.
 
 Python use::
 
-    from nas import get_space
+    from nas.registry import get_space
     from nas.search.bench import TableObjective, load_table, run_bench
     from nas.search.bench_report import summarize
 
