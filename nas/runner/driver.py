@@ -33,7 +33,7 @@ from nas.runner.search import (
     trial_payload,
 )
 from nas.runner.session import RaySession, start_ray
-from nas.runner.strays import MARKER, kill_stray_ray, new_marker
+from nas.runner.strays import MARKER, kill_stray_ray, new_marker, snapshot
 from nas.search.controller import Controller
 
 __all__ = ["SearchResult", "start_search", "resume_search", "default_run_name"]
@@ -196,9 +196,10 @@ def _reconcile(controller: Controller, records: list[TrialRecord]) -> None:
 
 def _clean_strays(run: RunDir) -> None:
     """Stop the Ray processes that a dead driver of this run recorded as its own (lock held)."""
-    marker = run.meta().get("ray_marker")
+    meta = run.meta()
+    marker, recorded = meta.get("ray_marker"), meta.get("ray_pids")
     if marker and run.locked:
-        killed = kill_stray_ray(marker)
+        killed = kill_stray_ray(marker, recorded if isinstance(recorded, list) else None)
         if killed:
             log.warning("stopped %d Ray processes left behind by an earlier driver", killed)
 
@@ -236,6 +237,7 @@ def _search(run: RunDir, exp: Experiment, session: RaySession, progress_fn: Prog
     run.write_meta({"status": "running", "segments": segment, "driver_pid": os.getpid(),
                     "ray_temp_dir": session.temp_dir, "ray_address": session.address,
                     "ray_marker": os.environ.get(MARKER) if session.local else None,
+                    "ray_pids": snapshot(os.environ[MARKER]) if session.local else None,
                     "ray_startup_s": round(session.startup_s, 3)})
     if on_ready is not None:
         on_ready(config, run.path)
