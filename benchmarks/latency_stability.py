@@ -55,7 +55,7 @@ def measure_twice(models: list, shape: tuple[int, ...], cfg: LatencyConfig, thre
     est = {k: [[0.0] * len(models) for _ in range(2)] for k in ("median", "p10", "naive")}
     spreads = []
     for i, p in order:
-        r = measure_latency(models[i], shape, **cfg.measure_kwargs())
+        r = measure_latency(models[i], shape, cfg)
         est["median"][p][i], est["p10"][p][i] = r.median_ms, r.p10_ms
         spreads.append(r.spread)
         torch.set_num_threads(threads)

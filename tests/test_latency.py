@@ -131,7 +131,7 @@ def test_bad_input_shape(shape):
 
 def test_config_from_dict_and_mode():
     cfg = LatencyConfig.from_dict({"repeats": 9, "rounds": 3, "mode": "skip"})
-    assert cfg.measure_kwargs()["repeats"] == 9
+    assert cfg.repeats == 9 and cfg.to_dict()["repeats"] == 9
     with pytest.raises(ConfigError, match="latency.repat: unknown key"):
         LatencyConfig.from_dict({"repat": 9})
     with pytest.raises(ConfigError, match="latency.mode"):

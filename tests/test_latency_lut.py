@@ -65,7 +65,7 @@ def fake_timer(monkeypatch):
     """Deterministic 'latency' = parameter count / 1000; records every measured module."""
     calls = []
 
-    def fake(model, input_shape, **kwargs):
+    def fake(model, input_shape, config=None, **kwargs):
         calls.append((type(model).__name__, tuple(input_shape)))
         return _fake_result(sum(p.numel() for p in model.parameters()) / 1000)
 

@@ -105,7 +105,7 @@ def cmd_latency(args: argparse.Namespace) -> int:
 
     config = _latency_config(args, "")
     space, model, what, _ = model_from_args(args)
-    result = measure_latency(model, space.input_shape(), **config.measure_kwargs())
+    result = measure_latency(model, space.input_shape(), config)
     if args.json:
         print_json({**result.to_dict(), "space": space.name, "subject": what,
                     "input_shape": list(space.input_shape())})

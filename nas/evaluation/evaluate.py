@@ -189,7 +189,7 @@ class EvalContext:
                 raw = self.latency_fn(self.space, self.arch, self.preset, cfg)
                 metrics = _latency_metrics(raw)
             elif latency_space(self.space, cfg) is self.space:
-                raw = measure_latency(model, self.space.input_shape(), **cfg.measure_kwargs())
+                raw = measure_latency(model, self.space.input_shape(), cfg)
                 metrics = _latency_metrics(raw.to_dict())
             else:
                 raw = measure_arch(self.space, self.arch, cfg, preset=self.preset)

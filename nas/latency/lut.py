@@ -77,7 +77,7 @@ def measure_arch(
     if (arch is None) == (preset is None):
         raise UsageError("measure_arch needs exactly one of arch and preset")
     model = target.build_preset(preset) if preset is not None else target.build(arch)
-    return measure_latency(model, target.input_shape(), **config.measure_kwargs())
+    return measure_latency(model, target.input_shape(), config)
 
 
 def _subject_key(space: Space, arch: Arch | None, preset: str | None, config: LatencyConfig) -> str:
@@ -165,7 +165,7 @@ class LatencyTable:
                     f"measured here (fingerprint {self._here_key})"
                 )
             result = measure_latency(unit.build(), unit.input_shape,
-                                     **self.config.measure_kwargs())
+                                     self.config)
             self.entries[unit.key] = result.median_ms
         return self.entries[unit.key]
 

@@ -115,12 +115,6 @@ class LatencyConfig:
         """Build from plain data; an unknown key raises ConfigError naming it."""
         return from_plain(cls, data, prefix)
 
-    def measure_kwargs(self) -> dict[str, Any]:
-        """Keyword arguments of :func:`measure_latency`."""
-        return {k: getattr(self, k) for k in ("device", "batch_size", "threads", "warmup",
-                                                "repeats", "rounds", "runtime", "outlier_mads",
-                                                "round_tolerance", "steady_malloc")}
-
     def fingerprint(self) -> dict[str, Any]:
         """The device fingerprint of measurements taken with these settings."""
         return device_fingerprint(self.device, self.threads, self.runtime, self.steady_malloc)
@@ -276,48 +270,36 @@ def robust_stats(
     }
 
 
-def measure_latency(
-    model: nn.Module,
-    input_shape: Sequence[int],
-    *,
-    device: str = "cpu",
-    batch_size: int = 1,
-    threads: int = 1,
-    warmup: int = 10,
-    repeats: int = 50,
-    rounds: int = 5,
-    runtime: str = "torch",
-    outlier_mads: float = 5.0,
-    round_tolerance: float = 0.1,
-    steady_malloc: bool = True,
-) -> LatencyResult:
+def measure_latency(model: nn.Module, input_shape: Sequence[int],
+                    config: LatencyConfig | None = None, **options: Any) -> LatencyResult:
     """Time ``model`` on one batch of shape ``(batch_size, *input_shape)``.
 
     Args:
         model: the network; it is put in eval mode while timed and its mode restored after.
         input_shape: one sample's shape, e.g. ``(3, 224, 224)``.
-        device: ``cpu``, ``cuda`` or ``cuda:N`` (the model is moved there).
-        batch_size: images per forward pass.
-        threads: intra-op threads (restored afterwards).
-        warmup: untimed runs first.
-        repeats: timed runs, split into ``rounds`` rounds.
-        runtime: ``torch`` or ``onnxruntime``.
-        outlier_mads: outlier threshold in scaled MADs.
-        round_tolerance: rounds slower than the fastest round by more than this are dropped.
-        steady_malloc: first make glibc keep freed memory (:func:`steady_allocator`).
+        config: the settings (:class:`LatencyConfig`: device, batch size, threads, warm-up,
+            repeats in rounds, runtime, outlier rejection, the allocator).
+        options: :class:`LatencyConfig` fields overriding ``config``, e.g. ``threads=1``.
 
     Raises:
         ConfigError: a bad argument (names it), CUDA missing, or ONNX Runtime not installed.
     """
-    cfg = LatencyConfig(device=device, batch_size=batch_size, threads=threads, warmup=warmup,
-                        repeats=repeats, rounds=rounds, runtime=runtime, outlier_mads=outlier_mads,
-                        round_tolerance=round_tolerance, steady_malloc=steady_malloc)
+    cfg = LatencyConfig.from_dict({**(config.to_dict() if config else {}), **options})
     shape = tuple(input_shape)
     if not shape or any(isinstance(s, bool) or not isinstance(s, int) or s < 1 for s in shape):
         raise ConfigError(f"input_shape={input_shape!r}: must be positive integers, e.g. (3, 8, 8)")
-    dev = resolve_device(cfg.device)
     if cfg.steady_malloc:
         steady_allocator()
+    samples = _timed_rounds(model, shape, cfg)
+    stats = robust_stats(samples, cfg.outlier_mads, cfg.round_tolerance)
+    return LatencyResult(**stats, batch_size=cfg.batch_size, runtime=cfg.runtime,
+                         device=cfg.fingerprint())
+
+
+def _timed_rounds(model: nn.Module, shape: tuple[int, ...], cfg: LatencyConfig,
+                  ) -> list[list[float]]:
+    """Warm-up runs, then ``cfg.repeats`` timed runs split into ``cfg.rounds`` rounds (ms)."""
+    dev = resolve_device(cfg.device)
     was_training = model.training
     home = next((p.device for p in model.parameters()), torch.device("cpu"))
     model.eval()
@@ -328,13 +310,10 @@ def measure_latency(
                 run_once()
             per_round = [cfg.repeats // cfg.rounds + (i < cfg.repeats % cfg.rounds)
                          for i in range(cfg.rounds)]
-            samples = [[run_once() for _ in range(k)] for k in per_round]
+            return [[run_once() for _ in range(k)] for k in per_round]
     finally:
         model.train(was_training)
         model.to(home)
-    stats = robust_stats(samples, cfg.outlier_mads, cfg.round_tolerance)
-    return LatencyResult(**stats, batch_size=cfg.batch_size, runtime=cfg.runtime,
-                         device=cfg.fingerprint())
 
 
 def _make_timer(
