@@ -168,7 +168,7 @@ def test_train_epochs_trains_before_export(run, tmp_path):
     ({"trial_id": 2}, "--trial 2: the trial is failed"),
     ({"rank": 1, "trial_id": 0}, "not both"),
     ({"formats": "json,tflite"}, "--format 'tflite': unknown format"),
-    ({"train_epochs": 0}, "--train-epochs 0"),
+    ({"train_epochs": 0}, "train_epochs=0"),
 ])
 def test_bad_selection_writes_nothing(run, tmp_path, kwargs, match):
     with pytest.raises(UsageError, match=re.escape(match)):

@@ -96,6 +96,8 @@ def cmd_export(args: argparse.Namespace) -> int:
         raise UsageError(f"run folder {str(args.run_dir)!r}: no finished trials yet")
     if args.opset < 7:
         raise UsageError(f"--opset {args.opset}: must be >= 7")
+    if args.train_epochs is not None and args.train_epochs < 1:
+        raise UsageError(f"--train-epochs {args.train_epochs}: must be an integer >= 1")
     result = export_trial(run, rank=args.rank, trial_id=args.trial, formats=formats,
                           out=args.out, train_epochs=args.train_epochs,
                           reward=reward_from_args(args, run.config), opset=args.opset,

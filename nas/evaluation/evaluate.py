@@ -285,16 +285,10 @@ def _check_fit(space: Space, dataset: Dataset) -> None:
                           f"{dataset.name!r} has {dataset.num_classes} classes")
 
 
-def evaluate_arch(
-    space: Space,
-    arch: Arch | Mapping[str, Any] | None,
-    settings: EvalSettings | None = None,
-    *,
-    preset: str | None = None,
-    report: ReportFn | None = None,
-    latency_fn: LatencyFn | None = None,
-    dataset: Dataset | None = None,
-) -> dict[str, Any]:
+def evaluate_arch(space: Space, arch: Arch | Mapping[str, Any] | None,
+                  settings: EvalSettings | None = None, *, preset: str | None = None,
+                  report: ReportFn | None = None, latency_fn: LatencyFn | None = None,
+                  dataset: Dataset | None = None) -> dict[str, Any]:
     """Evaluate one child (or a ``preset`` of the space) and return its raw metrics.
 
     Args:
@@ -306,21 +300,12 @@ def evaluate_arch(
         latency_fn: measures latency elsewhere (e.g. :meth:`nas.runner.LatencyClient.latency_fn`).
         dataset: an already loaded dataset (default: load ``settings.dataset``).
 
-    Returns:
-        ``{"space", "arch", "arch_key", "preset", "status", "error", "accuracy", "latency_ms",
-        "latency_p10_ms", "latency_p90_ms", "latency_spread", "latency_n", "params", "macs",
-        "timings", "device", "train", "reward"}`` (``reward`` only with reward settings, None
-        when it is undefined, e.g. for a failed child).
-
-    Raises:
-        UsageError: bad settings, arch, dataset or preset (user errors are not trial failures).
+    Returns: the raw metrics (accuracy, latency and its spread, params, MACs), ``status`` and
+    ``error``, timings, device and, with reward settings, ``reward`` (None if undefined).
+    Raises ``UsageError`` for bad settings, arch, dataset or preset (not a trial failure).
     """
     settings = settings or EvalSettings()
-    if (arch is None) == (preset is None):
-        raise UsageError("evaluate_arch needs exactly one of arch and preset")
-    arch = None if arch is None else space.validate(arch)
-    if preset is not None and preset not in space.presets():
-        space.build_preset(preset)  # raises the space's unknown-preset error
+    arch = _checked_subject(space, arch, preset)
     data = dataset if dataset is not None else get_dataset(settings)
     _check_fit(space, data)
     evaluator = EVALUATORS.get(settings.evaluator)
@@ -335,11 +320,26 @@ def evaluate_arch(
         record.update(_run(space, arch, preset, evaluator, ctx))
     record["timings"] = dict(ctx.timings)
     if settings.reward is not None:
-        reward = (settings.reward(record) if record["status"] == TrialStatus.COMPLETE.value
-                  else math.nan)
-        record["reward"] = reward if math.isfinite(reward) else None
-        record["reward_config"] = settings.reward.to_dict()
+        _add_reward(record, settings.reward)
     return record
+
+
+def _checked_subject(space: Space, arch: Arch | Mapping[str, Any] | None,
+                     preset: str | None) -> Arch | None:
+    """The validated architecture (None for a preset); exactly one of the two must be given."""
+    if (arch is None) == (preset is None):
+        raise UsageError("evaluate_arch needs exactly one of arch and preset")
+    if preset is not None and preset not in space.presets():
+        space.build_preset(preset)  # raises the space's unknown-preset error
+    return None if arch is None else space.validate(arch)
+
+
+def _add_reward(record: dict[str, Any], reward_config: RewardConfig) -> None:
+    """MnasNet's reward from the raw metrics (None when undefined, e.g. a failed child)."""
+    ok = record["status"] == TrialStatus.COMPLETE.value
+    reward = reward_config(record) if ok else math.nan
+    record["reward"] = reward if math.isfinite(reward) else None
+    record["reward_config"] = reward_config.to_dict()
 
 
 def _run(space: Space, arch: Arch | None, preset: str | None, evaluator: Callable[..., Any],

@@ -270,30 +270,20 @@ def export_trial(run: Any, *, rank: int | None = None, trial_id: int | None = No
         formats: subset of ``json,pt2,onnx,weights`` (default: all; onnx where installed).
         out: the folder to create (default ``<run>/export/trial-<id>``).
         train_epochs: train the child this many epochs first (the weights are then trained ones).
-        reward: ranking settings (default: the run's own, see
-        :func:`nas.analysis.analyze.reward_settings`).
-        opset: ONNX opset.
-        overwrite: replace an existing non-empty ``out``.
+        reward: ranking settings (default: the run's own); ``opset``: ONNX opset.
+        overwrite: replace ``out`` if it holds an earlier export (nothing else is replaced).
 
-    Raises:
-        UsageError: bad selection, format, folder or training failure; nothing is written then.
+    Raises ``UsageError`` (bad selection, format, folder, training failure): nothing is written.
     """
     from nas.analysis.analyze import reward_settings
-    from nas.registry import get_space
 
     wanted = parse_formats(formats)
-    if train_epochs is not None and (isinstance(train_epochs, bool)
-                                     or not isinstance(train_epochs, int) or train_epochs < 1):
-        raise UsageError(f"--train-epochs {train_epochs!r}: must be an integer >= 1")
+    _check_epochs(train_epochs)
     reward = reward if reward is not None else reward_settings(run.config)
     record, found_rank, value = select_trial(run, rank=rank, trial_id=trial_id, reward=reward)
     target = Path(out) if out is not None else run.path / "export" / f"trial-{record.trial_id}"
     _check_out(target, overwrite)
-    name, options = card_space(run.config)
-    space = get_space(name, **options)
-    arch = space.validate(record.arch)
-    torch.manual_seed(_seed(run.config))
-    model = space.build(arch)
+    space, arch, model = _rebuild(run.config, record)
     selection = {"rank": found_rank, "reward": value,
                  "reward_settings": None if reward is None else reward.to_dict()}
     card = _card(run, record, space, arch, model, selection)
@@ -301,11 +291,20 @@ def export_trial(run: Any, *, rank: int | None = None, trial_id: int | None = No
         card["weights"] = {"trained_epochs": train_epochs,
                            "train": train_for_export(model, run.config, train_epochs)}
     model.eval()
+    card = _write_folder(target, model, space.input_shape(), wanted, card, opset)
+    sizes = {p.name: p.stat().st_size for p in sorted(target.iterdir()) if p.is_file()}
+    log.info("exported trial %s to %s", record.trial_id, target)
+    return ExportResult(path=target, card=card, sizes=sizes)
+
+
+def _write_folder(target: Path, model: nn.Module, input_shape: Sequence[int],
+                  formats: Sequence[str], card: dict[str, Any], opset: int) -> dict[str, Any]:
+    """Write every file into a temp folder beside ``target``, then swap it in (all or nothing)."""
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.with_name(f".{target.name}.tmp-{uuid.uuid4().hex[:8]}")
     tmp.mkdir()  # the umask applies, unlike tempfile.mkdtemp's 0700
     try:
-        _write_artifacts(tmp, model, space.input_shape(), wanted, card, opset)
+        _write_artifacts(tmp, model, input_shape, formats, card, opset)
         card = clean_json(card)  # NaN -> null, tuples -> lists: the card is plain JSON data
         text = json.dumps(card, indent=2, allow_nan=False)
         (tmp / CARD).write_text(text + "\n", encoding="utf-8")
@@ -313,9 +312,24 @@ def export_trial(run: Any, *, rank: int | None = None, trial_id: int | None = No
         _commit(tmp, target)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    sizes = {p.name: p.stat().st_size for p in sorted(target.iterdir()) if p.is_file()}
-    log.info("exported trial %s to %s", record.trial_id, target)
-    return ExportResult(path=target, card=card, sizes=sizes)
+    return card
+
+
+def _rebuild(config: Mapping[str, Any], record: Any) -> tuple[Any, Any, nn.Module]:
+    """The run's space, the record's architecture and its network, seeded as the run was."""
+    from nas.registry import get_space
+
+    name, options = card_space(config)
+    space = get_space(name, **options)
+    arch = space.validate(record.arch)
+    torch.manual_seed(_seed(config))
+    return space, arch, space.build(arch)
+
+
+def _check_epochs(train_epochs: Any) -> None:
+    if train_epochs is not None and (isinstance(train_epochs, bool)
+                                     or not isinstance(train_epochs, int) or train_epochs < 1):
+        raise UsageError(f"train_epochs={train_epochs!r}: must be an integer >= 1")
 
 
 def load_card(path: str | Path) -> tuple[dict[str, Any], Path]:

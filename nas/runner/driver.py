@@ -224,40 +224,24 @@ def _start_ray(exp: Experiment, address: str | None, path: Path) -> RaySession:
 
 def _search(run: RunDir, exp: Experiment, session: RaySession, progress_fn: ProgressFn | None,
             on_ready: ReadyFn | None) -> SearchResult:
-    config, controller, settings = exp.config, exp.controller, exp.settings
     records = run.trials()
-    target = config.search.trials
-    remaining = target - len(records)
-    pending = controller.outstanding()[: max(0, remaining)]
-    progress = SearchProgress(total=target, done=len(records), done_at_start=len(records),
-                              failed=_count(records, TrialStatus.FAILED),
-                              pruned=_count(records, TrialStatus.PRUNED))
-    progress.best = best_of(records)
-    segment = int(run.meta().get("segments", 0)) + 1
-    run.write_meta({"status": "running", "segments": segment, "driver_pid": os.getpid(),
-                    "ray_temp_dir": session.temp_dir, "ray_address": session.address,
-                    "ray_marker": os.environ.get(MARKER) if session.local else None,
-                    "ray_pids": snapshot(os.environ[MARKER]) if session.local else None,
-                    "ray_startup_s": round(session.startup_s, 3)})
+    target = exp.config.search.trials
+    segment = _begin_segment(run, session)
     if on_ready is not None:
-        on_ready(config, run.path)
+        on_ready(exp.config, run.path)
     search_s = 0.0
     try:
         service = None  # keep the handle: the named actor lives as long as it is referenced
-        if config.latency_service:
+        if exp.config.latency_service:
             from nas.runner.latency_service import start_latency_service
 
-            service = start_latency_service(num_cpus=settings.latency.threads)
-        payload = trial_payload(exp.space, settings, latency_service=config.latency_service)
-        searcher = ControllerSearcher(controller, run, pending=pending, max_new=remaining,
-                                      record_fn=make_record, progress=progress,
-                                      on_progress=progress_fn, records=records,
-                                      dedup=config.search.dedup,
-                                      max_repeats=config.search.max_repeats)
+            service = start_latency_service(num_cpus=exp.settings.latency.threads)
+        payload = trial_payload(exp.space, exp.settings,
+                                latency_service=exp.config.latency_service)
+        searcher = _searcher(run, exp, records, progress_fn)
         begin = time.perf_counter()
-        progress.started_at = time.time()
-        run_trials(searcher, payload, run=run, segment=segment, search=config.search,
-                   epochs=settings.train.epochs)
+        run_trials(searcher, payload, run=run, segment=segment, search=exp.config.search,
+                   epochs=exp.settings.train.epochs)
         search_s = time.perf_counter() - begin
         del service
     finally:
@@ -266,6 +250,35 @@ def _search(run: RunDir, exp: Experiment, session: RaySession, progress_fn: Prog
         run.drop_tune_pickles()
         _finish(run, target)
     return _result(run, target, session.startup_s, search_s)
+
+
+def _begin_segment(run: RunDir, session: RaySession) -> int:
+    """Record a new segment and this driver's Ray (its token and processes) in ``run.json``."""
+    segment = int(run.meta().get("segments", 0)) + 1
+    marker = os.environ.get(MARKER) if session.local else None
+    run.write_meta({"status": "running", "segments": segment, "driver_pid": os.getpid(),
+                    "ray_temp_dir": session.temp_dir, "ray_address": session.address,
+                    "ray_marker": marker, "ray_pids": snapshot(marker) if marker else None,
+                    "ray_startup_s": round(session.startup_s, 3)})
+    return segment
+
+
+def _searcher(run: RunDir, exp: Experiment, records: list[TrialRecord],
+              progress_fn: ProgressFn | None) -> ControllerSearcher:
+    """The Tune searcher over the experiment's controller, resuming the run's progress."""
+    search = exp.config.search
+    remaining = search.trials - len(records)
+    progress = SearchProgress(total=search.trials, done=len(records),
+                              done_at_start=len(records),
+                              failed=_count(records, TrialStatus.FAILED),
+                              pruned=_count(records, TrialStatus.PRUNED))
+    progress.best = best_of(records)
+    progress.started_at = time.time()
+    return ControllerSearcher(exp.controller, run,
+                              pending=exp.controller.outstanding()[: max(0, remaining)],
+                              max_new=remaining, record_fn=make_record, progress=progress,
+                              on_progress=progress_fn, records=records, dedup=search.dedup,
+                              max_repeats=search.max_repeats)
 
 
 def _finish(run: RunDir, target: int) -> None:
