@@ -27,7 +27,7 @@ import numpy as np
 from controllers._threads import one_thread
 from controllers.predictor import MLPEnsemble
 from nas.registry import register_controller
-from nas.search.controller import Controller, Proposal, check_choice, check_float, check_int
+from nas.search.controller import Controller, Proposal, check_choice, check_int, check_number
 from nas.space import Arch, Space
 
 __all__ = ["BananasController"]
@@ -95,23 +95,28 @@ class BananasController(Controller):
         refit_growth: float = 0.1,
         encoding: str = "auto",
     ) -> None:
-        name = "bananas"
+        o = "bananas option "
         options = {
-            "n_init": check_int(name, "n_init", n_init, minimum=2),
-            "acquisition": check_choice(name, "acquisition", acquisition, ACQUISITIONS),
-            "ucb_beta": check_float(name, "ucb_beta", ucb_beta, minimum=0.0),
-            "num_parents": check_int(name, "num_parents", num_parents, minimum=1),
-            "num_random": check_int(name, "num_random", num_random, minimum=0),
-            "members": check_int(name, "members", members, minimum=2),
-            "width": check_int(name, "width", width, minimum=1),
-            "layers": check_int(name, "layers", layers, minimum=1),
-            "epochs": check_int(name, "epochs", epochs, minimum=1),
-            "lr": check_float(name, "lr", lr, minimum=0.0, open_min=True),
-            "refit_growth": check_float(name, "refit_growth", refit_growth, minimum=0.0),
-            "encoding": check_choice(name, "encoding", encoding, ("auto", "onehot")),
+            "n_init": check_int(o + "n_init", n_init, minimum=2),
+            "acquisition": check_choice(o + "acquisition", acquisition, ACQUISITIONS),
+            "ucb_beta": check_number(o + "ucb_beta", ucb_beta, minimum=0.0),
+            "num_parents": check_int(o + "num_parents", num_parents, minimum=1),
+            "num_random": check_int(o + "num_random", num_random, minimum=0),
+            "members": check_int(o + "members", members, minimum=2),
+            "width": check_int(o + "width", width, minimum=1),
+            "layers": check_int(o + "layers", layers, minimum=1),
+            "epochs": check_int(o + "epochs", epochs, minimum=1),
+            "lr": check_number(o + "lr", lr, minimum=0.0, strict=True),
+            "refit_growth": check_number(o + "refit_growth", refit_growth, minimum=0.0),
+            "encoding": check_choice(o + "encoding", encoding, ("auto", "onehot")),
         }
         super().__init__(space, seed=seed, options=options)
         self.hp = options
+        self._init_model_state()
+
+    def _init_model_state(self) -> None:
+        """The encoding and an empty history: nothing told, no surrogate fitted yet."""
+        space, options = self.space, self.hp
         self._sizes = [len(c) for c in space.choices().values()]
         self._offsets = np.cumsum([0] + self._sizes[:-1])
         self._told: list[tuple[tuple[int, ...], float | None]] = []

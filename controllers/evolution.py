@@ -56,10 +56,11 @@ class RegularizedEvolution(Controller):
         population_size: int = 20,
         sample_size: int = 5,
     ) -> None:
+        o = "evolution option "
         options = {
-            "population_size": check_int("evolution", "population_size", population_size,
+            "population_size": check_int(o + "population_size", population_size,
                                          minimum=2),
-            "sample_size": check_int("evolution", "sample_size", sample_size, minimum=1),
+            "sample_size": check_int(o + "sample_size", sample_size, minimum=1),
         }
         if options["sample_size"] > options["population_size"]:
             raise ConfigError(

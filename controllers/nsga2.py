@@ -24,7 +24,7 @@ import numpy as np
 from nas.errors import ConfigError
 from nas.registry import register_controller
 from nas.reward import pareto_mask
-from nas.search.controller import Controller, Proposal, check_float, check_int
+from nas.search.controller import Controller, Proposal, check_int, check_number
 from nas.space import Arch, Space
 
 __all__ = ["NSGA2Controller", "nondominated_ranks", "crowding_distance"]
@@ -120,13 +120,13 @@ class NSGA2Controller(Controller):
         mutation_prob: float | None = None,
     ) -> None:
         n_decisions = len(space.choices()) if isinstance(space, Space) else 1
+        o = "nsga2 option "
         options = {
             "objectives": _parse_objectives(objectives),
-            "population_size": check_int("nsga2", "population_size", population_size, minimum=2),
-            "crossover_prob": check_float("nsga2", "crossover_prob", crossover_prob,
-                                          minimum=0.0, maximum=1.0),
-            "mutation_prob": 1.0 / n_decisions if mutation_prob is None else check_float(
-                "nsga2", "mutation_prob", mutation_prob, minimum=0.0, maximum=1.0),
+            "population_size": check_int(o + "population_size", population_size, minimum=2),
+            "crossover_prob": check_number(o + "crossover_prob", crossover_prob, maximum=1.0),
+            "mutation_prob": 1.0 / n_decisions if mutation_prob is None
+            else check_number(o + "mutation_prob", mutation_prob, maximum=1.0),
         }
         super().__init__(space, seed=seed, options=options)
         if space.size() < 2:

@@ -35,9 +35,10 @@ class RandomController(Controller):
     def __init__(
         self, space: Space, *, seed: int | None = None, dedup: bool = False, max_retries: int = 1000
     ) -> None:
+        o = "random option "
         options = {
-            "dedup": check_bool("random", "dedup", dedup),
-            "max_retries": check_int("random", "max_retries", max_retries, minimum=1),
+            "dedup": check_bool(o + "dedup", dedup),
+            "max_retries": check_int(o + "max_retries", max_retries, minimum=1),
         }
         super().__init__(space, seed=seed, options=options)
         self.dedup = options["dedup"]

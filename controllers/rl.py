@@ -31,8 +31,8 @@ from nas.search.controller import (
     Proposal,
     check_bool,
     check_choice,
-    check_float,
     check_int,
+    check_number,
 )
 from nas.space import Arch, Space
 
@@ -107,31 +107,34 @@ class RLController(Controller):
         resample: int = 10,
         learn_repeats: bool = False,
     ) -> None:
-        name = "rl"
+        o = "rl option "
         options = {
-            "algorithm": check_choice(name, "algorithm", algorithm, ("ppo", "reinforce")),
-            "hidden_size": check_int(name, "hidden_size", hidden_size, minimum=1),
-            "lr": check_float(name, "lr", lr, minimum=0.0, open_min=True),
-            "batch_size": check_int(name, "batch_size", batch_size, minimum=1),
-            "ppo_epochs": check_int(name, "ppo_epochs", ppo_epochs, minimum=1),
-            "clip": check_float(name, "clip", clip, minimum=0.0, maximum=0.999, open_min=True),
-            "entropy_weight": check_float(name, "entropy_weight", entropy_weight, minimum=0.0),
-            "baseline_decay": check_float(name, "baseline_decay", baseline_decay, minimum=0.0,
-                                          maximum=0.999),
-            "init_range": check_float(name, "init_range", init_range, minimum=0.0, open_min=True),
+            "algorithm": check_choice(o + "algorithm", algorithm, ("ppo", "reinforce")),
+            "hidden_size": check_int(o + "hidden_size", hidden_size, minimum=1),
+            "lr": check_number(o + "lr", lr, minimum=0.0, strict=True),
+            "batch_size": check_int(o + "batch_size", batch_size, minimum=1),
+            "ppo_epochs": check_int(o + "ppo_epochs", ppo_epochs, minimum=1),
+            "clip": check_number(o + "clip", clip, minimum=0.0, maximum=0.999, strict=True),
+            "entropy_weight": check_number(o + "entropy_weight", entropy_weight, minimum=0.0),
+            "baseline_decay": check_number(o + "baseline_decay", baseline_decay, maximum=0.999),
+            "init_range": check_number(o + "init_range", init_range, minimum=0.0, strict=True),
             "failure_reward": None if failure_reward is None
-            else check_float(name, "failure_reward", failure_reward),
-            "normalize": check_bool(name, "normalize", normalize),
-            "resample": check_int(name, "resample", resample, minimum=0),
-            "learn_repeats": check_bool(name, "learn_repeats", learn_repeats),
+            else check_number(o + "failure_reward", failure_reward, minimum=None),
+            "normalize": check_bool(o + "normalize", normalize),
+            "resample": check_int(o + "resample", resample, minimum=0),
+            "learn_repeats": check_bool(o + "learn_repeats", learn_repeats),
         }
         super().__init__(space, seed=seed, options=options)
         self.hp = options
+        self._init_learner()
+
+    def _init_learner(self) -> None:
+        """A fresh policy, optimizer and baseline (seeded from the controller's generator)."""
         self.generator = torch.Generator().manual_seed(int(self.rng.integers(2**63 - 1)))
-        sizes = [len(c) for c in space.choices().values()]
-        self.policy = LSTMPolicy(sizes, options["hidden_size"])
-        self.policy.reset_parameters(options["init_range"], self.generator)
-        self.optimizer = torch.optim.Adam(self.policy.parameters(), lr=options["lr"])
+        sizes = [len(c) for c in self.space.choices().values()]
+        self.policy = LSTMPolicy(sizes, self.hp["hidden_size"])
+        self.policy.reset_parameters(self.hp["init_range"], self.generator)
+        self.optimizer = torch.optim.Adam(self.policy.parameters(), lr=self.hp["lr"])
         self.baseline: float | None = None
         self.reward_var: float | None = None  # moving variance around the baseline
         self._batch: list[tuple[list[int], list[float], float]] = []

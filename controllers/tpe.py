@@ -134,12 +134,13 @@ class TPEController(Controller):
         max_retries: int = 100,
         objectives: Sequence[Sequence[str]] | None = None,
     ) -> None:
+        o = "tpe option "
         options = {
-            "n_startup_trials": check_int("tpe", "n_startup_trials", n_startup_trials, minimum=0),
-            "constant_liar": check_bool("tpe", "constant_liar", constant_liar),
-            "multivariate": check_bool("tpe", "multivariate", multivariate),
-            "n_ei_candidates": check_int("tpe", "n_ei_candidates", n_ei_candidates, minimum=1),
-            "max_retries": check_int("tpe", "max_retries", max_retries, minimum=0),
+            "n_startup_trials": check_int(o + "n_startup_trials", n_startup_trials, minimum=0),
+            "constant_liar": check_bool(o + "constant_liar", constant_liar),
+            "multivariate": check_bool(o + "multivariate", multivariate),
+            "n_ei_candidates": check_int(o + "n_ei_candidates", n_ei_candidates, minimum=1),
+            "max_retries": check_int(o + "max_retries", max_retries, minimum=0),
             "objectives": _parse_objectives(objectives),
         }
         super().__init__(space, seed=seed, options=options)

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from nas._version import __version__
 from nas.errors import (
     ConfigError,
     InvalidArchError,
     NasError,
+    SearchFailed,
+    SearchInterrupted,
     TrialFailed,
     UnknownNameError,
     UsageError,
@@ -54,9 +56,32 @@ __all__ = [
     "InvalidArchError",
     "UnknownNameError",
     "TrialFailed",
+    "SearchFailed",
+    "SearchInterrupted",
+    "search",
+    "resume",
     "load_run",
     "build_from_card",
 ]
+
+
+def search(config: Any, **options: Any) -> Run:
+    """Run a search (``config``: a YAML path, plain data or a SearchConfig) and return its Run.
+
+    Keywords: ``trials``, ``name``, ``results_dir``, ``overrides`` (``{"evaluator.epochs": 3}``),
+    ``address``, ``progress``; see :func:`nas.api.search`. Raises UsageError (bad input, before
+    anything starts), SearchFailed (every child failed) or SearchInterrupted (stopped early).
+    """
+    from nas.api import search as _search
+
+    return _search(config, **options)
+
+
+def resume(run_dir: str, **options: Any) -> Run:
+    """Continue a run folder to its trial budget and return its Run; see :func:`nas.api.resume`."""
+    from nas.api import resume as _resume
+
+    return _resume(run_dir, **options)
 
 
 def load_run(path: str) -> Run:
@@ -69,10 +94,10 @@ def load_run(path: str) -> Run:
 def build_from_card(path: str, *, weights: bool = True) -> torch.nn.Module:
     """Rebuild the model of an architecture card (``arch.json`` or its export folder), eval mode.
 
-    See :func:`nas.export.card.build_from_card`: with the card's weights file the model gives the
+    See :func:`nas.export.rebuild.build_from_card`: with the card's weights file the model gives the
     same
     outputs as the exported one.
     """
-    from nas.export.card import build_from_card as _build_from_card
+    from nas.export.rebuild import build_from_card as _build_from_card
 
     return _build_from_card(path, weights=weights)

@@ -10,8 +10,10 @@ A config has these sections (every key optional but ``space.name`` and ``control
     latency:    {device: cpu, threads: 1, runtime: torch, repeats: 50, service: false}
     reward:     {target: 2.0, alpha: -0.07, beta: -0.07, metric: latency}  # or {preset, target}
     search:     {trials: 24, concurrency: 2, cpus_per_trial: 1, gpus_per_trial: 0,
-                 scheduler: none, max_failures: 1, seed: 0, dedup: true, max_repeats: 100}
+                 scheduler: none, max_failures: 1, seed: 0, dedup: true, max_repeats: 100,
+                 keep_weights: 3, progress: auto}
     ray:        {address: null, num_cpus: null, num_gpus: null, dashboard: false, resources: null}
+    logging:    {tensorboard: false, mlflow: {tracking_uri: file:./mlruns, experiment: mnas}}
 
 ``evaluator`` takes the keys of :class:`nas.evaluation.evaluate.EvalSettings` (``dataset``,
 ``val_fraction``,
@@ -26,7 +28,6 @@ names, options and sizes. Errors are :class:`ConfigError` naming the key path.
 from __future__ import annotations
 
 import copy
-import math
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -34,33 +35,16 @@ from typing import Any
 
 import yaml
 
-from nas.errors import ConfigError, UsageError, unknown_key
+from nas._checks import check_bool, check_choice, check_int, check_known, check_number
+from nas.errors import ConfigError, UsageError
 
-__all__ = ["SearchSettings", "RaySettings", "SearchConfig", "load_config", "apply_overrides"]
+__all__ = ["SearchSettings", "RaySettings", "LoggingSettings", "SearchConfig", "load_config",
+           "apply_overrides"]
 
 SECTIONS = ("name", "results_dir", "space", "controller", "evaluator", "latency", "reward",
-            "search", "ray")
+            "search", "ray", "logging")
 SCHEDULERS = ("none", "asha")
-
-
-def _int(key: str, value: Any, minimum: int = 1, optional: bool = False) -> None:
-    if value is None and optional:
-        return
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ConfigError(f"{key}={value!r}: must be an integer >= {minimum}")
-
-
-def _num(key: str, value: Any, minimum: float = 0.0) -> None:
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-        raise ConfigError(f"{key}={value!r}: must be a number >= {minimum:g}")
-    if value < minimum:
-        raise ConfigError(f"{key}={value!r}: must be a number >= {minimum:g}")
-
-
-def _known(section: str, data: Mapping[str, Any], known: Sequence[str]) -> None:
-    for key in data:
-        if key not in known:
-            raise unknown_key(f"{section}.{key}", key, known)
+PROGRESS = ("auto", "rich", "lines", "none")
 
 
 @dataclass(frozen=True)
@@ -81,6 +65,11 @@ class SearchSettings:
             are re-evaluated, e.g. to average noisy rewards).
         max_repeats: repeated proposals in a row answered from the records before a repeat is
             evaluated anyway (so a tiny or exhausted space cannot loop).
+        keep_weights: keep the trained weights (safetensors) of the best K children in
+            ``RUN/weights/`` as they finish, dropping those that fall out of the top K (0: none);
+            ``nas export`` uses them.
+        progress: ``auto`` (a live view on a terminal, one line per finished child otherwise),
+            ``rich``, ``lines`` or ``none`` (the CLI's ``--quiet``).
     """
 
     trials: int = 20
@@ -94,24 +83,57 @@ class SearchSettings:
     seed: int = 0
     dedup: bool = True
     max_repeats: int = 100
+    keep_weights: int = 3
+    progress: str = "auto"
 
     def __post_init__(self) -> None:
-        _int("search.trials", self.trials)
-        _int("search.concurrency", self.concurrency)
-        _num("search.cpus_per_trial", self.cpus_per_trial)
-        _num("search.gpus_per_trial", self.gpus_per_trial)
+        check_int("search.trials", self.trials)
+        check_int("search.concurrency", self.concurrency)
+        check_number("search.cpus_per_trial", self.cpus_per_trial)
+        check_number("search.gpus_per_trial", self.gpus_per_trial)
         if self.cpus_per_trial == 0 and self.gpus_per_trial == 0:
             raise ConfigError("search.cpus_per_trial=0: a trial needs CPUs or GPUs")
         if self.scheduler not in SCHEDULERS:
             raise ConfigError(f"search.scheduler={self.scheduler!r}: allowed values: "
                               f"{', '.join(SCHEDULERS)}")
-        _int("search.grace_period", self.grace_period)
-        _int("search.reduction_factor", self.reduction_factor, minimum=2)
-        _int("search.max_failures", self.max_failures, minimum=0)
-        _int("search.seed", self.seed, minimum=0)
+        check_int("search.grace_period", self.grace_period)
+        check_int("search.reduction_factor", self.reduction_factor, minimum=2)
+        check_int("search.max_failures", self.max_failures, minimum=0)
+        check_int("search.seed", self.seed, minimum=0)
         if not isinstance(self.dedup, bool):
             raise ConfigError(f"search.dedup={self.dedup!r}: must be true or false")
-        _int("search.max_repeats", self.max_repeats, minimum=0)
+        check_int("search.max_repeats", self.max_repeats, minimum=0)
+        check_int("search.keep_weights", self.keep_weights, minimum=0)
+        check_choice("search.progress", self.progress, PROGRESS)
+
+
+@dataclass(frozen=True)
+class LoggingSettings:
+    """Experiment trackers that receive every child's per-epoch and final metrics.
+
+    Args:
+        tensorboard: write TensorBoard event files under ``RUN/tensorboard/`` (one run per
+            child).
+        mlflow: log to MLflow: ``{tracking_uri: ..., experiment: ...}`` (one MLflow run per
+            child; needs ``pip install 'mnas[mlflow]'``, i.e. mlflow-skinny); None: off.
+    """
+
+    tensorboard: bool = False
+    mlflow: dict[str, Any] | None = None
+
+    def __post_init__(self) -> None:
+        check_bool("logging.tensorboard", self.tensorboard)
+        if self.mlflow is None:
+            return
+        if not isinstance(self.mlflow, Mapping):
+            raise ConfigError(f"logging.mlflow={self.mlflow!r}: must be a mapping with "
+                              "tracking_uri (and experiment)")
+        check_known("logging.mlflow", self.mlflow, ("tracking_uri", "experiment"))
+        for key in ("tracking_uri", "experiment"):
+            value = self.mlflow.get(key)
+            if (key == "tracking_uri" or value is not None) and (
+                    not isinstance(value, str) or not value):
+                raise ConfigError(f"logging.mlflow.{key}={value!r}: must be a non-empty string")
 
 
 @dataclass(frozen=True)
@@ -136,15 +158,15 @@ class RaySettings:
     def __post_init__(self) -> None:
         if self.address is not None and (not isinstance(self.address, str) or not self.address):
             raise ConfigError(f"ray.address={self.address!r}: must be a 'host:port' string")
-        _int("ray.num_cpus", self.num_cpus, optional=True)
-        _int("ray.num_gpus", self.num_gpus, minimum=0, optional=True)
+        check_int("ray.num_cpus", self.num_cpus, optional=True)
+        check_int("ray.num_gpus", self.num_gpus, minimum=0, optional=True)
         if not isinstance(self.dashboard, bool):
             raise ConfigError(f"ray.dashboard={self.dashboard!r}: must be true or false")
         if self.resources is not None:
             if not isinstance(self.resources, Mapping):
                 raise ConfigError(f"ray.resources={self.resources!r}: must be a mapping")
             for name, amount in self.resources.items():
-                _num(f"ray.resources.{name}", amount)
+                check_number(f"ray.resources.{name}", amount)
 
 
 @dataclass(frozen=True)
@@ -158,14 +180,21 @@ class SearchConfig:
     reward: dict[str, Any] | None = None
     search: SearchSettings = field(default_factory=SearchSettings)
     ray: RaySettings = field(default_factory=RaySettings)
+    logging: LoggingSettings = field(default_factory=LoggingSettings)
     name: str | None = None
     results_dir: str = "results"
 
     def to_dict(self) -> dict[str, Any]:
         """Plain data, the resolved ``config.yaml`` of a run."""
         out = {f.name: copy.deepcopy(getattr(self, f.name)) for f in fields(self)}
-        out["search"], out["ray"] = asdict(self.search), asdict(self.ray)
+        for key in ("search", "ray", "logging"):
+            out[key] = asdict(getattr(self, key))
         return out
+
+    @property
+    def auto_target(self) -> bool:
+        """``reward.target: auto``: the driver measures the target from sampled children."""
+        return bool(self.reward) and self.reward.get("target") == "auto"
 
     @property
     def latency_service(self) -> bool:
@@ -176,7 +205,7 @@ class SearchConfig:
 def _named_section(key: str, data: Any) -> dict[str, Any]:
     if not isinstance(data, Mapping):
         raise ConfigError(f"{key}: must be a mapping with 'name' (and 'options')")
-    _known(key, data, ("name", "options"))
+    check_known(key, data, ("name", "options"))
     if not isinstance(data.get("name"), str) or not data["name"]:
         raise ConfigError(f"{key}.name: missing; give a registered name or 'package.module:Class'")
     options = data.get("options") or {}
@@ -195,7 +224,7 @@ def _mapping(key: str, data: Any) -> dict[str, Any]:
 
 def _settings(cls: type, key: str, data: Any) -> Any:
     data = _mapping(key, data)
-    _known(key, data, [f.name for f in fields(cls)])
+    check_known(key, data, [f.name for f in fields(cls)])
     return cls(**data)
 
 
@@ -203,7 +232,7 @@ def parse_config(data: Any) -> SearchConfig:
     """Validate plain config data (structure and types; names are checked by :func:`check`)."""
     if not isinstance(data, Mapping):
         raise ConfigError("config: the file must hold a YAML mapping of sections")
-    _known("config", data, SECTIONS)
+    check_known("config", data, SECTIONS)
     if "space" not in data:
         raise ConfigError("space: missing section (e.g. space: {name: mnasnet})")
     if "controller" not in data:
@@ -223,6 +252,7 @@ def parse_config(data: Any) -> SearchConfig:
         reward=None if reward is None else _mapping("reward", reward),
         search=_settings(SearchSettings, "search", data.get("search")),
         ray=_settings(RaySettings, "ray", data.get("ray")),
+        logging=_settings(LoggingSettings, "logging", data.get("logging")),
         name=name, results_dir=results_dir)
 
 
@@ -235,17 +265,21 @@ def wants_cuda(config: SearchConfig) -> str | None:
     return None
 
 
+def _override_error(item: str, detail: str) -> ConfigError:
+    return ConfigError(f"overrides {item!r}: {detail}", params=("overrides",))
+
+
 def apply_overrides(data: dict[str, Any], overrides: Sequence[str]) -> dict[str, Any]:
     """Apply ``key.path=value`` overrides (values parsed as YAML) to plain config data."""
     data = copy.deepcopy(data)
     for item in overrides:
         path, sep, raw = item.partition("=")
         if not sep or not path:
-            raise ConfigError(f"--set {item!r}: expected key.path=value")
+            raise _override_error(item, "expected key.path=value")
         try:
             value = yaml.safe_load(raw) if raw.strip() else None
         except yaml.YAMLError:
-            raise ConfigError(f"--set {item!r}: cannot parse the value {raw!r}") from None
+            raise _override_error(item, f"cannot parse the value {raw!r}") from None
         keys = path.split(".")
         node = data
         for depth, key in enumerate(keys[:-1]):
@@ -253,7 +287,7 @@ def apply_overrides(data: dict[str, Any], overrides: Sequence[str]) -> dict[str,
             if child is None:
                 child = node[key] = {}
             if not isinstance(child, dict):
-                raise ConfigError(f"--set {item!r}: {'.'.join(keys[:depth + 1])} is not a mapping")
+                raise _override_error(item, f"{'.'.join(keys[:depth + 1])} is not a mapping")
             node = child
         node[keys[-1]] = value
     return data

@@ -20,6 +20,8 @@ __all__ = [
     "RefusedNameError",
     "RunLockedError",
     "TrialFailed",
+    "SearchFailed",
+    "SearchInterrupted",
     "did_you_mean",
     "unknown_key",
 ]
@@ -30,7 +32,16 @@ class NasError(Exception):
 
 
 class UsageError(NasError, ValueError):
-    """Bad input from a user (a config value, a CLI argument, a file); the CLI exits with code 2."""
+    """Bad input from a user (a config value, a CLI argument, a file); the CLI exits with code 2.
+
+    ``params`` names the function parameters the message mentions (as ``name=value`` or the bare
+    name); the CLI rewrites them to its flags (``train_epochs=0`` becomes ``--train-epochs=0``),
+    so the library speaks of parameters and the command line of flags.
+    """
+
+    def __init__(self, message: str = "", *, params: tuple[str, ...] = ()) -> None:
+        super().__init__(message)
+        self.params = tuple(params)
 
 
 class ConfigError(UsageError):
@@ -70,6 +81,24 @@ class TrialFailed(NasError):
     def __init__(self, reason: str) -> None:
         super().__init__(reason)
         self.reason = reason
+
+
+class SearchFailed(NasError):
+    """Every finished child of a search failed (the CLI's exit 1); ``reasons`` counts why."""
+
+    def __init__(self, run_dir: object, reasons: list[tuple[str, int]]) -> None:
+        top = "; ".join(f"{n} x {r}" for r, n in reasons) or "unknown"
+        super().__init__(f"every child of {run_dir} failed: {top}")
+        self.run_dir, self.reasons = run_dir, reasons
+
+
+class SearchInterrupted(NasError):
+    """A search stopped before its trial budget (Ctrl-C; the CLI's exit 130); it can resume."""
+
+    def __init__(self, run_dir: object, trials: int, target: int) -> None:
+        super().__init__(f"{run_dir}: stopped at {trials}/{target} trials; continue with "
+                         f"nas.resume({str(run_dir)!r})")
+        self.run_dir, self.trials, self.target = run_dir, trials, target
 
 
 def did_you_mean(name: object, known: Collection[str]) -> str:

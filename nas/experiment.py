@@ -14,7 +14,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields
 from typing import TYPE_CHECKING, Any
 
-from nas.config import SearchConfig, _known
+from nas._checks import check_known
+from nas.config import SearchConfig
 from nas.errors import ConfigError, UnknownOptionError, UsageError, did_you_mean
 from nas.registry import CONTROLLERS, EVALUATORS, SPACES, evaluator_options
 
@@ -39,9 +40,10 @@ class Experiment:
     evaluator: Callable[..., Any]
 
     def with_config(self, config: SearchConfig) -> Experiment:
-        """The same objects under the resolved config (e.g. the space's sizes filled in)."""
-        return Experiment(config, self.settings, self.dataset, self.space, self.controller,
-                          self.evaluator)
+        """The same objects under the resolved config (e.g. the space's sizes filled in, the
+        reward's target measured); the evaluation settings follow the config."""
+        return Experiment(config, eval_settings(config), self.dataset, self.space,
+                          self.controller, self.evaluator)
 
 
 def build_experiment(config: SearchConfig) -> Experiment:
@@ -71,15 +73,31 @@ def eval_settings(config: SearchConfig) -> EvalSettings:
 
     ev = dict(config.evaluator)
     train_keys, data_keys = _evaluator_keys()
-    _known("evaluator", ev, [*data_keys, *train_keys, "name", "options"])
+    check_known("evaluator", ev, [*data_keys, *train_keys, "name", "options"])
     data: dict[str, Any] = {k: v for k, v in ev.items() if k in data_keys}
+    _absolute_paths(data)
     data["train"] = {k: v for k, v in ev.items() if k in train_keys}
     data["evaluator"] = ev.get("name", "default")
     if ev.get("options") is not None:
         data["evaluator_options"] = ev["options"]
     data["latency"] = {k: v for k, v in config.latency.items() if k != "service"}
     data["reward"] = config.reward
+    if config.auto_target:  # checked with a stand-in; the driver measures the real one
+        data["reward"] = {**config.reward, "target": 1.0}
     return _prefixed("evaluator", EvalSettings.from_dict, data)
+
+
+def _absolute_paths(data: dict[str, Any]) -> None:
+    """The dataset's file or folder and ``data_root`` as absolute paths: trial workers run in
+    other working directories."""
+    from pathlib import Path
+
+    from nas.evaluation.data import absolute_name
+
+    if isinstance(data.get("dataset"), str):
+        data["dataset"] = absolute_name(data["dataset"])
+    if isinstance(data.get("data_root"), str) and data["data_root"]:
+        data["data_root"] = str(Path(data["data_root"]).expanduser().absolute())
 
 
 def check_evaluator(name: str, options: Mapping[str, Any]) -> Callable[..., Any]:

@@ -117,12 +117,12 @@ class RunDir:
         """``results_dir/name`` for a new run: one folder name, inside ``results_dir``, unused."""
         if (not isinstance(name, str) or not name or name in (".", "..") or "/" in name
                 or "\\" in name or name.startswith("-") or "\0" in name):
-            raise UsageError(f"--name {name!r}: must be one folder name (no '/', not '..'), "
-                             "created inside results_dir")
+            raise UsageError(f"name={name!r}: must be one folder name (no '/', not '..'), "
+                             "created inside results_dir", params=("name",))
         path = Path(results_dir) / name
         if path.exists():
             raise UsageError(f"run folder {str(path)!r} exists; continue it with `nas resume "
-                             f"{path}` or choose another --name")
+                             f"{path}` or choose another name", params=("name",))
         return path
 
     @classmethod
@@ -233,6 +233,15 @@ class RunDir:
     @property
     def tune_dir(self) -> Path:
         return self.path / "tune"
+
+    @property
+    def weights_dir(self) -> Path:
+        """The trained weights kept by ``search.keep_weights`` (``trial-<id>.safetensors``)."""
+        return self.path / "weights"
+
+    def weights_path(self, trial_id: int) -> Path:
+        """Where the kept weights of trial ``trial_id`` are (they may not exist)."""
+        return self.weights_dir / f"trial-{int(trial_id)}.safetensors"
 
     # -- contents ----------------------------------------------------------------------------
     def read_config(self) -> dict[str, Any]:

@@ -14,11 +14,12 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
 
 import numpy as np
 
+from nas._checks import check_known
 from nas.errors import ConfigError
 
 __all__ = ["RewardConfig", "PRESETS", "COST_METRICS", "mnas_reward", "pareto_mask"]
@@ -93,6 +94,26 @@ class RewardConfig:
             raise ConfigError(f"reward.preset={preset!r}: allowed values: {', '.join(PRESETS)}")
         alpha, beta = PRESETS[preset]
         return cls(target=target, alpha=alpha, beta=beta, metric=metric)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> RewardConfig:
+        """The one parser of a config's ``reward`` section (and of :meth:`to_dict`'s output).
+
+        ``{"target", "alpha", "beta", "metric", "accuracy_key"}`` (alpha/beta default to the soft
+        preset) or ``{"preset": "soft"|"hard", "target", "metric"}``; an unknown key, a missing
+        target or a preset given with exponents raises ConfigError naming the key.
+        """
+        if not isinstance(data, Mapping):
+            raise ConfigError(f"reward={data!r}: must be a mapping")
+        check_known("reward", data, sorted(["preset", *(f.name for f in fields(cls))]))
+        if data.get("target") is None:
+            raise ConfigError("reward.target: missing (the latency/MACs/params target T)")
+        if data.get("preset") is None:
+            return cls(**{k: v for k, v in data.items() if k != "preset"})
+        if "alpha" in data or "beta" in data:
+            raise ConfigError("reward.preset: give either a preset or alpha/beta, not both")
+        preset = cls.from_preset(data["preset"], data["target"], data.get("metric", "latency"))
+        return replace(preset, accuracy_key=data.get("accuracy_key", "accuracy"))
 
     @property
     def cost_key(self) -> str:

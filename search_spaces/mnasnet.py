@@ -44,6 +44,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from nas._checks import check_choice, check_int, check_number
 from nas.errors import UsageError
 from nas.registry import register_space
 from nas.space import Arch, Choice, LatencyUnit, Space
@@ -125,29 +126,7 @@ def _unique(values: Sequence[int]) -> tuple[int, ...]:
     return tuple(dict.fromkeys(values))
 
 
-def _check_int(name: str, value: Any, minimum: int = 1) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise UsageError(f"mnasnet option {name}={value!r}: must be an integer >= {minimum}")
-    return value
-
-
-def _check_number(name: str, value: Any, low: float, high: float, closed: bool) -> float:
-    """A real number in (low, high] (``closed``) or [low, high); the error names the option."""
-    ok = (
-        not isinstance(value, bool)
-        and isinstance(value, int | float)
-        and (low < value <= high if closed else low <= value < high)
-    )
-    if not ok:
-        span = f"({low:g}, {high:g}]" if closed else f"[{low:g}, {high:g})"
-        raise UsageError(f"mnasnet option {name}={value!r}: must be in {span}")
-    return float(value)
-
-
-def _check_choice(name: str, value: Any, allowed: Sequence[str]) -> str:
-    if not isinstance(value, str) or value not in allowed:
-        raise UsageError(f"mnasnet option {name}={value!r}: allowed values: {', '.join(allowed)}")
-    return value
+OPT = "mnasnet option "
 
 
 def _check_skeleton(skeleton: Any) -> tuple[tuple[int, int, int], ...]:
@@ -168,8 +147,8 @@ def _check_skeleton(skeleton: Any) -> tuple[tuple[int, int, int], ...]:
             raise UsageError(
                 f"mnasnet option skeleton[{i}]={row!r}: expected [channels, repeats, stride]"
             )
-        c = _check_int(f"skeleton[{i}].channels", row[0])
-        r = _check_int(f"skeleton[{i}].repeats", row[1])
+        c = check_int(f"{OPT}skeleton[{i}].channels", row[0])
+        r = check_int(f"{OPT}skeleton[{i}].repeats", row[1])
         s = row[2]
         if s not in (1, 2) or isinstance(s, bool):
             raise UsageError(f"mnasnet option skeleton[{i}].stride={s!r}: allowed values: 1, 2")
@@ -213,16 +192,16 @@ class MnasNetSpace(Space):
     ) -> None:
         rows = _check_skeleton(skeleton)
         options = {
-            "input_size": _check_int("input_size", input_size),
-            "num_classes": _check_int("num_classes", num_classes),
-            "in_channels": _check_int("in_channels", in_channels),
-            "width_mult": _check_number("width_mult", width_mult, 0, 8, closed=True),
-            "stem_channels": _check_int("stem_channels", stem_channels),
-            "head_channels": _check_int("head_channels", head_channels),
+            "input_size": check_int(OPT + "input_size", input_size),
+            "num_classes": check_int(OPT + "num_classes", num_classes),
+            "in_channels": check_int(OPT + "in_channels", in_channels),
+            "width_mult": check_number(OPT + "width_mult", width_mult, maximum=8, strict=True),
+            "stem_channels": check_int(OPT + "stem_channels", stem_channels),
+            "head_channels": check_int(OPT + "head_channels", head_channels),
             "skeleton": skeleton if isinstance(skeleton, str) else [list(r) for r in rows],
-            "activation": _check_choice("activation", activation, tuple(ACTIVATIONS)),
-            "dropout": _check_number("dropout", dropout, 0, 1, closed=False),
-            "strides": _check_choice("strides", strides, STRIDE_MODES),
+            "activation": check_choice(OPT + "activation", activation, tuple(ACTIVATIONS)),
+            "dropout": check_number(OPT + "dropout", dropout, maximum=1, strict_max=True),
+            "strides": check_choice(OPT + "strides", strides, STRIDE_MODES),
         }
         resolve_strides([r[2] for r in rows], options["input_size"], options["strides"])
         self._rows = rows

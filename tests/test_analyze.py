@@ -22,6 +22,7 @@ import json
 import math
 
 import numpy as np
+import pandas as pd
 import pytest
 
 import nas
@@ -101,8 +102,8 @@ def test_rerank_for_a_new_target(crafted):
     top = crafted.best(5, target_ms=0.5)
     assert list(top["trial_id"]) == [1, 6, 0, 4, 3]
     assert np.allclose(top["reward"], [0.80, 0.70, 0.45, 0.85 * 0.5 / 1.5, 0.95 * 0.5 / 4.0])
-    assert list(top.columns) == ["rank", "trial_id", "accuracy", "latency_ms", "macs", "params",
-                                 "reward", "arch_key"]
+    assert list(top.columns) == ["rank", "trial_id", "evals", "accuracy", "latency_ms", "macs",
+                                 "params", "reward", "reward_std", "arch_key"]
     # far target: everything is under it, so reward = accuracy
     assert list(crafted.best(2, target_ms=5.0)["trial_id"]) == [3, 0]
 
@@ -118,7 +119,8 @@ def test_rerank_with_new_exponents(crafted):
 def test_pareto_membership(crafted):
     lat = crafted.pareto()
     assert list(lat["trial_id"]) == [6, 1, 0, 3]  # 4 is dominated by 0; failed 2 excluded
-    assert list(lat.columns) == ["trial_id", "accuracy", "latency_ms", "reward", "arch_key"]
+    assert list(lat.columns) == ["trial_id", "evals", "accuracy", "latency_ms", "reward",
+                                 "arch_key"]
     macs = crafted.pareto("macs")
     assert list(macs["trial_id"]) == [1, 3]
     with pytest.raises(UsageError, match="cost='flops'"):
@@ -238,3 +240,22 @@ def test_figures_and_self_contained_report(crafted, tmp_path):
     assert [r["trial_id"] for r in json.loads(written["analysis.json"].read_text())["top"]] == \
         [1, 6, 0]
     assert not list((tmp_path / "out").glob(".*.tmp"))  # atomic writes left no temporaries
+
+
+def test_repeated_architectures_are_one_row_with_mean_and_spread():
+    """The same architecture evaluated twice is one row (its mean), ranked by the mean."""
+    frame = pd.DataFrame({
+        "trial_id": [0, 1, 2, 3], "status": ["complete"] * 3 + ["failed"],
+        "error": [None, None, None, "boom"], "arch_key": ["a", "b", "a", "a"],
+        "reward": [0.8, 0.75, 0.6, None], "accuracy": [0.8, 0.75, 0.6, None],
+        "latency_ms": [1.0, 2.5, 3.0, None], "macs": [10, 20, 10, None],
+        "params": [5, 6, 5, None]})
+    top = top_k(frame, 5, None)
+    assert list(top["arch_key"]) == ["b", "a"] and list(top["evals"]) == [1, 2]
+    a = top.iloc[1]
+    assert a["trial_id"] == 0  # the architecture's best trial represents it
+    assert a["reward"] == pytest.approx(0.7) and a["latency_ms"] == pytest.approx(2.0)
+    assert a["reward_std"] == pytest.approx(np.std([0.8, 0.6], ddof=1))
+    assert math.isnan(top.iloc[0]["reward_std"])  # one evaluation: no spread
+    front = pareto_front(frame)
+    assert sorted(front["arch_key"]) == ["a", "b"] and front["arch_key"].is_unique

@@ -142,6 +142,15 @@ def test_nothing_below_the_face_imports_nas_itself():
     assert not bad, f"import the module you need, not the package face: {bad}"
 
 
+def test_validators_and_config_are_torch_free():
+    """One set of validators, usable without torch (the config layer and controllers need it)."""
+    light = ("nas._checks", "nas.config", "nas.reward", "nas.records", "nas.errors")
+    bad = sorted(f"{name}:{line} imports {target}" for name in light
+                 for target, line in graph()[name]
+                 if target.split(".")[0] in ("torch", "pandas", "ray"))
+    assert not bad, bad
+
+
 def test_the_checker_sees_a_violation(tmp_path, monkeypatch):
     """The floor rule fails on an upward import (a guard against a checker that cannot fail)."""
     monkeypatch.setitem(graph(), "nas.space", [("nas.runner.driver", 1)])

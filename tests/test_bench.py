@@ -131,9 +131,9 @@ def test_run_bench_curves_are_monotone_and_complete(space, table):
 
 
 @pytest.mark.parametrize(("kwargs", "message"), [
-    ({"trials": 0}, "--trials=0"), ({"seeds": 0}, "--seeds=0"), ({"workers": 0}, "--workers=0"),
-    ({"first_seed": -1}, "--first-seed=-1"), ({"controllers": ["nope"]}, "unknown controller"),
-    ({"options": {"rl": {"lr": 1.0}}}, "--set: options given for"),
+    ({"trials": 0}, "^trials=0"), ({"seeds": 0}, "^seeds=0"), ({"workers": 0}, "^workers=0"),
+    ({"first_seed": -1}, "^first_seed=-1"), ({"controllers": ["nope"]}, "unknown controller"),
+    ({"options": {"rl": {"lr": 1.0}}}, "^options: given for"),
 ])
 def test_run_bench_validation(space, table, kwargs, message):
     objective = TableObjective(space, table.head(50), key="arch_str", metric="accuracy")
@@ -143,10 +143,10 @@ def test_run_bench_validation(space, table, kwargs, message):
 
 
 def test_load_table_errors(tmp_path):
-    with pytest.raises(UsageError, match="--table: file not found"):
+    with pytest.raises(UsageError, match="^table: file not found"):
         load_table(tmp_path / "none.csv", key="k", metric="m")
     (tmp_path / "t.csv").write_text("k,m\na,1\n")
-    with pytest.raises(UsageError, match="--latency-column: column 'lat' is not in t.csv"):
+    with pytest.raises(UsageError, match="^latency_column: column 'lat' is not in t.csv"):
         load_table(tmp_path / "t.csv", key="k", metric="m", latency_column="lat")
 
 

@@ -76,7 +76,8 @@ def test_analyze_table_writes_report_figures_and_csvs(run_dir, capsys):
 def test_analyze_csv_and_markdown(run_dir, tmp_path, capsys):
     assert main(["analyze", str(run_dir), "--format", "csv", "--out", str(tmp_path / "a")]) == 0
     captured = capsys.readouterr()
-    assert captured.out.startswith("# top\nrank,trial_id,accuracy,latency_ms,macs,params,reward")
+    assert captured.out.startswith(
+        "# top\nrank,trial_id,evals,accuracy,latency_ms,macs,params,reward")
     assert "wrote" in captured.err and (tmp_path / "a" / "report.html").exists()
     assert main(["analyze", str(run_dir), "--format", "markdown", "--no-files",
                  "--alpha", "-0.07", "--beta", "-0.07"]) == 0
@@ -87,9 +88,9 @@ def test_analyze_csv_and_markdown(run_dir, tmp_path, capsys):
 @pytest.mark.parametrize("argv, needles", [
     (["--format", "xml"], ["--format", "xml"]),
     (["--top", "0"], ["--top 0"]),
-    (["--target-ms", "-1"], ["--target-ms -1"]),
-    (["--target-ms", "nan"], ["--target-ms nan"]),
-    (["--alpha", "inf"], ["--alpha inf"]),
+    (["--target-ms", "-1"], ["--target-ms=-1.0: must be a finite number > 0"]),
+    (["--target-ms", "nan"], ["--target-ms=nan"]),
+    (["--alpha", "inf"], ["--alpha=inf: must be a finite number"]),
 ])
 def test_analyze_bad_flags_exit_2(run_dir, capsys, argv, needles):
     assert main(["analyze", str(run_dir), "--no-files", *argv]) == 2

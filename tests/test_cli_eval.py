@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import numpy as np
 import pytest
@@ -145,3 +146,67 @@ def test_evaluate_preset_with_latency_at_deployment_size(capsys):
 def test_evaluate_preset_of_a_space_without_presets(capsys):
     assert main(["evaluate", "--space", "nasbench201", "--preset", "x"]) == 2
     assert "known presets: (none)" in capsys.readouterr().err
+
+
+TOY = ["--space", "nas.testing.fixtures:ToySpace"]
+
+
+@pytest.fixture
+def toy_arch(tmp_path):
+    path = tmp_path / "toy.json"
+    path.write_text(json.dumps({"space": "nas.testing.fixtures:ToySpace",
+                                "decisions": {"width": 16, "depth": 1}}))
+    return str(path)
+
+
+def test_evaluate_prints_one_line_per_epoch_on_stderr(toy_arch, capsys):
+    code = main(["evaluate", "--arch", toy_arch, "--epochs", "2", "--max-train", "128",
+                 "--no-latency", "--json"])
+    out, err = capsys.readouterr()
+    record = json.loads(out)  # stdout holds only the JSON
+    assert code == 0 and record["status"] == "complete"
+    lines = [line for line in err.splitlines() if line.startswith("epoch ")]
+    pattern = r"epoch (\d)/2: train loss \d+\.\d{4}, val accuracy (\d\.\d{4}), \d+\.\d s"
+    assert [re.fullmatch(pattern, line).group(1) for line in lines] == ["1", "2"], err
+    history = record["train"]["history"]
+    assert [float(re.fullmatch(pattern, line).group(2)) for line in lines] == \
+        [round(h["val_accuracy"], 4) for h in history]
+
+
+def test_warnings_for_a_spread_over_25_percent_and_a_child_at_chance():
+    from nas.cli.eval_cmds import warnings_for
+
+    lat = {"latency_ms": 1.0, "latency_p10_ms": 0.9, "latency_p90_ms": 1.16}
+    assert warnings_for({**lat, "latency_spread": 0.25}) == []
+    (line,) = warnings_for({**lat, "latency_spread": 0.26})
+    assert line.startswith("warning: latency spread 26% > 25% (p10 0.900 ms")
+    # 10 classes, 400 validation images: chance 0.1 + 2 * sqrt(0.1 * 0.9 / 400) = 0.13
+    assert warnings_for({"accuracy": 0.131}, 10, 400) == []
+    (line,) = warnings_for({"accuracy": 0.13}, 10, 400)
+    assert line.startswith("warning: accuracy 0.1300 is at chance (1/10 = 0.1000")
+    assert "on 400 validation images = 0.1300)" in line
+    assert warnings_for({"accuracy": 0.05, "status": "failed"}, 10, 400) == []  # failed: no warning
+
+
+def test_evaluate_warns_on_stderr(toy_arch, capsys, monkeypatch):
+    import nas.evaluation.evaluate as evaluate
+
+    def fake(space, arch, settings, *, report=None, dataset=None, **kwargs):
+        report({"epoch": 1, "train_loss": 2.3, "val_accuracy": 0.1, "epoch_s": 0.5})
+        return {"space": space.name, "arch_key": arch.key, "preset": None, "dataset": "digits",
+                "status": "complete", "error": None, "accuracy": 0.1, "latency_ms": 1.0,
+                "latency_p10_ms": 0.8, "latency_p90_ms": 1.3, "latency_spread": 0.5,
+                "params": 1, "macs": 1, "timings": {"total_s": 1.0}}
+
+    monkeypatch.setattr(evaluate, "evaluate_arch", fake)
+    assert main(["evaluate", "--arch", toy_arch]) == 0
+    out, err = capsys.readouterr()
+    assert "accuracy (val)" in out
+    assert err.splitlines() == [
+        "epoch 1/1: train loss 2.3000, val accuracy 0.1000, 0.5 s",
+        "warning: latency spread 50% > 25% (p10 0.800 ms, median 1.000 ms, p90 1.300 ms): the "
+        "timing was disturbed, likely by other processes; rerun on idle cores or with more repeats",
+        "warning: accuracy 0.1000 is at chance (1/10 = 0.1000, + 2 standard errors on 288 "
+        "validation images = 0.1354): the child learned nothing; train longer or check the "
+        "learning rate and the data",
+    ]

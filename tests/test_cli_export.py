@@ -83,13 +83,13 @@ def test_build_reports_a_parameter_mismatch(run_dir, tmp_path, capsys):
 
 
 @pytest.mark.parametrize("argv, needles", [
-    (["--rank", "9"], ["--rank 9", "only 3 complete trials"]),
-    (["--rank", "0"], ["--rank 0"]),
-    (["--trial", "77"], ["--trial 77", "no such trial"]),
-    (["--trial", "2"], ["--trial 2", "failed", "nan loss"]),
-    (["--format", "json,savedmodel"], ["--format 'savedmodel'", "allowed: json, pt2"]),
-    (["--train-epochs", "0"], ["--train-epochs 0"]),
-    (["--target-ms", "0"], ["--target-ms 0"]),
+    (["--rank", "9"], ["--rank=9: the run has only 3 complete architectures"]),
+    (["--rank", "0"], ["--rank=0: must be an integer >= 1"]),
+    (["--trial", "77"], ["--trial=77: no such trial"]),
+    (["--trial", "2"], ["--trial=2: the trial is failed", "nan loss"]),
+    (["--format", "json,savedmodel"], ["--format: unknown format 'savedmodel'", "allowed: json"]),
+    (["--train-epochs", "0"], ["--train-epochs=0: must be an integer >= 1"]),
+    (["--target-ms", "0"], ["--target-ms=0.0: must be a finite number > 0"]),
 ])
 def test_export_bad_input_exits_2_and_writes_nothing(run_dir, tmp_path, capsys, argv, needles):
     out = tmp_path / "never"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import subprocess
 import sys
@@ -157,3 +158,23 @@ def test_console_script_and_argparse_usage_error():
         text=True,
     )
     assert out.returncode == 2 and "one of the arguments --preset --arch is required" in out.stderr
+
+
+class _Terminal(io.StringIO):
+    """A stderr that says it is a terminal."""
+
+    def isatty(self) -> bool:
+        return True
+
+
+def test_space_show_draws_progress_on_a_terminal_only(capsys, monkeypatch):
+    argv = ("space", "show", "nas.testing.fixtures:ToySpace", "--samples", "3", "--json")
+    code, out, err = run(capsys, *argv)
+    assert code == 0 and json.loads(out)["cost"]["samples"] == 3
+    assert err == ""  # stderr is not a terminal: nothing extra
+    terminal = _Terminal()
+    monkeypatch.setattr(sys, "stderr", terminal)
+    code, out, _ = run(capsys, *argv)
+    assert code == 0 and json.loads(out)["cost"]["samples"] == 3  # stdout stays clean JSON
+    drawn = terminal.getvalue()
+    assert "costing 3 samples of toy" in drawn and "3/3" in drawn

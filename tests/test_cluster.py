@@ -62,14 +62,14 @@ def records(run_dir):
     return [json.loads(line) for line in (Path(run_dir) / "trials.jsonl").read_text().splitlines()]
 
 
-def timed_config(tmp_path, *, trials, seconds, max_failures=1):
+def timed_config(tmp_path, *, trials, seconds, max_failures=1, keep_weights=0):
     """Children that take ``seconds`` each (nas.testing.fixtures:fixed_time), 1 CPU, 2 at once."""
     return config(tmp_path, controller={"name": "random"},
                   evaluator={"dataset": "digits", "name": "nas.testing.fixtures:fixed_time",
                              "options": {"seconds": seconds}},
                   latency={"mode": "skip"}, reward={"target": 5.0},
                   search={"trials": trials, "concurrency": 2, "cpus_per_trial": 1,
-                          "max_failures": max_failures},
+                          "max_failures": max_failures, "keep_weights": keep_weights},
                   ray={})
 
 
@@ -176,7 +176,7 @@ def test_driver_without_the_clusters_token_gets_the_fix(cluster, tmp_path, auth)
 
 # -- a search on both nodes ----------------------------------------------------------------------
 def test_search_runs_trials_on_both_nodes(cluster, worker, tmp_path):
-    cfg = timed_config(tmp_path, trials=4, seconds=2.0)
+    cfg = timed_config(tmp_path, trials=4, seconds=2.0, keep_weights=4)
     out = run_nas("search", cfg, "--name", "both", "--address", cluster.address, timeout=240,
                   env=cluster.env())
     assert out.returncode == 0, out.stderr[-3000:]
@@ -186,6 +186,10 @@ def test_search_runs_trials_on_both_nodes(cluster, worker, tmp_path):
     assert {r["node"]["node_id"] for r in recs} == {head_of(cluster).node_id, worker.node_id}
     assert all(r["node"]["ip"] == cluster.address.rsplit(":", 1)[0] for r in recs)
     assert json.loads((run_dir / "run.json").read_text())["ray_address"] == cluster.address
+    # the trained weights of every child reach the run folder, from the second node through the
+    # weight-store actor on the driver's node
+    kept = sorted(int(p.stem.split("-")[1]) for p in (run_dir / "weights").glob("trial-*"))
+    assert kept == sorted(r["trial_id"] for r in recs)
 
 
 def test_search_survives_losing_a_node(cluster, worker, tmp_path):

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-import nas.evaluation.data
+import nas.evaluation.cifar
 from nas.errors import UsageError
 from nas.evaluation.data import load_dataset, read_cifar10_bin
 
@@ -194,7 +194,7 @@ def test_cifar10_download_failure_is_one_clear_error(tmp_path, monkeypatch):
     def offline(*args, **kwargs):
         raise urllib.error.URLError("network is unreachable")
 
-    monkeypatch.setattr(nas.evaluation.data.urllib.request, "urlretrieve", offline)
+    monkeypatch.setattr(nas.evaluation.cifar.urllib.request, "urlretrieve", offline)
     with pytest.raises(UsageError, match="cannot download CIFAR-10.*unreachable"):
         load_dataset("cifar10", root=tmp_path, download=True)
 

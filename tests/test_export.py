@@ -12,8 +12,9 @@ import torch
 
 import nas
 from nas.errors import UsageError
-from nas.export.card import build_from_card, export_trial, load_card, parse_formats, verify_card
+from nas.export.card import export_trial, parse_formats
 from nas.export.formats import seeded_input
+from nas.export.rebuild import build_from_card, load_card, verify_card
 from nas.results import RunDir
 
 SPACE = {"name": "mnasnet",
@@ -152,7 +153,8 @@ def test_train_epochs_trains_before_export(run, tmp_path):
     result = export_trial(run, rank=1, formats="json,weights", out=tmp_path / "trained",
                           train_epochs=1)
     weights = result.card["weights"]
-    assert weights["trained_epochs"] == 1 and weights["train"]["epochs"] == 1
+    assert weights["trained"] and weights["fine_tuned_epochs"] == 1 and weights["epochs"] == 1
+    assert weights["source"] == "export" and weights["train"]["epochs"] == 1
     assert 0.0 <= weights["train"]["val_accuracy"] <= 1.0
     trained = build_from_card(result.path)
     fresh = build_from_card(result.path, weights=False)  # the seeded initial weights
@@ -162,12 +164,12 @@ def test_train_epochs_trains_before_export(run, tmp_path):
 
 
 @pytest.mark.parametrize("kwargs, match", [
-    ({"rank": 4}, "--rank 4: the run has only 3 complete trials"),
-    ({"rank": 0}, "--rank 0"),
-    ({"trial_id": 42}, "--trial 42: no such trial"),
-    ({"trial_id": 2}, "--trial 2: the trial is failed"),
+    ({"rank": 4}, "rank=4: the run has only 3 complete architectures"),
+    ({"rank": 0}, "rank=0: must be an integer >= 1"),
+    ({"trial_id": 42}, "trial_id=42: no such trial"),
+    ({"trial_id": 2}, "trial_id=2: the trial is failed"),
     ({"rank": 1, "trial_id": 0}, "not both"),
-    ({"formats": "json,tflite"}, "--format 'tflite': unknown format"),
+    ({"formats": "json,tflite"}, "formats: unknown format 'tflite'"),
     ({"train_epochs": 0}, "train_epochs=0"),
 ])
 def test_bad_selection_writes_nothing(run, tmp_path, kwargs, match):
@@ -179,7 +181,7 @@ def test_bad_selection_writes_nothing(run, tmp_path, kwargs, match):
 def test_existing_folder_and_failures_leave_nothing_half_written(run, tmp_path, monkeypatch):
     out = tmp_path / "out"
     export_trial(run, formats="json", out=out)
-    with pytest.raises(UsageError, match="exists; choose another folder or pass --force"):
+    with pytest.raises(UsageError, match="exists; choose another folder or pass overwrite=True"):
         export_trial(run, formats="json", out=out)
     import nas.export.card as export_mod
 
@@ -239,3 +241,32 @@ def test_run_api_export_and_report_blocks(run, tmp_path):
     space = nas.get_space("mnasnet", **SPACE["options"])
     best = space.validate(run.records[0].arch)
     assert blocks == " ".join(space.describe(best)["block_strings"])
+
+
+def test_untrained_export_says_so(run, tmp_path, caplog):
+    with caplog.at_level("WARNING", logger="nas.export.card"):
+        result = export_trial(run, rank=1, formats="json", out=tmp_path / "raw")
+    assert result.card["weights"] == {"trained": False}
+    assert "UNTRAINED" in caplog.text
+
+
+def test_export_loads_the_searchs_kept_weights(tmp_path):
+    from nas.runner.weights import serialize_weights
+
+    run = make_run(tmp_path)
+    record = run.records[0]
+    space = nas.get_space(SPACE["name"], **SPACE["options"])
+    trained = space.build(space.validate(record.arch))
+    with torch.no_grad():
+        for p in trained.parameters():
+            p.add_(0.5)  # unlike any seeded initialisation
+    path = run.dir.weights_path(record.trial_id)
+    path.parent.mkdir(parents=True)
+    path.write_bytes(serialize_weights(trained, {"trial": "0", "epochs": "3"}))
+    result = export_trial(run, trial_id=record.trial_id, formats="json,weights",
+                          out=tmp_path / "kept")
+    assert {k: result.card["weights"][k] for k in ("trained", "epochs", "trial", "source")} == {
+        "trained": True, "epochs": 3, "trial": 0, "source": "search"}
+    rebuilt = build_from_card(result.path)
+    x = seeded_input((2, *space.input_shape()))
+    assert torch.equal(rebuilt(x), trained.eval()(x))

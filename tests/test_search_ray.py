@@ -83,6 +83,10 @@ def test_search_end_to_end_with_asha(tmp_path):
     assert out.returncode == 0, out.stderr[-3000:]
     assert "[6/6]" in out.stdout and "best reward" in out.stdout
     run_dir = tmp_path / "results" / "e2e"
+    assert f"next: nas analyze {run_dir}" in out.stdout and "top 5" in out.stdout
+    # Ray's and Tune's own messages are in the run's log, not on the terminal
+    assert "Token authentication" not in out.stderr
+    assert (run_dir / "ray.log").exists()  # what Ray printed (tests/test_progress.py shows where)
     recs = records(run_dir)  # in the order they ran
     assert len(recs) == 6 and len({r["trial_id"] for r in recs}) == 6
     assert len({r["arch_key"] for r in recs}) == 6
@@ -102,6 +106,9 @@ def test_search_end_to_end_with_asha(tmp_path):
                                   for r in done)
     assert done and all(r["metrics"]["latency_n"] > 0 and r["metrics"]["macs"] > 0 for r in done)
     assert all(r["node"]["node_id"] and r["device"]["torch"] for r in done)
+    # search.keep_weights (3): both complete children's trained weights are kept, nothing else
+    kept = sorted(int(p.stem.split("-")[1]) for p in (run_dir / "weights").glob("trial-*"))
+    assert kept == sorted(r["trial_id"] for r in done)
     resolved = yaml.safe_load((run_dir / "config.yaml").read_text())
     assert resolved["space"]["options"]["num_classes"] == 10 and resolved["search"]["trials"] == 6
     assert (run_dir / "trials.parquet").exists() and (run_dir / "controller.json").exists()
@@ -180,7 +187,9 @@ def test_every_child_failing_exits_1_with_the_reasons(tmp_path):
                  latency={"mode": "skip"}, search={"trials": 3, "concurrency": 1})
     out = run_nas("search", cfg, "--name", "allfail")
     assert out.returncode == 1, out.stderr[-3000:]
-    first = out.stdout.splitlines()[1]  # the failure is shown as it happens
+    lines = out.stdout.splitlines()
+    assert lines[1].startswith("[0/3] failed 0")  # progress shows at once, before any child
+    first = lines[2]  # the failure is shown as it happens
     assert first.startswith("[1/3] failed 1") and f"last failure: gate {gate}" in first
     err = out.stderr.strip().splitlines()
     assert "every child failed; most common reasons:" in err

@@ -13,21 +13,23 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from nas._checks import check_number
 from nas.errors import UsageError
 from nas.records import TrialStatus
-from nas.reward import PRESETS, RewardConfig, mnas_reward, pareto_mask
+from nas.reward import RewardConfig, mnas_reward, pareto_mask
 
 __all__ = [
     "reward_settings",
     "score",
     "complete_trials",
     "rank_trials",
+    "rank_archs",
     "top_k",
     "pareto_front",
     "progress",
@@ -43,30 +45,10 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-TOP_COLUMNS = ["rank", "trial_id", "accuracy", "latency_ms", "macs", "params", "reward",
-               "arch_key"]
+TOP_COLUMNS = ["rank", "trial_id", "evals", "accuracy", "latency_ms", "macs", "params", "reward",
+               "reward_std", "arch_key"]
+MEANS = ("reward", "accuracy", "latency_ms", "macs", "params")
 COSTS = {"latency_ms": "latency (ms)", "macs": "MACs", "params": "parameters"}
-
-
-def _check_number(name: str, value: Any, *, positive: bool) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-        raise UsageError(f"{name}={value!r}: must be a finite number")
-    if positive and value <= 0:
-        raise UsageError(f"{name}={value!r}: must be a positive number")
-    return float(value)
-
-
-def _config_reward(data: Any) -> RewardConfig | None:
-    """The reward settings of a resolved config's ``reward`` section (None if absent)."""
-    if not isinstance(data, Mapping) or data.get("target") is None:
-        return None
-    metric = data.get("metric", "latency")
-    if "preset" in data:
-        return RewardConfig.from_preset(data["preset"], data["target"], metric)
-    alpha, beta = PRESETS["soft"]
-    return RewardConfig(target=data["target"], alpha=data.get("alpha", alpha),
-                        beta=data.get("beta", beta), metric=metric,
-                        accuracy_key=data.get("accuracy_key", "accuracy"))
 
 
 def reward_settings(
@@ -94,27 +76,30 @@ def reward_settings(
             exponents without any target.
     """
     if target_ms is not None and target is not None:
-        raise UsageError("target_ms and target: give one of them, not both")
-    base = _config_reward(config.get("reward"))
+        raise UsageError("target_ms and target: give one of them, not both",
+                         params=("target_ms", "target"))
+    section = config.get("reward")
+    base = RewardConfig.from_dict(section) if section is not None else None
     if base is None and target_ms is None and target is None:
         if alpha is not None or beta is not None:
-            raise UsageError("alpha/beta: the run has no reward target; give target_ms as well")
+            raise UsageError("alpha/beta: the run has no reward target; give target_ms as well",
+                             params=("alpha", "beta", "target_ms"))
         return None
-    soft_a, soft_b = PRESETS["soft"]
-    metric = "latency" if target_ms is not None else (base.metric if base else "latency")
-    new_target = target_ms if target_ms is not None else target
-    if new_target is None:
-        new_target = base.target
-    return RewardConfig(
-        target=_check_number("target_ms" if target_ms is not None else "target", new_target,
-                             positive=True),
-        alpha=_check_number("alpha", alpha, positive=False) if alpha is not None
-        else (base.alpha if base else soft_a),
-        beta=_check_number("beta", beta, positive=False) if beta is not None
-        else (base.beta if base else soft_b),
-        metric=metric,
-        accuracy_key=base.accuracy_key if base else "accuracy",
-    )
+    changes = _reward_changes(target_ms, target, alpha, beta)
+    return replace(base or RewardConfig(target=changes["target"]), **changes)
+
+
+def _reward_changes(target_ms: Any, target: Any, alpha: Any, beta: Any) -> dict[str, Any]:
+    """The given overrides, checked, as RewardConfig fields."""
+    changes: dict[str, Any] = {}
+    if target_ms is not None:
+        changes.update(target=check_number("target_ms", target_ms, strict=True), metric="latency")
+    if target is not None:
+        changes["target"] = check_number("target", target, strict=True)
+    for name, value in (("alpha", alpha), ("beta", beta)):
+        if value is not None:
+            changes[name] = check_number(name, value, minimum=None)
+    return changes
 
 
 def _column(frame: pd.DataFrame, name: str) -> pd.Series:
@@ -153,21 +138,52 @@ def complete_trials(frame: pd.DataFrame) -> pd.DataFrame:
     return frame[frame["status"] == TrialStatus.COMPLETE.value]
 
 
-def rank_trials(frame: pd.DataFrame, reward: RewardConfig | None) -> pd.DataFrame:
+def rank_trials(frame: pd.DataFrame, reward: RewardConfig | None, *,
+                scored_only: bool = True) -> pd.DataFrame:
     """Complete trials with a finite reward, best first, with ``rank`` (1-based) and ``reward``.
 
     Ties are broken by the lower trial id. Without reward settings and stored rewards, trials are
-    ranked by accuracy.
+    ranked by accuracy. ``scored_only=False`` keeps those without a reward too (ranked last).
     """
     done = complete_trials(frame).copy()
     values = score(done, reward)
     if reward is None and values.isna().all():
         values = _column(done, "accuracy")
     done["reward"] = values
-    done = done[np.isfinite(done["reward"].to_numpy(dtype=float))]
-    done = done.sort_values(["reward", "trial_id"], ascending=[False, True], kind="stable")
+    if scored_only:
+        done = done[np.isfinite(done["reward"].to_numpy(dtype=float))]
+    done = done.sort_values(["reward", "trial_id"], ascending=[False, True], kind="stable",
+                            na_position="last")
     done.insert(0, "rank", np.arange(1, len(done) + 1))
     return done.reset_index(drop=True)
+
+
+def rank_archs(frame: pd.DataFrame, reward: RewardConfig | None, *,
+               scored_only: bool = True) -> pd.DataFrame:
+    """One row per architecture, best first: the mean of its complete evaluations.
+
+    ``evals`` counts them; ``reward``, ``accuracy``, ``latency_ms``, ``macs`` and ``params`` are
+    means and ``reward_std``, ``accuracy_std``, ``latency_ms_std`` their standard deviations (NaN
+    for a single evaluation); ``trial_id`` is the architecture's best trial (ties: the lower id),
+    whose other columns the row keeps. Ranked by mean reward, ties by that trial id;
+    ``scored_only=False`` keeps architectures without a reward (last).
+    """
+    trials = rank_trials(frame, reward, scored_only=scored_only).drop(columns="rank")
+    if trials.empty:
+        return trials.assign(rank=pd.Series(dtype=int), evals=pd.Series(dtype=int))
+    for col in MEANS:
+        trials[col] = _column(trials, col)
+    groups = trials.groupby("arch_key", sort=False)
+    best = groups.head(1).set_index("arch_key")  # rank_trials sorted: the first is the best
+    best["evals"] = groups.size()
+    for col in MEANS:
+        best[col] = groups[col].mean()
+    for col in ("reward", "accuracy", "latency_ms"):
+        best[f"{col}_std"] = groups[col].std()
+    best = best.reset_index().sort_values(["reward", "trial_id"], ascending=[False, True],
+                                          kind="stable", na_position="last")
+    best.insert(0, "rank", np.arange(1, len(best) + 1))
+    return best.reset_index(drop=True)
 
 
 def _view(frame: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
@@ -178,15 +194,17 @@ def _view(frame: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
 
 
 def top_k(frame: pd.DataFrame, k: int, reward: RewardConfig | None) -> pd.DataFrame:
-    """The ``k`` best complete trials: rank, trial, accuracy, latency, MACs, params, reward."""
+    """The ``k`` best architectures (:func:`rank_archs`): rank, best trial, evaluations, mean
+    accuracy, latency, MACs, params and reward, the reward's spread, the key."""
     if isinstance(k, bool) or not isinstance(k, int) or k < 1:
-        raise UsageError(f"top={k!r}: must be an integer >= 1")
-    return _view(rank_trials(frame, reward).head(k), TOP_COLUMNS)
+        raise UsageError(f"top={k!r}: must be an integer >= 1", params=("top",))
+    return _view(rank_archs(frame, reward).head(k), TOP_COLUMNS)
 
 
 def pareto_front(frame: pd.DataFrame, cost: str = "latency_ms",
                  reward: RewardConfig | None = None) -> pd.DataFrame:
-    """Non-dominated complete trials: accuracy (max) against ``cost`` (min), sorted by cost.
+    """Non-dominated architectures (the means of their complete evaluations, one row each):
+    accuracy (max) against ``cost`` (min), sorted by cost.
 
     Args:
         frame: the trials frame.
@@ -195,13 +213,12 @@ def pareto_front(frame: pd.DataFrame, cost: str = "latency_ms",
     """
     if cost not in COSTS:
         raise UsageError(f"cost={cost!r}: allowed values: {', '.join(COSTS)}")
-    done = complete_trials(frame)
+    done = rank_archs(frame, reward, scored_only=False)
     done = done.assign(**{cost: _column(done, cost), "accuracy": _column(done, "accuracy")})
     points = np.column_stack([done["accuracy"], done[cost]])
     front = done[pareto_mask(points, maximize=(True, False))].copy()
-    front["reward"] = score(front, reward)
     front = front.sort_values([cost, "trial_id"], kind="stable")
-    return _view(front, ["trial_id", "accuracy", cost, "reward", "arch_key"])
+    return _view(front, ["trial_id", "evals", "accuracy", cost, "reward", "arch_key"])
 
 
 def finish_order(frame: pd.DataFrame) -> pd.DataFrame:

@@ -11,9 +11,11 @@ import argparse
 import importlib
 import importlib.util
 import logging
+import re
 import sys
 from collections.abc import Sequence
 
+from nas._version import __version__
 from nas.errors import UsageError
 
 __all__ = ["main", "COMMAND_MODULES"]
@@ -25,6 +27,8 @@ COMMAND_MODULES = (
     "nas.cli.search_cmds",  # search, resume, status
     "nas.cli.export_cmds",  # export, build
     "nas.cli.analyze_cmds",  # analyze, compare
+    "nas.cli.dashboard_cmd",  # dashboard
+    "nas.cli.config_cmds",  # config show, config check
 )
 
 
@@ -34,11 +38,56 @@ def build_parser() -> argparse.ArgumentParser:
         prog="nas", description="mnas: platform-aware neural architecture search"
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
+    parser.add_argument("--version", action="version", version=f"nas {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name in COMMAND_MODULES:
         if importlib.util.find_spec(name) is not None:
             importlib.import_module(name).register(sub)
     return parser
+
+
+def command_parser(parser: argparse.ArgumentParser,
+                   args: argparse.Namespace) -> argparse.ArgumentParser:
+    """The (sub-)parser that parsed ``args``: follows the chosen sub-command at every level."""
+    while True:
+        subs = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+        chosen = subs and subs[0].choices.get(getattr(args, subs[0].dest, None) or "")
+        if not chosen:
+            return parser
+        parser = chosen
+
+
+def flag_message(exc: UsageError, parser: argparse.ArgumentParser) -> str:
+    """The error's message with the parameters it names (``exc.params``) as this command's flags.
+
+    A parameter is rewritten in the message's subject (before the first ``": "``), wherever it
+    appears as ``name=...``, and anywhere when its name has an underscore (``target_ms``): so
+    ``rank=0: ...`` becomes ``--rank=0: ...`` while an English "out" stays. A boolean switch's
+    ``overwrite=True`` becomes its bare flag (``--force``). Parameters the command has no flag
+    for keep their names (they are config keys or options there).
+    """
+    message = str(exc)
+    head, sep, rest = message.partition(": ")
+    if not sep:
+        head, rest = "", message
+    for param in getattr(exc, "params", ()):
+        flag, switch = _flag(parser, param)
+        if flag is None:
+            continue
+        word = rf"(?<![\w.-]){re.escape(param)}(?![\w-])"
+        head = re.sub(word, flag, head)
+        rest = re.sub(word + "=True" if switch else word + "(?==)", flag, rest)
+        rest = re.sub(word, flag, rest) if "_" in param else rest
+    return head + sep + rest
+
+
+def _flag(parser: argparse.ArgumentParser, dest: str) -> tuple[str | None, bool]:
+    """The long option that sets ``dest`` in ``parser`` and whether it is a switch."""
+    for action in parser._actions:
+        longs = [o for o in action.option_strings if o.startswith("--")]
+        if action.dest == dest and longs:
+            return longs[0], isinstance(action, argparse._StoreTrueAction)
+    return None, False
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -52,7 +101,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.func(args) or 0)
     except UsageError as exc:
-        print(f"nas {args.command}: error: {exc}", file=sys.stderr)
+        print(f"nas {args.command}: error: {flag_message(exc, command_parser(parser, args))}",
+              file=sys.stderr)
         return 2
     except BrokenPipeError:  # output piped into `head` and the like
         return 0

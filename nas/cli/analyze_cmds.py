@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import sys
 from pathlib import Path
 from typing import Any
@@ -33,19 +32,9 @@ def add_reward_args(p: argparse.ArgumentParser) -> None:
 
 
 def reward_from_args(args: argparse.Namespace, config: dict[str, Any]) -> Any:
-    """The reward to rank with (the run's own unless flags override it); flags checked by name."""
+    """The reward to rank with (the run's own unless flags override it)."""
     from nas.analysis.analyze import reward_settings
 
-    for flag, value, positive in (("--target-ms", args.target_ms, True),
-                                  ("--target", args.target, True),
-                                  ("--alpha", args.alpha, False), ("--beta", args.beta, False)):
-        if value is not None and (not math.isfinite(value) or (positive and value <= 0)):
-            kind = "a positive number" if positive else "a finite number"
-            raise UsageError(f"{flag} {value!r}: must be {kind}")
-    has_target = args.target_ms is not None or args.target is not None
-    if not has_target and (args.alpha is not None or args.beta is not None):
-        if not (config.get("reward") or {}).get("target"):
-            raise UsageError("--alpha/--beta: the run has no reward target; pass --target-ms")
     return reward_settings(config, target_ms=args.target_ms, target=args.target,
                            alpha=args.alpha, beta=args.beta)
 
@@ -123,7 +112,8 @@ def cmd_analyze(args: argparse.Namespace) -> int:
     if not args.no_files:
         from nas.analysis.report import write_analysis
 
-        written = write_analysis(result, args.out or run.path / "analysis")
+        written = write_analysis(result, args.out or run.path / "analysis", records=run.records,
+                                 meta=run.dir.meta())
     if fmt == "json":
         print(json.dumps({**result.to_dict(), "files": {k: str(v) for k, v in written.items()}},
                          indent=2, default=str))

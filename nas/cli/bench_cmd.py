@@ -83,6 +83,7 @@ def parse_sets(items: list[str], controllers: list[str]) -> dict[str, dict[str, 
 
 
 def _check_args(args: argparse.Namespace) -> list[str]:
+    """The controllers to run; the flags only the command line has (the library checks the rest)."""
     from nas import CONTROLLERS
 
     controllers = [c.strip() for c in args.controllers.split(",") if c.strip()]
@@ -90,14 +91,6 @@ def _check_args(args: argparse.Namespace) -> list[str]:
         controllers = CONTROLLERS.names()
     if not controllers:
         raise UsageError(f"--controllers={args.controllers!r}: give at least one controller name")
-    for name in controllers:
-        if name not in CONTROLLERS:
-            raise UsageError(f"--controllers: unknown controller {name!r}; "
-                             f"known: all, {', '.join(CONTROLLERS.names())}")
-    for flag, value, low in (("--trials", args.trials, 1), ("--seeds", args.seeds, 1),
-                             ("--first-seed", args.first_seed, 0), ("--workers", args.workers, 1)):
-        if value < low:
-            raise UsageError(f"{flag}={value}: must be an integer >= {low}")
     if args.latency_column is not None and args.cost is not None:
         raise UsageError("--cost: give either --latency-column or --cost, not both")
     has_cost = args.latency_column is not None or args.cost is not None
@@ -108,44 +101,36 @@ def _check_args(args: argparse.Namespace) -> list[str]:
     for flag, value in (("--alpha", args.alpha), ("--beta", args.beta)):
         if not math.isfinite(value):
             raise UsageError(f"{flag}={value}: must be finite")
-    if not math.isfinite(args.noise) or args.noise < 0:
-        raise UsageError(f"--noise={args.noise}: must be a finite number >= 0")
     return controllers
 
 
-def run(args: argparse.Namespace) -> int:
-    """Handler of ``nas bench``."""
+def _objective(args: argparse.Namespace, space: Any, table: Any) -> tuple[Any, Any]:
+    """The lookup-table objective, and the hypervolume normalisation when a cost is given."""
     import numpy as np
+
+    from nas.search.bench import TableObjective
+    from nas.search.bench_report import HVNorm
+
+    columns = {"key": args.key, "metric": args.metric}
+    if not (args.latency_column or args.cost):
+        return TableObjective(space, table, **columns), None
+    costs = TableObjective(space, table, **columns, latency_column=args.latency_column,
+                           cost=args.cost, target_ms=1.0).costs()
+    target = args.target if args.target is not None else float(np.nanmedian(costs))
+    objective = TableObjective(space, table, **columns, latency_column=args.latency_column,
+                               cost=args.cost, target_ms=target, alpha=args.alpha, beta=args.beta)
+    print(f"reward: {args.metric} * ({objective.cost_name} / {target:.6g}) ^ w, "
+          f"w = {args.alpha:g} at or under the target, {args.beta:g} over it")
+    return objective, HVNorm.of(objective.metrics(), costs)
+
+
+def _curves(args: argparse.Namespace, objective: Any, controllers: list[str],
+            options: dict[str, dict[str, Any]]) -> Any:
+    """Every controller's curves, once per ``--dedup`` mode."""
     import pandas as pd
 
-    from nas import get_space
-    from nas.search.bench import TableObjective, load_table, run_bench
-    from nas.search.bench_report import (
-        HVNorm,
-        hypervolume,
-        hypervolume_table,
-        summarize,
-        write_outputs,
-    )
+    from nas.search.bench import run_bench
 
-    controllers = _check_args(args)
-    options = parse_sets(args.set, controllers)
-    space = get_space(args.space)
-    table = load_table(args.table, key=args.key, metric=args.metric,
-                       latency_column=args.latency_column)
-    objective = TableObjective(space, table, key=args.key, metric=args.metric)
-    norm = None
-    if args.latency_column or args.cost:
-        costs = TableObjective(space, table, key=args.key, metric=args.metric,
-                               latency_column=args.latency_column, cost=args.cost,
-                               target_ms=1.0).costs()
-        target = args.target if args.target is not None else float(np.nanmedian(costs))
-        objective = TableObjective(space, table, key=args.key, metric=args.metric,
-                                   latency_column=args.latency_column, cost=args.cost,
-                                   target_ms=target, alpha=args.alpha, beta=args.beta)
-        norm = HVNorm.of(objective.metrics(), costs)
-        print(f"reward: {args.metric} * ({objective.cost_name} / {target:.6g}) ^ w, "
-              f"w = {args.alpha:g} at or under the target, {args.beta:g} over it")
     modes = {"on": [True], "off": [False], "both": [True, False]}[args.dedup]
     frames = []
     for dedup in modes:
@@ -155,14 +140,27 @@ def run(args: argparse.Namespace) -> int:
         if len(modes) > 1 and not dedup:
             curves["controller"] = curves["controller"] + " (no dedup)"
         frames.append(curves)
-    curves = pd.concat(frames, ignore_index=True)
+    return pd.concat(frames, ignore_index=True)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Handler of ``nas bench``."""
+    from nas import get_space
+    from nas.search.bench import load_table
+    from nas.search.bench_report import hypervolume, hypervolume_table, summarize, write_outputs
+
+    controllers = _check_args(args)
+    options = parse_sets(args.set, controllers)
+    table = load_table(args.table, key=args.key, metric=args.metric,
+                       latency_column=args.latency_column)
+    objective, norm = _objective(args, get_space(args.space), table)
+    curves = _curves(args, objective, controllers, options)
     summary = summarize(curves)
     _print_summary(summary, args, objective.best_metric)
     hv = None
     if norm is not None:
         hv = hypervolume_table(curves, norm)
-        best = hypervolume(objective.metrics(), objective.costs(), norm)
-        _print_hv(hv, norm, best)
+        _print_hv(hv, norm, hypervolume(objective.metrics(), objective.costs(), norm))
     if args.out:
         paths = write_outputs(curves, summary, args.out, metric=args.metric, hv=hv)
         print("wrote " + ", ".join(str(p) for p in paths.values()))

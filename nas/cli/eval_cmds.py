@@ -1,15 +1,30 @@
-"""``nas latency`` and ``nas evaluate``."""
+"""``nas latency`` and ``nas evaluate``.
+
+While ``nas evaluate`` trains, one line per epoch goes to stderr (epoch, mean training loss,
+validation accuracy, seconds); the result goes to stdout (a table, or JSON with ``--json``).
+Then a warning line on stderr for each of:
+
+- a latency spread ``(p90 - p10) / median`` above :data:`SPREAD_WARNING` (25%): the timing was
+  disturbed (also printed by ``nas latency``);
+- a child at chance: validation accuracy <= 1/num_classes + 2 standard errors of a guess on the
+  validation split (``2 * sqrt(p * (1 - p) / n_val)``, p = 1/num_classes; 0.035 for the digits'
+  288 validation images): it learned nothing.
+"""
 
 from __future__ import annotations
 
 import argparse
+import math
+import sys
 from typing import Any
 
 from nas.cli._common import add_model_args, load_arch_file, print_json, print_table, space_from_args
 from nas.errors import ConfigError, UsageError
 from nas.records import TrialStatus
 
-__all__ = ["register"]
+__all__ = ["register", "SPREAD_WARNING", "warnings_for"]
+
+SPREAD_WARNING = 0.25  # latency (p90 - p10) / median above this gets a warning
 
 # settings key -> CLI flag, so errors name the argument the user typed
 _LATENCY_FLAGS = {"device": "--device", "threads": "--threads", "batch_size": "--batch-size",
@@ -31,13 +46,11 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="print JSON (median_ms, p10_ms, p90_ms, n, device, ...)")
     p.set_defaults(func=cmd_latency)
 
-    p = sub.add_parser("evaluate", help="one trial end to end: cost, latency, training, reward")
+    p = sub.add_parser("evaluate", help="one trial end to end: cost, latency, training, reward",
+                       epilog="Per-epoch lines and warnings (latency spread > 25%, accuracy at "
+                              "chance) go to stderr.")
     add_model_args(p)
-    p.add_argument("--dataset", default="digits", help="digits | cifar10 | npz:PATH")
-    p.add_argument("--val-fraction", type=float, default=0.2, help="held-out share of train data")
-    p.add_argument("--max-train", type=int, help="keep at most this many training samples")
-    p.add_argument("--data-root", help="CIFAR-10 folder (default $MNAS_DATA_DIR or ~/.cache/mnas)")
-    p.add_argument("--download", action="store_true", help="download CIFAR-10 if missing")
+    _add_data_flags(p)
     p.add_argument("--epochs", type=int, default=1)
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--optimizer", default="sgd", help="sgd | rmsprop | adamw")
@@ -61,6 +74,17 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--evaluator", default="default", help="registered name or module:function")
     p.add_argument("--json", action="store_true", help="print the raw metrics as JSON")
     p.set_defaults(func=cmd_evaluate)
+
+
+def _add_data_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--dataset", default="digits",
+                   help="digits | cifar10 | npz:PATH | folder:PATH | torchvision:NAME")
+    p.add_argument("--val-fraction", type=float, default=0.2, help="held-out share of train data")
+    p.add_argument("--max-train", type=int, help="keep at most this many training samples")
+    p.add_argument("--data-root", help="CIFAR-10 / torchvision folder (default $MNAS_DATA_DIR or "
+                   "~/.cache/mnas)")
+    p.add_argument("--download", action="store_true",
+                   help="download CIFAR-10 (or a torchvision dataset) if missing")
 
 
 def _add_latency_flags(p: argparse.ArgumentParser, prefix: str) -> None:
@@ -109,7 +133,14 @@ def cmd_latency(args: argparse.Namespace) -> int:
     if args.json:
         print_json({**result.to_dict(), "space": space.name, "subject": what,
                     "input_shape": list(space.input_shape())})
-        return 0
+    else:
+        _print_latency(result, space, what)
+    _warn(warnings_for({"latency_spread": result.spread, "latency_p10_ms": result.p10_ms,
+                        "latency_p90_ms": result.p90_ms, "latency_ms": result.median_ms}))
+    return 0
+
+
+def _print_latency(result: Any, space: Any, what: str) -> None:
     fp = result.device
     hw = fp["gpu"] or fp["cpu"]
     print_table(
@@ -119,7 +150,6 @@ def cmd_latency(args: argparse.Namespace) -> int:
         [[f"{result.median_ms:.3f}", f"{result.p10_ms:.3f}", f"{result.p90_ms:.3f}",
           f"{result.spread:.1%}", result.n, result.rejected]],
     )
-    return 0
 
 
 def _settings(args: argparse.Namespace) -> Any:
@@ -164,17 +194,59 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     for key, value in (("in_channels", c), ("input_size", h), ("num_classes", data.num_classes)):
         if getattr(args, key, None) is None:
             setattr(args, key, value)
+    report = _epoch_printer(settings.train.epochs)
     if args.arch is not None:
         space, arch = load_arch_file(args.arch, args)
-        record = evaluate_arch(space, arch, settings, dataset=data)
+        record = evaluate_arch(space, arch, settings, dataset=data, report=report)
     else:
         space = space_from_args(args)
-        record = evaluate_arch(space, None, settings, preset=args.preset, dataset=data)
+        record = evaluate_arch(space, None, settings, preset=args.preset, dataset=data,
+                               report=report)
     if args.json:
         print_json(record)
     else:
         _print_record(record)
+    _warn(warnings_for(record, data.num_classes, len(data.y_val)))
     return 0 if TrialStatus(record["status"]) is TrialStatus.COMPLETE else 1
+
+
+def _epoch_printer(epochs: int) -> Any:
+    """The ``report`` callback of :func:`evaluate_arch`: one line per epoch on stderr."""
+
+    def report(m: dict[str, Any]) -> None:
+        print(f"epoch {m.get('epoch', '?')}/{epochs}: train loss "
+              f"{_fmt(m.get('train_loss'), '.4f')}, val accuracy "
+              f"{_fmt(m.get('val_accuracy'), '.4f')}, {_fmt(m.get('epoch_s'), '.1f')} s",
+              file=sys.stderr, flush=True)
+
+    return report
+
+
+def warnings_for(record: dict[str, Any], num_classes: int | None = None,
+                 n_val: int = 0) -> list[str]:
+    """Warning lines for a record: a latency spread over 25%, a completed child at chance."""
+    out = []
+    spread = record.get("latency_spread")
+    if spread is not None and spread > SPREAD_WARNING:
+        out.append(f"warning: latency spread {spread:.0%} > {SPREAD_WARNING:.0%} (p10 "
+                   f"{record['latency_p10_ms']:.3f} ms, median {record['latency_ms']:.3f} ms, "
+                   f"p90 {record['latency_p90_ms']:.3f} ms): the timing was disturbed, likely "
+                   "by other processes; rerun on idle cores or with more repeats")
+    accuracy, done = record.get("accuracy"), record.get("status", "complete") == "complete"
+    if done and accuracy is not None and num_classes and n_val:
+        chance = 1.0 / num_classes
+        margin = 2.0 * math.sqrt(chance * (1.0 - chance) / n_val)
+        if accuracy <= chance + margin:
+            out.append(f"warning: accuracy {accuracy:.4f} is at chance (1/{num_classes} = "
+                       f"{chance:.4f}, + 2 standard errors on {n_val} validation images = "
+                       f"{chance + margin:.4f}): the child learned nothing; train longer or "
+                       "check the learning rate and the data")
+    return out
+
+
+def _warn(lines: list[str]) -> None:
+    for line in lines:
+        print(line, file=sys.stderr, flush=True)
 
 
 def _fmt(value: Any, spec: str) -> str:

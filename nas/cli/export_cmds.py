@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -20,15 +21,17 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("run_dir", type=Path, metavar="RUN_DIR", help="a run folder (results/<run>)")
     which = p.add_mutually_exclusive_group()
     which.add_argument("--rank", type=int, metavar="K", help="K-th best complete trial (1)")
-    which.add_argument("--trial", type=int, metavar="ID", help="this trial id")
-    p.add_argument("--format", help="comma list of json,pt2,onnx,weights (default: all; onnx "
-                   "where onnx/onnxruntime are installed); the card arch.json is always written")
+    which.add_argument("--trial", dest="trial_id", type=int, metavar="ID", help="this trial id")
+    p.add_argument("--format", dest="formats",
+                   help="comma list of json,pt2,onnx,weights (default: all; onnx where "
+                   "onnx/onnxruntime are installed); the card arch.json is always written")
     p.add_argument("--out", type=Path, help="folder to create (default RUN_DIR/export/trial-ID)")
     p.add_argument("--train-epochs", type=int, metavar="E",
                    help="train the child E epochs with the run's settings before exporting")
     add_reward_args(p)
     p.add_argument("--opset", type=int, default=17, help="ONNX opset (17)")
-    p.add_argument("--force", action="store_true", help="replace an existing --out folder")
+    p.add_argument("--force", dest="overwrite", action="store_true",
+                   help="replace an existing --out folder")
     p.add_argument("--json", action="store_true", help="print the card as JSON")
     p.set_defaults(func=cmd_export)
 
@@ -66,10 +69,7 @@ def _print_export(result: Any) -> None:
           f"{_fmt(metrics.get('latency_p90_ms'), '.3f')}), params {card['model']['params']:,}, "
           f"MACs {_fmt(metrics.get('macs'), ',')}; dataset {prov['dataset']}, "
           f"epochs {prov['epochs']}")
-    weights = card.get("weights") or {}
-    if weights.get("train"):
-        print(f"  trained {weights['trained_epochs']} epochs: validation accuracy "
-              f"{weights['train']['val_accuracy']:.4f}")
+    _print_weights(card.get("weights") or {})
     checks = card["checks"]
     if "pt2" in checks:
         batch = "dynamic" if checks["pt2"]["dynamic_batch"] else "fixed"
@@ -83,12 +83,24 @@ def _print_export(result: Any) -> None:
     print("  files: " + ", ".join(f"{k} {_size(v)}" for k, v in result.sizes.items()))
 
 
+def _print_weights(weights: dict[str, Any]) -> None:
+    if not weights.get("trained"):
+        print("  WARNING: the exported weights are UNTRAINED (freshly initialised): the accuracy "
+              "above is the search's, not theirs; keep the search's weights with "
+              "search.keep_weights or train them with --train-epochs E", file=sys.stderr)
+        return
+    line = f"  weights: trained {weights.get('epochs')} epochs ({weights.get('source')})"
+    if weights.get("train"):
+        line += f", validation accuracy after export {weights['train']['val_accuracy']:.4f}"
+    print(line)
+
+
 def cmd_export(args: argparse.Namespace) -> int:
     """Export one trial of a run."""
     from nas.export.card import export_trial, parse_formats
     from nas.run import load_run
 
-    formats = parse_formats(args.format)  # fail fast on a bad --format
+    formats = parse_formats(args.formats)  # fail fast on a bad --format
     if not args.run_dir.is_dir():
         raise UsageError(f"run folder {str(args.run_dir)!r}: no such folder")
     run = load_run(args.run_dir)
@@ -96,12 +108,10 @@ def cmd_export(args: argparse.Namespace) -> int:
         raise UsageError(f"run folder {str(args.run_dir)!r}: no finished trials yet")
     if args.opset < 7:
         raise UsageError(f"--opset {args.opset}: must be >= 7")
-    if args.train_epochs is not None and args.train_epochs < 1:
-        raise UsageError(f"--train-epochs {args.train_epochs}: must be an integer >= 1")
-    result = export_trial(run, rank=args.rank, trial_id=args.trial, formats=formats,
+    result = export_trial(run, rank=args.rank, trial_id=args.trial_id, formats=formats,
                           out=args.out, train_epochs=args.train_epochs,
                           reward=reward_from_args(args, run.config), opset=args.opset,
-                          overwrite=args.force)
+                          overwrite=args.overwrite)
     if args.json:
         print_json(result.card)
     else:
@@ -112,7 +122,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 def cmd_build(args: argparse.Namespace) -> int:
     """Rebuild a card's model; exit 1 if its parameters or reference outputs differ."""
     from nas.evaluation.cost import count_cost
-    from nas.export.card import build_from_card, load_card, verify_card
+    from nas.export.rebuild import build_from_card, load_card, verify_card
 
     card, folder = load_card(args.card)
     model = build_from_card(args.card, weights=not args.no_weights)

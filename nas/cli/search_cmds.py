@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from nas.cli._common import print_json, print_table
+from nas.errors import UsageError
 from nas.records import TrialStatus
 
 __all__ = ["register"]
@@ -16,23 +17,31 @@ __all__ = ["register"]
 def register(sub: argparse._SubParsersAction) -> None:
     """Add ``search``, ``resume`` and ``status``."""
     p = sub.add_parser("search", help="run a latency-aware architecture search on Ray Tune")
-    p.add_argument("config", type=Path, help="YAML config, e.g. configs/quickstart.yaml")
-    p.add_argument("--name", help="run folder name (default: config name or stem + time)")
-    p.add_argument("--trials", type=int, help="override search.trials")
-    p.add_argument("--address", help="join this Ray cluster instead of starting a local Ray")
+    p.add_argument("config", type=Path,
+                   help="YAML config, e.g. configs/quickstart.yaml (keys: `nas config show`)")
+    p.add_argument("--name", help="run folder name (config key: name; default: the config file's "
+                                  "stem + the start time)")
+    p.add_argument("--trials", type=int,
+                   help="finished trials to reach (config key: search.trials)")
+    p.add_argument("--address", help="join this Ray cluster instead of starting a local Ray "
+                                     "(config key: ray.address)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a config value, e.g. --set evaluator.epochs=3 (repeatable)")
-    p.add_argument("--quiet", action="store_true", help="no per-trial progress lines")
+                   help="override any config key, e.g. --set evaluator.epochs=3 (repeatable; "
+                        "keys: `nas config show`)")
+    p.add_argument("--quiet", action="store_true",
+                   help="no per-trial progress lines (config key: search.progress=none)")
     p.set_defaults(func=cmd_search)
 
     p = sub.add_parser("resume", help="continue a stopped or killed run to its trials")
-    p.add_argument("run_dir", type=Path)
-    p.add_argument("--address", help="join this Ray cluster instead of starting a local Ray")
-    p.add_argument("--quiet", action="store_true", help="no per-trial progress lines")
+    p.add_argument("run_dir", type=Path, help="the run folder (its config.yaml is the config)")
+    p.add_argument("--address", help="join this Ray cluster instead of starting a local Ray "
+                                     "(config key: ray.address)")
+    p.add_argument("--quiet", action="store_true",
+                   help="no per-trial progress lines (config key: search.progress=none)")
     p.add_argument("--rebuild-state", action="store_true",
                    help="replay trials.jsonl into a fresh controller (and rewrite run.json) "
                         "instead of loading controller.json: the repair for a lost or corrupt "
-                        "state")
+                        "state (a one-off repair: no config key)")
     p.set_defaults(func=cmd_resume)
 
     p = sub.add_parser("status", help="summarise a run, finished or not")
@@ -42,41 +51,31 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _duration(seconds: float | None) -> str:
-    if seconds is None:
-        return "?"
-    seconds = int(round(seconds))
-    return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m" if seconds >= 3600 else \
-        f"{seconds // 60}m{seconds % 60:02d}s"
+    from nas.runner.progress import duration
+
+    return duration(seconds)
 
 
 def _fmt(value: Any, spec: str) -> str:
     return "-" if value is None else format(value, spec)
 
 
-def progress_line(p: Any) -> str:
-    """One line of live progress."""
-    best = "-"
-    if p.best:
-        best = (f"{p.best['reward']:.4f} (trial {p.best['trial_id']}, acc "
-                f"{_fmt(p.best.get('accuracy'), '.4f')}, "
-                f"lat {_fmt(p.best.get('latency_ms'), '.3f')}"
-                " ms)")
-    line = (f"[{p.done:>{len(str(p.total))}}/{p.total}] failed {p.failed} pruned {p.pruned} "
-            f"running {p.running} | best reward {best} | elapsed {_duration(p.elapsed_s)} "
-            f"ETA {_duration(p.eta_s)}")
-    if p.failed and p.last_failure:
-        line += f" | last failure: {p.last_failure}"
-    return line
+def _view(quiet: bool, mode: str) -> Any:
+    """The progress view (``--quiet`` or ``search.progress: none``: nothing)."""
+    from nas.runner.progress import make_view
+
+    return make_view("none" if quiet else mode)
 
 
-def _printer(quiet: bool) -> Any:
-    if quiet:
-        return None
+def _top(run_dir: Path) -> None:
+    """The five best architectures of the run."""
+    from nas.analysis.report import display_rows
+    from nas.run import load_run
 
-    def show(p: Any) -> None:
-        print(progress_line(p), flush=True)
-
-    return show
+    top = load_run(run_dir).best(5)
+    if len(top):
+        columns, rows = display_rows(top)
+        print_table("top 5", columns, rows)
 
 
 def _summary(result: Any) -> int:
@@ -90,14 +89,15 @@ def _summary(result: Any) -> int:
         print(f"see the tracebacks with: nas analyze {result.run_dir}", file=sys.stderr)
         return 1
     if result.best:
-        b = result.best
-        print(f"best: trial {b['trial_id']} reward {b['reward']:.4f} accuracy "
-              f"{_fmt(b.get('accuracy'), '.4f')} latency {_fmt(b.get('latency_ms'), '.3f')} ms")
+        _top(result.run_dir)
     if result.search_s:
-        print(f"ray start-up {result.ray_startup_s:.1f} s, search {result.search_s:.1f} s")
+        print(f"ray start-up {result.ray_startup_s:.1f} s, search {result.search_s:.1f} s "
+              f"(Ray's own output: {result.run_dir / 'ray.log'})")
     if not result.complete:
         print(f"continue with: nas resume {result.run_dir}")
         return 130
+    print(f"next: nas analyze {result.run_dir}  |  nas export {result.run_dir}  |  "
+          f"nas dashboard {result.run_dir}")
     return 0
 
 
@@ -111,8 +111,8 @@ def cmd_search(args: argparse.Namespace) -> int:
         overrides.append(f"search.trials={args.trials}")
     config = load_config(args.config, overrides)
     result = start_search(config, name=args.name, address=args.address,
-                          progress=_printer(args.quiet), config_path=args.config,
-                          on_ready=_banner("searching"))
+                          progress=_view(args.quiet, config.search.progress),
+                          config_path=args.config, on_ready=_banner("searching"))
     return _summary(result)
 
 
@@ -120,18 +120,26 @@ def _banner(verb: str) -> Any:
     """Printed once every check passed, before the first child starts."""
 
     def show(config: Any, run_path: Path) -> None:
+        reward = config.reward or {}
+        target = f", reward target {reward['target']:.4g}" if reward.get("target") else ""
         print(f"{verb} {run_path}: space {config.space['name']}, controller "
               f"{config.controller['name']}, {config.search.trials} trials at concurrency "
-              f"{config.search.concurrency}", flush=True)
+              f"{config.search.concurrency}{target}", flush=True)
 
     return show
 
 
 def cmd_resume(args: argparse.Namespace) -> int:
     """Continue a run from its saved controller state (or one rebuilt from its trials)."""
+    from nas.config import parse_config
+    from nas.results import RunDir
     from nas.runner import resume_search
 
-    result = resume_search(args.run_dir, address=args.address, progress=_printer(args.quiet),
+    try:
+        mode = parse_config(RunDir.open(args.run_dir).read_config()).search.progress
+    except UsageError:
+        mode = "auto"  # resume_search reports what is wrong with the folder
+    result = resume_search(args.run_dir, address=args.address, progress=_view(args.quiet, mode),
                            rebuild_state=args.rebuild_state, on_ready=_banner("resuming"))
     return _summary(result)
 

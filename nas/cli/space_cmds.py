@@ -1,8 +1,16 @@
-"""``nas spaces``, ``nas space show NAME``, ``nas cost``."""
+"""``nas spaces``, ``nas space show NAME``, ``nas cost``.
+
+``nas space show`` builds and costs ``--samples`` sampled children; while it does, a progress bar
+is drawn on stderr when stderr is a terminal (and removed when done). Redirected or piped stderr
+gets nothing, so logs and ``--json`` output stay clean.
+"""
 
 from __future__ import annotations
 
 import argparse
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
@@ -31,7 +39,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     show = space_sub.add_parser("show", help="decisions, size and MACs range of a space")
     show.add_argument("name", help="registered space or module:Class")
     add_space_args(show, required=False)
-    show.add_argument("--samples", type=int, default=20, help="sampled archs for the MACs range")
+    show.add_argument("--samples", type=int, default=20,
+                      help="sampled archs for the MACs range (a progress bar on stderr when it "
+                           "is a terminal)")
     show.add_argument("--seed", type=int, default=0)
     show.add_argument("--json", action="store_true", help="print JSON")
     show.set_defaults(func=cmd_space_show)
@@ -84,15 +94,35 @@ def cmd_spaces(args: argparse.Namespace) -> int:
     return 0
 
 
+@contextmanager
+def progress_bar(what: str, total: int) -> Iterator[Callable[[], None]]:
+    """Yield ``advance()``: one step of a transient rich progress bar on stderr when stderr is a
+    terminal, a no-op otherwise."""
+    stream = sys.stderr
+    if not getattr(stream, "isatty", lambda: False)():
+        yield lambda: None
+        return
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+               TimeElapsedColumn())
+    with Progress(*columns, console=Console(file=stream), transient=True) as bar:
+        task = bar.add_task(what, total=total)
+        yield lambda: bar.advance(task)
+
+
 def _cost_range(space: Any, samples: int, seed: int) -> dict[str, Any]:
     from nas.evaluation.cost import count_cost
 
     rng = np.random.default_rng(seed)
     macs, params = [], []
-    for _ in range(samples):
-        cost = count_cost(space.build(space.sample(rng)), space.input_shape())
-        macs.append(cost.macs)
-        params.append(cost.params)
+    with progress_bar(f"costing {samples} samples of {space.name}", samples) as advance:
+        for _ in range(samples):
+            cost = count_cost(space.build(space.sample(rng)), space.input_shape())
+            macs.append(cost.macs)
+            params.append(cost.params)
+            advance()
     return {
         "samples": samples,
         "seed": seed,

@@ -1,4 +1,4 @@
-"""Proxy datasets held in memory as normalised tensors.
+"""Proxy datasets: named, split, normalised; in memory, or streamed for large image folders.
 
 Datasets are named by a string:
 
@@ -8,19 +8,25 @@ Datasets are named by a string:
 * ``npz:PATH``: a user's ``.npz`` file with ``x_train`` and ``y_train`` and optionally ``x_val``/
   ``y_val`` and ``x_test``/``y_test``. Images are ``(N, C, H, W)`` or ``(N, H, W)`` (one channel);
   labels are integers ``0..K-1``.
+* ``folder:PATH``: class-per-subfolder images read with Pillow (:mod:`nas.evaluation.images`),
+  optionally split by ``train/``, ``val/`` and ``test/`` subfolders; decoded into memory, or
+  streamed by DataLoader workers (:mod:`nas.evaluation.stream`) above a size threshold.
+* ``torchvision:NAME``: a torchvision dataset whose files are under the data root
+  (:mod:`nas.evaluation.vision`; torchvision is optional).
 
 As in MnasNet (Tan et al., arXiv:1807.11626, section 4), the validation set that scores children is
 carved from the *training* data with a seeded split, never from the test split. Inputs are
 normalised per channel with the mean and standard deviation of the training part.
+
+The trainer reads any dataset through its *batch source* (``dataset.batch_source(device)``, see
+:class:`TensorBatches` and :class:`~nas.evaluation.stream.FileBatches`).
 """
 
 from __future__ import annotations
 
 import logging
 import os
-import tarfile
-import urllib.error
-import urllib.request
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,17 +34,19 @@ from typing import Any
 import numpy as np
 import torch
 
+from nas._checks import check_int, check_number
 from nas.errors import UsageError
+from nas.evaluation.cifar import CIFAR10_URL, cifar10_arrays, read_cifar10_bin
+from nas.evaluation.images import ImageOptions, channel_stats
+from nas.evaluation.splits import SplitRule, carve, split_files, subset
+from nas.evaluation.stream import StreamedImages
 
-__all__ = ["Dataset", "load_dataset", "DATASET_NAMES", "CIFAR10_URL", "read_cifar10_bin"]
+__all__ = ["Dataset", "TensorBatches", "AnyDataset", "ImageOptions", "load_dataset",
+           "absolute_name", "DATASET_NAMES", "CIFAR10_URL", "read_cifar10_bin"]
 
 log = logging.getLogger(__name__)
 
-DATASET_NAMES = ("digits", "cifar10", "npz:PATH")
-CIFAR10_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-binary.tar.gz"
-_CIFAR_DIR = "cifar-10-batches-bin"
-_CIFAR_TRAIN = tuple(f"data_batch_{i}.bin" for i in range(1, 6))
-_CIFAR_TEST = "test_batch.bin"
+DATASET_NAMES = ("digits", "cifar10", "npz:PATH", "folder:PATH", "torchvision:NAME")
 _TEST_SPLIT_SEED = 20180711  # fixed: the digits test split never depends on the user's seed
 
 
@@ -53,6 +61,7 @@ class Dataset:
         x_test, y_test: the test split, or ``None``; never used to score children.
         num_classes: number of classes K (labels are ``0..K-1``).
         mean, std: per-channel statistics used for normalisation.
+        classes: class names (an image folder's subfolders), or ``None``.
     """
 
     name: str
@@ -65,6 +74,7 @@ class Dataset:
     std: tuple[float, ...]
     x_test: torch.Tensor | None = None
     y_test: torch.Tensor | None = None
+    classes: tuple[str, ...] | None = None
 
     @property
     def input_shape(self) -> tuple[int, int, int]:
@@ -83,6 +93,35 @@ class Dataset:
             "test": None if self.y_test is None else int(self.y_test.numel()),
         }
 
+    def batch_source(self, device: torch.device) -> TensorBatches:
+        """The training and validation tensors on ``device``, sliced into batches."""
+        return TensorBatches(self, device)
+
+
+AnyDataset = Dataset | StreamedImages
+
+
+class TensorBatches:
+    """The batch source of an in-memory :class:`Dataset`: tensors moved to the device once."""
+
+    def __init__(self, data: Dataset, device: torch.device) -> None:
+        self.x, self.y = data.x_train.to(device), data.y_train.to(device)
+        self.x_val, self.y_val = data.x_val.to(device), data.y_val.to(device)
+        self.num_train = len(self.y)
+
+    def train_epoch(self, batch_size: int, generator: torch.Generator,
+                    ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """``num_train // batch_size`` batches in a seeded random order (the rest is dropped)."""
+        perm = torch.randperm(self.num_train, generator=generator).to(self.x.device)
+        for step in range(self.num_train // batch_size):
+            idx = perm[step * batch_size : (step + 1) * batch_size]
+            yield self.x[idx], self.y[idx]
+
+    def val_batches(self, batch_size: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """The validation split in order."""
+        for i in range(0, len(self.y_val), batch_size):
+            yield self.x_val[i : i + batch_size], self.y_val[i : i + batch_size]
+
 
 def load_dataset(
     name: str = "digits",
@@ -92,43 +131,96 @@ def load_dataset(
     root: str | os.PathLike[str] | None = None,
     download: bool = False,
     max_train: int | None = None,
-) -> Dataset:
-    """Load a dataset by name (see the module docstring) into memory.
+    images: ImageOptions | None = None,
+) -> AnyDataset:
+    """Load a dataset by name (see the module docstring): a :class:`Dataset` in memory, or a
+    :class:`~nas.evaluation.stream.StreamedImages` for an image folder that streams.
 
     Args:
-        name: ``digits``, ``cifar10`` or ``npz:PATH``.
+        name: ``digits``, ``cifar10``, ``npz:PATH``, ``folder:PATH`` or ``torchvision:NAME``.
         val_fraction: share of the training data held out for validation, in (0, 1); ignored when
-            an npz file brings its own ``x_val``/``y_val``.
+            the data brings its own validation split (npz ``x_val``/``y_val``, a ``val/`` folder).
         seed: seed of the validation split (and of the ``max_train`` subset).
-        root: folder holding (or receiving) CIFAR-10; defaults to ``$MNAS_DATA_DIR`` or
-            ``~/.cache/mnas``.
-        download: fetch CIFAR-10 when its files are missing.
+        root: where CIFAR-10 and torchvision's datasets are (or are downloaded to); default
+            ``$MNAS_DATA_DIR`` or ``~/.cache/mnas``.
+        download: fetch CIFAR-10 or a torchvision dataset when its files are missing.
         max_train: keep at most this many training samples (a smaller proxy task).
+        images: how image folders are read and when they stream (:class:`ImageOptions`).
 
     Raises:
-        UsageError: unknown name, missing file, bad array shapes or values, bad arguments.
+        UsageError: unknown name, missing file, bad arrays, bad images, bad arguments.
     """
-    if (
-        isinstance(val_fraction, bool)
-        or not isinstance(val_fraction, int | float)
-        or not (0.0 < val_fraction < 1.0)
-    ):
-        raise UsageError(f"val_fraction={val_fraction!r}: must be a number in (0, 1)")
-    if max_train is not None and (
-        isinstance(max_train, bool) or not isinstance(max_train, int) or max_train < 1
-    ):
-        raise UsageError(f"max_train={max_train!r}: must be a positive integer or None")
+    check_number("val_fraction", val_fraction, strict=True, maximum=1.0, strict_max=True)
+    check_int("max_train", max_train, optional=True)
+    split = SplitRule(val_fraction, seed, max_train)
+    images = ImageOptions() if images is None else images
+    kind, arg = _parse_name(name)
+    if images.stream is True and kind != "folder":
+        raise UsageError(f"stream=True: only folder:PATH datasets stream, not {name!r}",
+                         params=("stream",))
+    if kind == "folder":
+        return _load_folder(name, Path(arg).expanduser(), split, images)
+    return _assemble(name, _arrays(name, kind, arg, root, download), split)
+
+
+def _arrays(name: str, kind: str, arg: str, root: str | os.PathLike[str] | None,
+            download: bool) -> dict[str, np.ndarray]:
+    if kind == "digits":
+        return _digits_arrays()
+    if kind == "cifar10":
+        return cifar10_arrays(_data_root(root), download)
+    if kind == "npz":
+        return _npz_arrays(Path(arg).expanduser())
+    from nas.evaluation.vision import torchvision_arrays
+
+    return torchvision_arrays(name, arg, _data_root(root), download)
+
+
+def absolute_name(name: str) -> str:
+    """``name`` with a ``npz:``/``folder:`` path made absolute (``~`` expanded), so that processes
+    with another working directory (Ray's trial workers) find the same files; other names as
+    they are."""
+    kind, sep, arg = name.partition(":")
+    if kind in ("npz", "folder") and sep and arg:
+        return f"{kind}:{Path(arg).expanduser().absolute()}"
+    return name
+
+
+def _parse_name(name: Any) -> tuple[str, str]:
+    """``(kind, argument)`` of a dataset name: ``("npz", PATH)``, ``("digits", "")``, ..."""
     if not isinstance(name, str):
         raise UsageError(f"dataset {name!r}: must be a string; known: {', '.join(DATASET_NAMES)}")
-    if name == "digits":
-        arrays = _digits_arrays()
-    elif name == "cifar10":
-        arrays = _cifar10_arrays(_data_root(root), download)
-    elif name.startswith("npz:") and len(name) > 4:
-        arrays = _npz_arrays(Path(name[4:]).expanduser())
-    else:
-        raise UsageError(f"unknown dataset {name!r}; known: {', '.join(DATASET_NAMES)}")
-    return _assemble(name, arrays, val_fraction=val_fraction, seed=seed, max_train=max_train)
+    if name in ("digits", "cifar10"):
+        return name, ""
+    kind, sep, arg = name.partition(":")
+    if sep and arg and kind in ("npz", "folder", "torchvision"):
+        return kind, arg
+    raise UsageError(f"unknown dataset {name!r}; known: {', '.join(DATASET_NAMES)}")
+
+
+def _load_folder(name: str, path: Path, split: SplitRule, options: ImageOptions) -> AnyDataset:
+    """An image folder, decoded into memory or (above the threshold, or forced) streamed."""
+    from nas.evaluation.images import decode_files, probe_format, scan_folder
+
+    tree = scan_folder(name, path)
+    fmt = probe_format(name, tree.train, options.image_size)
+    parts = split_files(name, tree, split)
+    count = sum(len(files) for files in parts.values())
+    stream = options.stream
+    if stream == "auto":
+        stream = fmt.decoded_mb(count) > options.stream_above_mb
+        if stream:
+            log.info("dataset %s: %d images of %s would take %.0f MiB decoded (above %g): "
+                     "streaming", name, count, fmt, fmt.decoded_mb(count), options.stream_above_mb)
+    if stream:
+        from nas.evaluation.stream import streamed_images
+
+        return streamed_images(name, parts, tree.classes, fmt, options, split.seed)
+    arrays = {}
+    for key, files in parts.items():
+        arrays[f"x_{key}"], arrays[f"y_{key}"] = decode_files(name, files, fmt), files.labels
+    return _assemble(name, arrays, SplitRule(split.val_fraction, split.seed, None),
+                     classes=tree.classes)
 
 
 # -- sources ---------------------------------------------------------------------------------------
@@ -149,66 +241,6 @@ def _data_root(root: str | os.PathLike[str] | None) -> Path:
         return Path(root).expanduser()
     env = os.environ.get("MNAS_DATA_DIR")
     return Path(env).expanduser() if env else Path.home() / ".cache" / "mnas"
-
-
-def read_cifar10_bin(path: str | os.PathLike[str]) -> tuple[np.ndarray, np.ndarray]:
-    """Read one CIFAR-10 binary batch: records of 1 label byte + 3,072 pixel bytes (CHW order).
-
-    Returns:
-        ``(images uint8 (N, 3, 32, 32), labels int64 (N,))``.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise UsageError(f"CIFAR-10 file {str(path)!r} does not exist")
-    raw = np.fromfile(path, dtype=np.uint8)
-    if raw.size == 0 or raw.size % 3073:
-        raise UsageError(
-            f"CIFAR-10 file {str(path)!r}: size {raw.size} is not a multiple of 3073-byte records"
-        )
-    records = raw.reshape(-1, 3073)
-    labels = records[:, 0].astype(np.int64)
-    if labels.max() > 9:
-        raise UsageError(f"CIFAR-10 file {str(path)!r}: label {labels.max()} is not in 0..9")
-    return records[:, 1:].reshape(-1, 3, 32, 32), labels
-
-
-def _cifar10_arrays(root: Path, download: bool) -> dict[str, np.ndarray]:
-    folder = root / _CIFAR_DIR
-    needed = [folder / f for f in (*_CIFAR_TRAIN, _CIFAR_TEST)]
-    if not all(p.is_file() for p in needed):
-        if not download:
-            raise UsageError(
-                f"CIFAR-10 binary files not found in {str(folder)!r}; download them with "
-                f"download=True (CLI: --download) or extract {CIFAR10_URL} under {str(root)!r}"
-            )
-        _download_cifar10(root)
-    train = [read_cifar10_bin(folder / f) for f in _CIFAR_TRAIN]
-    x_test, y_test = read_cifar10_bin(folder / _CIFAR_TEST)
-    return {
-        "x_train": np.concatenate([x for x, _ in train]),
-        "y_train": np.concatenate([y for _, y in train]),
-        "x_test": x_test,
-        "y_test": y_test,
-    }
-
-
-def _download_cifar10(root: Path) -> None:
-    root.mkdir(parents=True, exist_ok=True)
-    archive = root / "cifar-10-binary.tar.gz"
-    log.info("downloading %s to %s", CIFAR10_URL, archive)
-    try:
-        urllib.request.urlretrieve(CIFAR10_URL, archive)  # noqa: S310 (fixed https URL)
-    except (urllib.error.URLError, OSError) as exc:
-        raise UsageError(f"cannot download CIFAR-10 from {CIFAR10_URL}: {exc}") from None
-    wanted = {f"{_CIFAR_DIR}/{f}" for f in (*_CIFAR_TRAIN, _CIFAR_TEST)}
-    try:
-        with tarfile.open(archive, "r:gz") as tar:
-            members = [m for m in tar.getmembers() if m.name in wanted and m.isfile()]
-            safe: dict[str, Any] = {"filter": "data"} if hasattr(tarfile, "data_filter") else {}
-            for member in members:
-                tar.extract(member, root, **safe)
-    except (tarfile.TarError, OSError) as exc:
-        raise UsageError(f"cannot extract CIFAR-10 archive {str(archive)!r}: {exc}") from None
 
 
 def _npz_arrays(path: Path) -> dict[str, np.ndarray]:
@@ -258,29 +290,21 @@ def _check_pair(name: str, split: str, x: np.ndarray, y: np.ndarray) -> np.ndarr
     return x
 
 
-def _split(
-    name: str, arrays: dict[str, np.ndarray], val_fraction: float, seed: int, max_train: int | None
-) -> dict[str, np.ndarray]:
+def _split(name: str, arrays: dict[str, np.ndarray], rule: SplitRule) -> dict[str, np.ndarray]:
     """Checked arrays with a validation split (carved from training data unless given)."""
-    out = {
-        "x_train": _check_pair(name, "train", arrays["x_train"], arrays["y_train"]),
-        "y_train": arrays["y_train"],
-    }
-    rng = np.random.default_rng(seed)
+    out = {"x_train": _check_pair(name, "train", arrays["x_train"], arrays["y_train"]),
+           "y_train": arrays["y_train"]}
+    rng = np.random.default_rng(rule.seed)
     if "x_val" in arrays:
         out["x_val"] = _check_pair(name, "val", arrays["x_val"], arrays["y_val"])
         out["y_val"] = arrays["y_val"]
-    else:  # held-out split carved from the training data (MnasNet, arXiv:1807.11626)
-        n = len(out["y_train"])
-        if n < 2:
-            raise UsageError(f"dataset {name!r}: need at least 2 training samples to split")
-        order = rng.permutation(n)
-        n_val = min(max(1, round(n * val_fraction)), n - 1)
+    else:
+        train, val = carve(name, len(out["y_train"]), rule.val_fraction, rng)
         for k in ("x", "y"):
             whole = out[f"{k}_train"]
-            out[f"{k}_val"], out[f"{k}_train"] = whole[order[:n_val]], whole[order[n_val:]]
-    if max_train is not None and max_train < len(out["y_train"]):
-        keep = rng.permutation(len(out["y_train"]))[:max_train]
+            out[f"{k}_val"], out[f"{k}_train"] = whole[val], whole[train]
+    keep = subset(len(out["y_train"]), rule.max_train, rng)
+    if keep is not None:
         out["x_train"], out["y_train"] = out["x_train"][keep], out["y_train"][keep]
     if "x_test" in arrays:
         out["x_test"] = _check_pair(name, "test", arrays["x_test"], arrays["y_test"])
@@ -295,20 +319,13 @@ def _split(
     return out
 
 
-def _assemble(
-    name: str,
-    arrays: dict[str, np.ndarray],
-    *,
-    val_fraction: float,
-    seed: int,
-    max_train: int | None,
-) -> Dataset:
-    parts = _split(name, arrays, val_fraction, seed, max_train)
+def _assemble(name: str, arrays: dict[str, np.ndarray], rule: SplitRule, *,
+              classes: tuple[str, ...] | None = None) -> Dataset:
+    parts = _split(name, arrays, rule)
     num_classes = 1 + max(int(v.max()) for k, v in parts.items() if k.startswith("y_") and len(v))
-    x_train = parts["x_train"]
-    mean = x_train.mean(axis=(0, 2, 3), dtype=np.float64)
-    std = x_train.std(axis=(0, 2, 3), dtype=np.float64)
-    std = np.where(std > 1e-12, std, 1.0)
+    if classes is not None:
+        num_classes = len(classes)
+    mean, std = channel_stats(parts["x_train"])
     shift = mean[None, :, None, None].astype(np.float32)
     scale = std[None, :, None, None].astype(np.float32)
 
@@ -323,15 +340,6 @@ def _assemble(
         out /= scale
         return torch.from_numpy(np.ascontiguousarray(out))
 
-    return Dataset(
-        name=name,
-        x_train=tensor("x_train"),
-        y_train=tensor("y_train"),
-        x_val=tensor("x_val"),
-        y_val=tensor("y_val"),
-        num_classes=num_classes,
-        mean=tuple(float(m) for m in mean),
-        std=tuple(float(s) for s in std),
-        x_test=tensor("x_test"),
-        y_test=tensor("y_test"),
-    )
+    split = {k: tensor(k) for k in ("x_train", "y_train", "x_val", "y_val", "x_test", "y_test")}
+    return Dataset(name=name, num_classes=num_classes, mean=tuple(float(m) for m in mean),
+                   std=tuple(float(s) for s in std), classes=classes, **split)

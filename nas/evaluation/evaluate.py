@@ -30,7 +30,7 @@ import torch
 
 from nas._checks import check_bool, check_int, check_number
 from nas.errors import ConfigError, TrialFailed, UsageError, unknown_key
-from nas.evaluation.data import Dataset, load_dataset
+from nas.evaluation.data import AnyDataset, ImageOptions, load_dataset
 from nas.evaluation.train import TrainConfig, train
 from nas.latency.lut import LatencyTable, latency_space, measure_arch
 from nas.latency.measure import LatencyConfig, measure_latency
@@ -46,6 +46,7 @@ log = logging.getLogger(__name__)
 
 LatencyFn = Callable[[Space, "Arch | None", "str | None", LatencyConfig], Mapping[str, Any]]
 ReportFn = Callable[[dict[str, Any]], "bool | None"]
+_IMAGE_KEYS = ("image_size", "stream", "stream_above_mb", "num_workers", "augment")
 
 
 @dataclass(frozen=True)
@@ -53,12 +54,15 @@ class EvalSettings:
     """Validated settings of one evaluation.
 
     Args:
-        dataset: ``digits``, ``cifar10`` or ``npz:PATH`` (see :mod:`nas.evaluation.data`).
+        dataset: ``digits``, ``cifar10``, ``npz:PATH``, ``folder:PATH`` or ``torchvision:NAME``
+            (see :mod:`nas.evaluation.data`).
         val_fraction: share of the training data held out for validation.
         data_seed: seed of the validation split (the same for every child of a run).
         max_train: keep at most this many training samples (None: all).
-        data_root: CIFAR-10 folder (None: ``$MNAS_DATA_DIR`` or ``~/.cache/mnas``).
-        download: download CIFAR-10 if missing.
+        data_root: CIFAR-10 / torchvision folder (None: ``$MNAS_DATA_DIR`` or ``~/.cache/mnas``).
+        download: download CIFAR-10 or a torchvision dataset if missing.
+        image_size, stream, stream_above_mb, num_workers, augment: how ``folder:PATH`` images
+            are read and streamed (:class:`nas.evaluation.images.ImageOptions`).
         train: proxy-training settings (its ``seed`` also seeds weight initialisation).
         latency: latency settings.
         reward: reward settings, or None for raw metrics only.
@@ -74,6 +78,11 @@ class EvalSettings:
     max_train: int | None = None
     data_root: str | None = None
     download: bool = False
+    image_size: int | None = None
+    stream: str | bool = "auto"
+    stream_above_mb: float = 1024.0
+    num_workers: int = 2
+    augment: bool = True
     train: TrainConfig = field(default_factory=TrainConfig)
     latency: LatencyConfig = field(default_factory=LatencyConfig)
     reward: RewardConfig | None = None
@@ -84,10 +93,11 @@ class EvalSettings:
     def __post_init__(self) -> None:
         if not isinstance(self.dataset, str) or not self.dataset:
             raise ConfigError(f"dataset={self.dataset!r}: must be a dataset name")
-        check_number("val_fraction", self.val_fraction, strict=True, maximum=1.0)
+        check_number("val_fraction", self.val_fraction, strict=True, maximum=1.0, strict_max=True)
         check_int("data_seed", self.data_seed, minimum=0)
         check_int("max_train", self.max_train, optional=True)
         check_bool("download", self.download)
+        self.image_options()  # validates the image keys
         for key, cls in (("train", TrainConfig), ("latency", LatencyConfig),
                          ("reward", RewardConfig)):
             value = getattr(self, key)
@@ -115,8 +125,12 @@ class EvalSettings:
         if isinstance(values.get("latency"), Mapping):
             values["latency"] = LatencyConfig.from_dict(values["latency"])
         if isinstance(values.get("reward"), Mapping):
-            values["reward"] = _reward_from_dict(values["reward"])
+            values["reward"] = RewardConfig.from_dict(values["reward"])
         return cls(**values)
+
+    def image_options(self) -> ImageOptions:
+        """The image-folder keys as :class:`~nas.evaluation.images.ImageOptions`."""
+        return ImageOptions(**{k: getattr(self, k) for k in _IMAGE_KEYS})
 
     def to_dict(self) -> dict[str, Any]:
         """Plain data (round-trips through :meth:`from_dict`)."""
@@ -127,28 +141,13 @@ class EvalSettings:
         return out
 
 
-def _reward_from_dict(data: Mapping[str, Any]) -> RewardConfig:
-    allowed = {"preset", "target", "alpha", "beta", "metric", "accuracy_key"}
-    for key in data:
-        if key not in allowed:
-            raise unknown_key(f"reward.{key}", key, sorted(allowed))
-    if "target" not in data:
-        raise ConfigError("reward.target: missing (the latency/MACs/params target T)")
-    if "preset" in data:
-        if "alpha" in data or "beta" in data:
-            raise ConfigError("reward.preset: give either a preset or alpha/beta, not both")
-        return RewardConfig.from_preset(data["preset"], data["target"],
-                                        data.get("metric", "latency"))
-    return RewardConfig(**dict(data))
-
-
 @dataclass
 class EvalContext:
     """What an evaluator gets besides the architecture and the built model.
 
     Attributes:
         space: the search space. arch / preset: what is evaluated (one of them is None).
-        dataset: the in-memory dataset. settings: the evaluation settings.
+        dataset: the dataset (in memory or streamed). settings: the evaluation settings.
         device: the training device (``settings.train.device``).
         report: per-epoch callback (a Ray trainable passes its reporter; may return True to stop).
         latency_fn: measures latency elsewhere (e.g. the Ray latency service), or None.
@@ -159,11 +158,12 @@ class EvalContext:
     space: Space
     arch: Arch | None
     preset: str | None
-    dataset: Dataset
+    dataset: AnyDataset
     settings: EvalSettings
     device: str
     report: ReportFn | None = None
     latency_fn: LatencyFn | None = None
+    on_model: Callable[[torch.nn.Module], None] | None = None
     timings: dict[str, float] = field(default_factory=dict)
     partial: dict[str, Any] = field(default_factory=dict)
 
@@ -250,18 +250,19 @@ def latency_only_evaluator(arch: Arch | None, model: torch.nn.Module, ctx: EvalC
 
 @functools.lru_cache(maxsize=2)
 def _cached_dataset(name: str, val_fraction: float, seed: int, max_train: int | None,
-                    root: str | None, download: bool) -> Dataset:
+                    root: str | None, download: bool, images: ImageOptions) -> AnyDataset:
     return load_dataset(name, val_fraction=val_fraction, seed=seed, root=root,
-                        download=download, max_train=max_train)
+                        download=download, max_train=max_train, images=images)
 
 
-def get_dataset(settings: EvalSettings) -> Dataset:
-    """The settings' dataset (kept in memory for the next trial of this process)."""
+def get_dataset(settings: EvalSettings) -> AnyDataset:
+    """The settings' dataset (kept for the next trial of this process)."""
     return _cached_dataset(settings.dataset, settings.val_fraction, settings.data_seed,
-                           settings.max_train, settings.data_root, settings.download)
+                           settings.max_train, settings.data_root, settings.download,
+                           settings.image_options())
 
 
-def space_for_dataset(name: str, dataset: Dataset, /, **options: Any) -> Space:
+def space_for_dataset(name: str, dataset: AnyDataset, /, **options: Any) -> Space:
     """Create space ``name`` sized for ``dataset`` (in_channels, input_size, num_classes)."""
     from nas.registry import get_space
 
@@ -272,7 +273,7 @@ def space_for_dataset(name: str, dataset: Dataset, /, **options: Any) -> Space:
     return get_space(name, **{**sized, **options})
 
 
-def _check_fit(space: Space, dataset: Dataset) -> None:
+def _check_fit(space: Space, dataset: AnyDataset) -> None:
     if tuple(space.input_shape()) != dataset.input_shape:
         raise ConfigError(
             f"space {space.name!r} expects inputs {tuple(space.input_shape())} but dataset "
@@ -288,7 +289,8 @@ def _check_fit(space: Space, dataset: Dataset) -> None:
 def evaluate_arch(space: Space, arch: Arch | Mapping[str, Any] | None,
                   settings: EvalSettings | None = None, *, preset: str | None = None,
                   report: ReportFn | None = None, latency_fn: LatencyFn | None = None,
-                  dataset: Dataset | None = None) -> dict[str, Any]:
+                  dataset: AnyDataset | None = None,
+                  on_model: Callable[[torch.nn.Module], None] | None = None) -> dict[str, Any]:
     """Evaluate one child (or a ``preset`` of the space) and return its raw metrics.
 
     Args:
@@ -299,6 +301,7 @@ def evaluate_arch(space: Space, arch: Arch | Mapping[str, Any] | None,
         report: per-epoch callback, e.g. a Ray Tune reporter.
         latency_fn: measures latency elsewhere (e.g. :meth:`nas.runner.LatencyClient.latency_fn`).
         dataset: an already loaded dataset (default: load ``settings.dataset``).
+        on_model: called with the trained model of a child that completed (to keep weights).
 
     Returns: the raw metrics (accuracy, latency and its spread, params, MACs), ``status`` and
     ``error``, timings, device and, with reward settings, ``reward`` (None if undefined).
@@ -310,7 +313,8 @@ def evaluate_arch(space: Space, arch: Arch | Mapping[str, Any] | None,
     _check_fit(space, data)
     evaluator = EVALUATORS.get(settings.evaluator)
     ctx = EvalContext(space=space, arch=arch, preset=preset, dataset=data, settings=settings,
-                      device=settings.train.device, report=report, latency_fn=latency_fn)
+                      device=settings.train.device, report=report, latency_fn=latency_fn,
+                      on_model=on_model)
     record: dict[str, Any] = {
         "space": space.name, "arch": None if arch is None else arch.to_dict()["decisions"],
         "arch_key": None if arch is None else arch.key, "preset": preset, "dataset": data.name,
@@ -342,6 +346,16 @@ def _add_reward(record: dict[str, Any], reward_config: RewardConfig) -> None:
     record["reward_config"] = reward_config.to_dict()
 
 
+def _hand_over(model: torch.nn.Module, ctx: EvalContext) -> None:
+    """Give the finished model to ``ctx.on_model`` (a failure there is only logged)."""
+    if ctx.on_model is None:
+        return
+    try:
+        ctx.on_model(model)
+    except Exception as exc:  # keeping weights is a service, never a reason to fail a child
+        log.warning("could not hand over the trained model: %s: %s", type(exc).__name__, exc)
+
+
 def _run(space: Space, arch: Arch | None, preset: str | None, evaluator: Callable[..., Any],
          ctx: EvalContext) -> dict[str, Any]:
     """Build, cost and the evaluator; a failing child becomes ``TrialStatus.FAILED``."""
@@ -360,6 +374,8 @@ def _run(space: Space, arch: Arch | None, preset: str | None, evaluator: Callabl
             raise UsageError(f"evaluator {ctx.settings.evaluator!r} returned "
                              f"{type(metrics).__name__}, expected a dict of metrics")
         out.update(metrics)
+        if out.get("status", TrialStatus.COMPLETE.value) == TrialStatus.COMPLETE.value:
+            _hand_over(model, ctx)
     except NotImplementedError as exc:  # the space lacks a feature the settings need
         raise UsageError(str(exc)) from None
     except TrialFailed as exc:

@@ -1,12 +1,13 @@
-"""Proxy training of a child network on an in-memory dataset.
+"""Proxy training of a child network on an in-memory or a streamed dataset.
 
 MnasNet (Tan et al., arXiv:1807.11626, section 4) trains each sampled child briefly on a proxy task
 and scores it by its accuracy on a held-out split of the training data. :func:`train` does that:
-``epochs`` passes over the training tensors in seeded random order (an index permutation, no
-DataLoader), SGD with momentum, RMSprop or AdamW, a cosine or step schedule with linear warm-up,
-weight decay, label smoothing, automatic mixed precision on CUDA, validation accuracy after every
-epoch (handed to a callback, e.g. for early-stopping schedulers), and failure on a NaN/inf loss,
-divergence or an exhausted wall-time budget (:class:`nas.errors.TrialFailed`).
+``epochs`` passes over the training data in seeded random order, read through the dataset's batch
+source (in-memory tensors sliced by an index permutation, or a streamed image folder's DataLoader:
+see :mod:`nas.evaluation.data`), SGD with momentum, RMSprop or AdamW, a cosine or step schedule
+with linear warm-up, weight decay, label smoothing, automatic mixed precision on CUDA, validation
+accuracy after every epoch (handed to a callback, e.g. for early-stopping schedulers), and failure
+on a NaN/inf loss, divergence or an exhausted wall-time budget (:class:`nas.errors.TrialFailed`).
 """
 
 from __future__ import annotations
@@ -14,7 +15,8 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
+from contextlib import closing
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -28,14 +30,13 @@ from nas._checks import (
     check_int,
     check_number,
     from_plain,
-    resolve_device,
-    torch_threads,
 )
+from nas._devices import resolve_device, torch_threads
 from nas.errors import TrialFailed
-from nas.evaluation.data import Dataset
+from nas.evaluation.data import AnyDataset
 
-__all__ = ["TrainConfig", "TrainResult", "train", "evaluate_accuracy", "make_optimizer",
-           "lr_factor", "OPTIMIZERS", "SCHEDULES"]
+__all__ = ["TrainConfig", "TrainResult", "train", "evaluate_accuracy", "batch_accuracy",
+           "make_optimizer", "lr_factor", "OPTIMIZERS", "SCHEDULES"]
 
 log = logging.getLogger(__name__)
 
@@ -100,13 +101,13 @@ class TrainConfig:
         check_int(k + "batch_size", self.batch_size)
         check_choice(k + "optimizer", self.optimizer, OPTIMIZERS)
         check_number(k + "lr", self.lr, strict=True)
-        check_number(k + "momentum", self.momentum, maximum=1.0)
+        check_number(k + "momentum", self.momentum, maximum=1.0, strict_max=True)
         check_number(k + "weight_decay", self.weight_decay)
         check_choice(k + "schedule", self.schedule, SCHEDULES)
         check_number(k + "warmup_epochs", self.warmup_epochs)
         check_int(k + "step_epochs", self.step_epochs)
-        check_number(k + "step_gamma", self.step_gamma, strict=True, maximum=1.0 + 1e-12)
-        check_number(k + "label_smoothing", self.label_smoothing, maximum=1.0)
+        check_number(k + "step_gamma", self.step_gamma, strict=True, maximum=1.0)
+        check_number(k + "label_smoothing", self.label_smoothing, maximum=1.0, strict_max=True)
         check_number(k + "time_budget_s", self.time_budget_s, strict=True, optional=True)
         check_choice(k + "budget_action", self.budget_action, BUDGET_ACTIONS)
         check_device(self.device, k + "device")
@@ -237,25 +238,34 @@ class _Monitor:
         return value
 
 
-@torch.inference_mode()
 def evaluate_accuracy(
     model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, batch_size: int = 512, amp: bool = False
 ) -> float:
     """Top-1 accuracy of ``model`` on ``(x, y)`` (tensors already on the model's device)."""
+    batches = ((x[i : i + batch_size], y[i : i + batch_size]) for i in range(0, len(y), batch_size))
+    return batch_accuracy(model, batches, amp=amp)
+
+
+@torch.inference_mode()
+def batch_accuracy(model: nn.Module, batches: Iterable[tuple[torch.Tensor, torch.Tensor]], *,
+                   amp: bool = False) -> float:
+    """Top-1 accuracy of ``model`` over ``(x, y)`` batches on the model's device."""
     was_training = model.training
     model.eval()
-    correct = torch.zeros((), dtype=torch.long, device=y.device)
-    for i in range(0, len(y), batch_size):
+    correct, total = None, 0
+    for x, y in batches:
         with torch.autocast(x.device.type, dtype=torch.float16, enabled=amp):
-            logits = model(x[i : i + batch_size])
-        correct += (logits.argmax(dim=1) == y[i : i + batch_size]).sum()
+            logits = model(x)
+        hits = (logits.argmax(dim=1) == y).sum()
+        correct = hits if correct is None else correct + hits
+        total += len(y)
     model.train(was_training)
-    return correct.item() / max(len(y), 1)
+    return 0.0 if correct is None else correct.item() / max(total, 1)
 
 
 def train(
     model: nn.Module,
-    data: Dataset,
+    data: AnyDataset,
     config: TrainConfig | None = None,
     *,
     callback: EpochCallback | None = None,
@@ -264,7 +274,7 @@ def train(
 
     Args:
         model: the child network (moved to ``config.device``).
-        data: an in-memory dataset from :func:`nas.evaluation.data.load_dataset`.
+        data: a dataset from :func:`nas.evaluation.data.load_dataset` (in memory or streamed).
         config: training settings (defaults: 1 epoch of SGD).
         callback: called after every epoch with ``{"epoch", "train_loss", "val_accuracy", "lr",
             "epoch_s", "elapsed_s"}``; returning True stops training (early stopping).
@@ -282,14 +292,13 @@ def train(
 class _Trainer:
     """One training run; the hot loop lives in :meth:`_epoch`."""
 
-    def __init__(self, model: nn.Module, data: Dataset, config: TrainConfig,
+    def __init__(self, model: nn.Module, data: AnyDataset, config: TrainConfig,
                  device: torch.device) -> None:
         self.model = model.to(device)
         self.config = config
         self.amp = config.amp and device.type == "cuda"
-        self.x, self.y = data.x_train.to(device), data.y_train.to(device)
-        self.x_val, self.y_val = data.x_val.to(device), data.y_val.to(device)
-        n, bs = len(self.y), config.batch_size
+        self.source = data.batch_source(device)
+        n, bs = self.source.num_train, config.batch_size
         self.batch = min(bs, n)
         self.steps_per_epoch = max(n // self.batch, 1)  # the last partial batch is dropped
         self.generator = torch.Generator().manual_seed(config.seed)
@@ -312,9 +321,9 @@ class _Trainer:
             metrics = {
                 "epoch": epoch + 1,
                 "train_loss": self.monitor.epoch_loss(done),
-                "val_accuracy": evaluate_accuracy(self.model, self.x_val, self.y_val,
-                                                  batch_size=self.config.eval_batch_size,
-                                                  amp=self.amp),
+                "val_accuracy": batch_accuracy(
+                    self.model, self.source.val_batches(self.config.eval_batch_size),
+                    amp=self.amp),
                 "lr": self.optimizer.param_groups[0]["lr"],
                 "epoch_s": time.perf_counter() - t0,
                 "elapsed_s": time.perf_counter() - start,
@@ -336,20 +345,21 @@ class _Trainer:
 
     def _epoch(self, epoch: int) -> tuple[int, bool]:
         """One pass; returns (steps done, budget exhausted)."""
-        model, opt, bs = self.model, self.optimizer, self.batch
+        model, opt = self.model, self.optimizer
         model.train()
-        perm = torch.randperm(len(self.y), generator=self.generator).to(self.x.device)
-        every = self.config.check_every
-        for step in range(self.steps_per_epoch):
-            idx = perm[step * bs : (step + 1) * bs]
-            with torch.autocast(self.x.device.type, dtype=torch.float16, enabled=self.amp):
-                loss = self.loss_fn(model(self.x[idx]), self.y[idx])
-            opt.zero_grad(set_to_none=True)
-            self.scaler.scale(loss).backward()
-            self.scaler.step(opt)
-            self.scaler.update()
-            self.scheduler.step()
-            self.monitor.add(loss.detach().float())
-            if (step + 1) % every == 0 and self.monitor.check(epoch, step):
-                return step + 1, True
-        return self.steps_per_epoch, self.monitor.check(epoch, self.steps_per_epoch - 1)
+        every, done = self.config.check_every, 0
+        # closing: a streamed epoch left early shuts its DataLoader workers down at once
+        with closing(self.source.train_epoch(self.batch, self.generator)) as batches:
+            for step, (x, y) in enumerate(batches):
+                with torch.autocast(x.device.type, dtype=torch.float16, enabled=self.amp):
+                    loss = self.loss_fn(model(x), y)
+                opt.zero_grad(set_to_none=True)
+                self.scaler.scale(loss).backward()
+                self.scaler.step(opt)
+                self.scaler.update()
+                self.scheduler.step()
+                self.monitor.add(loss.detach().float())
+                done = step + 1
+                if done % every == 0 and self.monitor.check(epoch, step):
+                    return done, True
+        return done, self.monitor.check(epoch, done - 1)

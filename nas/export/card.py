@@ -34,9 +34,9 @@ from typing import Any
 import torch
 from torch import nn
 
+from nas._checks import check_int
 from nas.errors import UsageError
 from nas.export.formats import (
-    check_reference,
     load_weights,
     onnx_available,
     reference_output,
@@ -45,17 +45,15 @@ from nas.export.formats import (
     write_pt2,
     write_weights,
 )
+from nas.export.rebuild import CARD, CARD_FORMAT, card_space
 from nas.results import clean_json
 from nas.reward import RewardConfig
 
-__all__ = ["FORMATS", "CARD_FORMAT", "parse_formats", "select_trial", "export_trial",
-           "ExportResult", "load_card", "build_from_card", "verify_card", "card_space"]
+__all__ = ["FORMATS", "parse_formats", "select_trial", "export_trial", "ExportResult"]
 
 log = logging.getLogger(__name__)
 
 FORMATS = ("json", "pt2", "onnx", "weights")
-CARD = "arch.json"
-CARD_FORMAT = "mnas-card/1"
 
 
 def parse_formats(formats: str | Sequence[str] | None) -> tuple[str, ...]:
@@ -75,61 +73,65 @@ def parse_formats(formats: str | Sequence[str] | None) -> tuple[str, ...]:
         items = formats.split(",") if isinstance(formats, str) else list(formats)
         wanted = [str(f).strip().lower() for f in items if str(f).strip()]
         if not wanted:
-            raise UsageError(f"--format {formats!r}: empty; allowed: {', '.join(FORMATS)}")
+            raise UsageError(f"formats={formats!r}: empty; allowed: {', '.join(FORMATS)}",
+                             params=("formats",))
         for fmt in wanted:
             if fmt not in FORMATS:
-                raise UsageError(f"--format {fmt!r}: unknown format; allowed: {', '.join(FORMATS)}")
+                raise UsageError(f"formats: unknown format {fmt!r}; allowed: {', '.join(FORMATS)}",
+                                 params=("formats",))
         if "onnx" in wanted and not onnx_available():
-            raise UsageError("--format onnx needs onnx and onnxruntime: pip install 'mnas[onnx]'")
+            raise UsageError("formats: onnx needs onnx and onnxruntime: pip install 'mnas[onnx]'",
+                             params=("formats",))
     return tuple(f for f in FORMATS if f in wanted or f == "json")
+
+
+def _known_ids(by_id: Mapping[Any, Any]) -> str:
+    """The first 20 trial ids, numbers first, for an error message."""
+    ids = sorted(by_id, key=lambda i: (not isinstance(i, int), i if isinstance(i, int) else 0,
+                                       str(i)))
+    return ", ".join(str(i) for i in ids[:20]) + (", ..." if len(ids) > 20 else "")
 
 
 def select_trial(run: Any, *, rank: int | None = None, trial_id: int | None = None,
                  reward: RewardConfig | None = None) -> tuple[dict[str, Any], int | None, float]:
-    """The record to export: the ``rank``-th best complete trial (1 = best) or trial ``trial_id``.
+    """The record to export: the best trial of the ``rank``-th best architecture (1 = best; a
+    repeated architecture ranks by its mean reward) or trial ``trial_id``.
 
     Returns:
-        ``(record, rank or None, reward under the ranking settings)``.
+        ``(record, its architecture's rank or None, that architecture's mean reward)``.
 
     Raises:
         UsageError: both or a bad value given, rank beyond the complete trials, unknown trial id,
             or a trial that did not complete.
     """
-    from nas.analysis.analyze import rank_trials
+    from nas.analysis.analyze import rank_archs
 
     if rank is not None and trial_id is not None:
-        raise UsageError("--rank and --trial: give one of them, not both")
-    ranked = rank_trials(run.trials, reward)
+        raise UsageError("rank and trial_id: give one of them, not both",
+                         params=("rank", "trial_id"))
+    ranked = rank_archs(run.trials, reward)
     if trial_id is None:
         rank = 1 if rank is None else rank
         if isinstance(rank, bool) or not isinstance(rank, int) or rank < 1:
-            raise UsageError(f"--rank {rank!r}: must be an integer >= 1")
+            raise UsageError(f"rank={rank!r}: must be an integer >= 1", params=("rank",))
         if rank > len(ranked):
-            raise UsageError(f"--rank {rank}: the run has only {len(ranked)} complete trials "
-                             "with a reward")
+            raise UsageError(f"rank={rank}: the run has only {len(ranked)} complete "
+                             "architectures with a reward", params=("rank",))
         trial_id = int(ranked.iloc[rank - 1]["trial_id"])
     by_id = {r.trial_id: r for r in run.records}
     if trial_id not in by_id:
-        ids = sorted(by_id, key=lambda i: (not isinstance(i, int), i if isinstance(i, int) else 0,
-                                           str(i)))
-        known = ", ".join(str(i) for i in ids[:20]) + (", ..." if len(ids) > 20 else "")
-        raise UsageError(f"--trial {trial_id!r}: no such trial in {run.path} (known: {known})")
+        known = _known_ids(by_id)
+        raise UsageError(f"trial_id={trial_id!r}: no such trial in {run.path} (known: {known})",
+                         params=("trial_id",))
     record = by_id[trial_id]
     if not record.complete:
-        raise UsageError(f"--trial {trial_id}: the trial is {record.status} "
-                         f"({record.error or 'no metrics'}); only complete trials export")
-    row = ranked[ranked["trial_id"] == trial_id]
+        raise UsageError(f"trial_id={trial_id}: the trial is {record.status} "
+                         f"({record.error or 'no metrics'}); only complete trials export",
+                         params=("trial_id",))
+    row = ranked[ranked["arch_key"] == record.arch_key]
     found_rank = int(row.iloc[0]["rank"]) if len(row) else None
     value = float(row.iloc[0]["reward"]) if len(row) else float("nan")
     return record, found_rank, value
-
-
-def card_space(config: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
-    """``(name, options)`` of a run config's (or card's) ``space`` section."""
-    section = config.get("space")
-    if not isinstance(section, Mapping) or not isinstance(section.get("name"), str):
-        raise UsageError("the run config/card has no space.name")
-    return section["name"], dict(section.get("options") or {})
 
 
 def _seed(config: Mapping[str, Any]) -> int:
@@ -199,15 +201,16 @@ class ExportResult:
 def _check_out(out: Path, overwrite: bool) -> None:
     """A new or empty folder, or (with ``overwrite``) one holding nothing but an earlier export."""
     if out.exists() and not out.is_dir():
-        raise UsageError(f"--out {str(out)!r}: exists and is not a folder")
+        raise UsageError(f"out={str(out)!r}: exists and is not a folder", params=("out",))
     if not out.exists() or not any(out.iterdir()):
         return
     if not overwrite:
-        raise UsageError(f"--out {str(out)!r}: exists; choose another folder or pass --force")
+        raise UsageError(f"out={str(out)!r}: exists; choose another folder or pass overwrite=True",
+                         params=("out", "overwrite"))
     if not _is_export(out):
-        raise UsageError(f"--out {str(out)!r}: --force replaces only a folder holding an "
+        raise UsageError(f"out={str(out)!r}: overwrite=True replaces only a folder holding an "
                          f"export card ({CARD} with format {CARD_FORMAT!r}); this one does not, "
-                         "so nothing was deleted")
+                         "so nothing was deleted", params=("out", "overwrite"))
 
 
 def _is_export(folder: Path) -> bool:
@@ -287,14 +290,32 @@ def export_trial(run: Any, *, rank: int | None = None, trial_id: int | None = No
     selection = {"rank": found_rank, "reward": value,
                  "reward_settings": None if reward is None else reward.to_dict()}
     card = _card(run, record, space, arch, model, selection)
-    if train_epochs:
-        card["weights"] = {"trained_epochs": train_epochs,
-                           "train": train_for_export(model, run.config, train_epochs)}
+    card["weights"] = _weights(run, record, model, train_epochs)
     model.eval()
     card = _write_folder(target, model, space.input_shape(), wanted, card, opset)
     sizes = {p.name: p.stat().st_size for p in sorted(target.iterdir()) if p.is_file()}
     log.info("exported trial %s to %s", record.trial_id, target)
     return ExportResult(path=target, card=card, sizes=sizes)
+
+
+def _weights(run: Any, record: Any, model: nn.Module, train_epochs: int | None) -> dict[str, Any]:
+    """Load the search's kept weights of the trial (if any), fine-tune (if asked); the card's
+    ``weights`` entry says whether the exported weights are trained, how long, from which trial."""
+    kept = run.dir.weights_path(record.trial_id)
+    info: dict[str, Any] = {"trained": False}
+    if kept.is_file():
+        load_weights(model, kept, "safetensors")
+        epochs = ((record.metrics or {}).get("train") or {}).get("epochs")
+        info = {"trained": True, "epochs": epochs, "trial": record.trial_id, "source": "search"}
+    if train_epochs:
+        summary = train_for_export(model, run.config, train_epochs)
+        info = {"trained": True, "epochs": (info.get("epochs") or 0) + train_epochs,
+                "trial": record.trial_id, "fine_tuned_epochs": train_epochs,
+                "source": "search+export" if info["trained"] else "export", "train": summary}
+    if not info["trained"]:
+        log.warning("trial %s: no trained weights kept (search.keep_weights) and no "
+                    "train_epochs: the exported weights are UNTRAINED", record.trial_id)
+    return info
 
 
 def _write_folder(target: Path, model: nn.Module, input_shape: Sequence[int],
@@ -327,75 +348,4 @@ def _rebuild(config: Mapping[str, Any], record: Any) -> tuple[Any, Any, nn.Modul
 
 
 def _check_epochs(train_epochs: Any) -> None:
-    if train_epochs is not None and (isinstance(train_epochs, bool)
-                                     or not isinstance(train_epochs, int) or train_epochs < 1):
-        raise UsageError(f"train_epochs={train_epochs!r}: must be an integer >= 1")
-
-
-def load_card(path: str | Path) -> tuple[dict[str, Any], Path]:
-    """Read a card (``arch.json`` or the folder holding it); returns ``(card, folder)``."""
-    path = Path(path)
-    file = path / CARD if path.is_dir() else path
-    try:
-        card = json.loads(file.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise UsageError(f"card {str(file)!r}: no such file") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise UsageError(f"card {str(file)!r}: cannot read JSON ({exc})") from None
-    if not isinstance(card, dict) or not isinstance(card.get("decisions"), dict):
-        raise UsageError(f"card {str(file)!r}: expected a JSON object with 'space' and 'decisions'")
-    return card, file.parent
-
-
-def build_from_card(path: str | Path, *, weights: bool = True) -> nn.Module:
-    """Rebuild the model of an architecture card, in eval mode.
-
-    Args:
-        path: ``arch.json`` or the export folder holding it.
-        weights: load the card's weights file when it has one (trained or initial weights).
-
-    Raises:
-        UsageError: unreadable card, unknown space, decisions not in the space, a key that does
-            not match the decisions, or a missing/mismatched weights file.
-    """
-    from nas.registry import get_space
-
-    card, folder = load_card(path)
-    name, options = card_space(card)
-    space = get_space(name, **options)
-    arch = space.validate(card["decisions"])
-    if card.get("arch_key") not in (None, arch.key):
-        raise UsageError(f"card arch_key {card['arch_key']!r} does not match its decisions "
-                         f"({arch.key}); the card was edited or the space changed")
-    torch.manual_seed(int((card.get("model") or {}).get("seed", 0)))
-    model = space.build(arch)
-    files, info = card.get("files") or {}, card.get("weights") or {}
-    if weights and files.get("weights"):
-        load_weights(model, folder / files["weights"], info.get("format", "safetensors"))
-    return model.eval()
-
-
-def verify_card(path: str | Path, model: nn.Module | None = None, *,
-                weights: bool = True) -> dict[str, Any]:
-    """Compare a card's model (rebuilt unless given) with the card.
-
-    Args:
-        path: the card or its folder.
-        model: the model built from it (default: :func:`build_from_card`).
-        weights: whether the model holds the card's weights (outputs are compared only then).
-
-    Returns:
-        ``{"params", "card_params", "params_match", "reference_max_abs_diff", "outputs_match"}``
-        (the last two None without weights or a stored reference).
-    """
-    card, _ = load_card(path)
-    model = model if model is not None else build_from_card(path, weights=weights)
-    params = int(sum(p.numel() for p in model.parameters()))
-    expected = (card.get("model") or {}).get("params")
-    reference = (card.get("checks") or {}).get("reference")
-    has_weights = bool((card.get("files") or {}).get("weights"))
-    diff = check_reference(model, reference) if weights and reference and has_weights else None
-    return {"params": params, "card_params": expected,
-            "params_match": expected is None or expected == params,
-            "reference_max_abs_diff": diff,
-            "outputs_match": None if diff is None else bool(diff <= 1e-4)}
+    check_int("train_epochs", train_epochs, optional=True)

@@ -9,7 +9,7 @@
   plain state dict read back with ``torch.load(..., weights_only=True)``. Nothing is unpickled.
 
 Note that :func:`torch.export.load` unpickles parts of a ``.pt2`` archive: load only archives you
-made yourself. Rebuilding from the card (:func:`nas.export.card.build_from_card`) never needs it.
+made yourself. Rebuilding from the card (:func:`nas.export.rebuild.build_from_card`) never needs it.
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from nas._checks import check_int
 from nas.errors import TrialFailed, UsageError
 
 __all__ = [
@@ -96,7 +97,7 @@ def write_pt2(model: nn.Module, input_shape: Sequence[int], path: Path) -> dict[
                 dynamic = False
     except Exception as exc:  # torch raises many types; report one line
         first = (str(exc).splitlines() or [type(exc).__name__])[0]
-        raise UsageError(f"--format pt2: torch.export failed: {first}") from None
+        raise UsageError(f"pt2 export: torch.export failed: {first}") from None
     x = example if dynamic else example[:1]
     with torch.inference_mode():
         diff = _max_abs_diff(program.module()(x), _eager(model, x))
@@ -127,7 +128,7 @@ def write_onnx(model: nn.Module, input_shape: Sequence[int], path: Path,
         raise
     except Exception as exc:  # exporter, checker and runtime raise many types; report one line
         first = (str(exc).splitlines() or [type(exc).__name__])[0]
-        raise UsageError(f"--format onnx: export failed (opset {opset}): {first}") from None
+        raise UsageError(f"onnx export failed (opset {opset}): {first}") from None
     x = seeded_input(shape, seed=2)
     ours = session.run(None, {session.get_inputs()[0].name: x.numpy()})[0]
     ref = _eager(model, x)
@@ -209,19 +210,20 @@ def train_for_export(model: nn.Module, config: Mapping[str, Any], epochs: int) -
     from nas.evaluation.train import train
     from nas.experiment import eval_settings
 
-    if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
-        raise UsageError(f"--train-epochs={epochs!r}: must be an integer >= 1")
+    check_int("train_epochs", epochs)
     settings = eval_settings(parse_config(config))
     train_cfg = replace(settings.train, epochs=epochs, time_budget_s=None)
     dataset = get_dataset(settings)
     try:
         result = train(model, dataset, train_cfg)
     except TrialFailed as exc:
-        raise UsageError(f"--train-epochs={epochs}: training failed: {exc.reason}") from None
+        raise UsageError(f"train_epochs={epochs}: training failed: {exc.reason}",
+                         params=("train_epochs",)) from None
     model.to("cpu").eval()
     summary = result.to_dict()
     summary.pop("history", None)
     summary["dataset"] = dataset.name
     if not math.isfinite(summary.get("val_accuracy", math.nan)):
-        raise UsageError(f"--train-epochs={epochs}: validation accuracy is not finite")
+        raise UsageError(f"train_epochs={epochs}: validation accuracy is not finite",
+                         params=("train_epochs",))
     return summary

@@ -45,9 +45,8 @@ from nas._checks import (
     check_int,
     check_number,
     from_plain,
-    resolve_device,
-    torch_threads,
 )
+from nas._devices import resolve_device, torch_threads
 from nas.errors import ConfigError
 from nas.latency.onnx import export_onnx, onnx_timer, ort_module
 

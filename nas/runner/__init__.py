@@ -3,7 +3,11 @@
 - :mod:`nas.runner.driver`: a search from a config (run folder, controller state, resume);
 - :mod:`nas.runner.search`: the Tune ``Searcher`` adapter, the trainable and the ``Tuner``;
 - :mod:`nas.runner.session`: starting, joining and cleaning up Ray;
-- :mod:`nas.runner.latency_service`: the dedicated latency-measuring actor.
+- :mod:`nas.runner.latency_service`: the dedicated latency-measuring actor;
+- :mod:`nas.runner.progress`: live progress (counters, ETA, the rich and line views);
+- :mod:`nas.runner.output`: Ray's and Tune's own output into the run's ``ray.log``;
+- :mod:`nas.runner.weights`: the best children's trained weights (``search.keep_weights``);
+- :mod:`nas.runner.trackers`: TensorBoard and MLflow logging of every child.
 """
 
 from __future__ import annotations

@@ -12,10 +12,13 @@ from __future__ import annotations
 import logging
 import os
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+import ray
 
 from nas._faults import crash_point
 from nas.config import SearchConfig, parse_config
@@ -23,6 +26,7 @@ from nas.errors import UsageError
 from nas.experiment import Experiment, build_experiment
 from nas.records import TrialRecord, TrialStatus, best_of
 from nas.results import RunDir
+from nas.runner.output import LOG_NAME, RayOutput
 from nas.runner.search import (
     ControllerSearcher,
     ProgressFn,
@@ -87,15 +91,20 @@ def start_search(config: SearchConfig, *, name: str | None = None, address: str 
     resolved["name"] = name
     resolved["space"]["options"] = dict(exp.space.options)  # sized for the dataset
     exp = exp.with_config(parse_config(resolved))
-    session = _start_ray(exp, address, path)
-    run = None
-    try:
-        run = RunDir.create(config.results_dir, name, resolved, lock="search")
-        return _search(run, exp, session, progress, on_ready)
-    finally:
-        session.stop()
-        if run is not None:
-            run.unlock()
+    trackers = _trackers(exp, path)
+    with RayOutput() as output:
+        session = _start_ray(exp, address, path)
+        run = None
+        try:
+            if config.auto_target:
+                exp, resolved = _measure_target(exp, resolved)
+            run = RunDir.create(config.results_dir, name, resolved, lock="search")
+            output.move_to(run.path / LOG_NAME)
+            return _search(run, exp, session, progress, on_ready, trackers)
+        finally:
+            session.stop()
+            if run is not None:
+                run.unlock()
 
 
 def resume_search(run_path: str | Path, *, address: str | None = None,
@@ -123,11 +132,13 @@ def resume_search(run_path: str | Path, *, address: str | None = None,
             _finish(run, target)
             return _result(run, target, 0.0, 0.0)
         crash_point("before_ray")
-        session = _start_ray(exp, address, run.path)
-        try:
-            return _search(run, exp, session, progress, on_ready)
-        finally:
-            session.stop()
+        trackers = _trackers(exp, run.path)
+        with RayOutput(run.path / LOG_NAME):
+            session = _start_ray(exp, address, run.path)
+            try:
+                return _search(run, exp, session, progress, on_ready, trackers)
+            finally:
+                session.stop()
     finally:
         run.unlock()
 
@@ -222,34 +233,79 @@ def _start_ray(exp: Experiment, address: str | None, path: Path) -> RaySession:
     return session
 
 
+def _measure_target(exp: Experiment, resolved: dict[str, Any]) -> tuple[Experiment, dict]:
+    """``reward.target: auto`` resolved by measuring sampled children (the number is stored)."""
+    from nas.runner.calibrate import auto_target
+
+    payload = trial_payload(exp.space, exp.settings, latency_service=exp.config.latency_service)
+    resolved = {**resolved, "reward": {**resolved["reward"], "target": auto_target(exp, payload)}}
+    return exp.with_config(parse_config(resolved)), resolved
+
+
+def _trackers(exp: Experiment, path: Path) -> Any:
+    """The experiment trackers of ``logging:`` (checked now, before anything starts), or None."""
+    settings = exp.config.logging
+    if not settings.tensorboard and not settings.mlflow:
+        return None
+    from nas.runner.trackers import Trackers
+
+    return Trackers.create(settings, path, exp.config.to_dict())
+
+
 def _search(run: RunDir, exp: Experiment, session: RaySession, progress_fn: ProgressFn | None,
-            on_ready: ReadyFn | None) -> SearchResult:
+            on_ready: ReadyFn | None, trackers: Any = None) -> SearchResult:
     records = run.trials()
-    target = exp.config.search.trials
     segment = _begin_segment(run, session)
     if on_ready is not None:
         on_ready(exp.config, run.path)
     search_s = 0.0
     try:
-        service = None  # keep the handle: the named actor lives as long as it is referenced
-        if exp.config.latency_service:
-            from nas.runner.latency_service import start_latency_service
-
-            service = start_latency_service(num_cpus=exp.settings.latency.threads)
-        payload = trial_payload(exp.space, exp.settings,
+        actors = _actors(run, exp, session)  # keep the handles: named actors live meanwhile
+        payload = trial_payload(exp.space, exp.settings, weight_store=actors.get("weights"),
                                 latency_service=exp.config.latency_service)
-        searcher = _searcher(run, exp, records, progress_fn)
+        searcher = _searcher(run, exp, records, progress_fn, trackers)
+        if progress_fn is not None:
+            progress_fn(searcher.progress)  # shown at once, before the first child reports
         begin = time.perf_counter()
         run_trials(searcher, payload, run=run, segment=segment, search=exp.config.search,
                    epochs=exp.settings.train.epochs)
         search_s = time.perf_counter() - begin
-        del service
+        del actors
     finally:
+        _close(progress_fn, trackers)
         session.stop()
         crash_point("after_trials")
         run.drop_tune_pickles()
-        _finish(run, target)
-    return _result(run, target, session.startup_s, search_s)
+        _finish(run, exp.config.search.trials)
+    return _result(run, exp.config.search.trials, session.startup_s, search_s)
+
+
+def _actors(run: RunDir, exp: Experiment, session: RaySession) -> dict[str, Any]:
+    """The latency service and where children send their weights (``search.keep_weights``):
+    straight into the run folder on this node, through the weight-store actor from others (a
+    joined cluster only; a local Ray has no other node)."""
+    actors: dict[str, Any] = {}
+    if exp.config.latency_service:
+        from nas.runner.latency_service import start_latency_service
+
+        actors["latency"] = start_latency_service(num_cpus=exp.settings.latency.threads)
+    if exp.config.search.keep_weights > 0:
+        from nas.runner.weights import incoming_dir, start_weight_store
+
+        name = None if session.local else f"mnas-weights-{uuid.uuid4().hex[:12]}"
+        if name is not None:
+            actors["weights_handle"] = start_weight_store(run.path, name)
+        actors["weights"] = {"dir": str(incoming_dir(run.path)), "store": name,
+                             "node": ray.get_runtime_context().get_node_id()}
+    return actors
+
+
+def _close(*things: Any) -> None:
+    """Close the progress view and the trackers (whatever has a ``close``)."""
+    for thing in things:
+        close = getattr(thing, "close", None)
+        if close is not None:
+            close()
 
 
 def _begin_segment(run: RunDir, session: RaySession) -> int:
@@ -264,21 +320,25 @@ def _begin_segment(run: RunDir, session: RaySession) -> int:
 
 
 def _searcher(run: RunDir, exp: Experiment, records: list[TrialRecord],
-              progress_fn: ProgressFn | None) -> ControllerSearcher:
+              progress_fn: ProgressFn | None, trackers: Any = None) -> ControllerSearcher:
     """The Tune searcher over the experiment's controller, resuming the run's progress."""
+    from nas.runner.weights import WeightKeeper
+
     search = exp.config.search
     remaining = search.trials - len(records)
     progress = SearchProgress(total=search.trials, done=len(records),
                               done_at_start=len(records),
                               failed=_count(records, TrialStatus.FAILED),
-                              pruned=_count(records, TrialStatus.PRUNED))
+                              pruned=_count(records, TrialStatus.PRUNED),
+                              concurrency=search.concurrency, epochs=exp.settings.train.epochs)
     progress.best = best_of(records)
     progress.started_at = time.time()
     return ControllerSearcher(exp.controller, run,
                               pending=exp.controller.outstanding()[: max(0, remaining)],
                               max_new=remaining, record_fn=make_record, progress=progress,
                               on_progress=progress_fn, records=records, dedup=search.dedup,
-                              max_repeats=search.max_repeats)
+                              max_repeats=search.max_repeats, trackers=trackers,
+                              keeper=WeightKeeper(run.path, search.keep_weights, records))
 
 
 def _finish(run: RunDir, target: int) -> None:

@@ -22,7 +22,6 @@ import socket
 import time
 import traceback
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any
 
 import ray
@@ -31,6 +30,7 @@ from ray.tune.search import ConcurrencyLimiter, Searcher
 
 from nas.records import TrialRecord, TrialStatus, best_of
 from nas.results import RunDir
+from nas.runner.progress import SearchProgress
 from nas.search.controller import Controller, Proposal
 
 __all__ = ["ControllerSearcher", "SearchProgress", "run_trials", "trial_payload", "make_record"]
@@ -38,34 +38,6 @@ __all__ = ["ControllerSearcher", "SearchProgress", "run_trials", "trial_payload"
 log = logging.getLogger(__name__)
 
 ProgressFn = Callable[["SearchProgress"], None]
-
-
-@dataclass
-class SearchProgress:
-    """Live counters of a search, handed to the progress callback after every event."""
-
-    total: int
-    done: int = 0
-    failed: int = 0
-    pruned: int = 0
-    running: int = 0
-    started_at: float = field(default_factory=time.time)
-    done_at_start: int = 0
-    repeats: int = 0
-    best: dict[str, Any] | None = None
-    last_failure: str | None = None
-
-    @property
-    def elapsed_s(self) -> float:
-        return time.time() - self.started_at
-
-    @property
-    def eta_s(self) -> float | None:
-        """Remaining time at the pace of this segment (None before the first finished trial)."""
-        finished = self.done - self.done_at_start
-        if finished <= 0:
-            return None
-        return self.elapsed_s / finished * max(0, self.total - self.done)
 
 
 def _metric_value(controller: Controller, record: TrialRecord) -> Any:
@@ -89,6 +61,8 @@ class ControllerSearcher(Searcher):
         progress: counters updated on every event.
         on_progress: called with ``progress`` after every finished trial.
         records: the run's finished trials so far (what repeated proposals are answered from).
+        trackers: experiment trackers (per-epoch and final metrics), or None.
+        keeper: files the kept weights of a recorded child (``search.keep_weights``), or None.
         dedup: answer a proposal of an architecture already evaluated (or in flight) from the
             records instead of spending a trial on it; ``max_repeats`` in a row at most.
     """
@@ -97,7 +71,7 @@ class ControllerSearcher(Searcher):
                  max_new: int, record_fn: Callable[..., TrialRecord],
                  progress: SearchProgress, on_progress: ProgressFn | None = None,
                  records: list[TrialRecord] | None = None, dedup: bool = True,
-                 max_repeats: int = 100) -> None:
+                 max_repeats: int = 100, trackers: Any = None, keeper: Any = None) -> None:
         super().__init__(metric=None, mode=None)
         self.controller = controller
         self.run = run
@@ -110,6 +84,14 @@ class ControllerSearcher(Searcher):
         self._record_fn = record_fn
         self.progress = progress
         self._on_progress = on_progress
+        self.trackers, self.keeper = trackers, keeper
+
+    def __getstate__(self) -> dict[str, Any]:
+        """Tune pickles its searcher into ``tuner.pkl`` (never read back: mnas resumes from
+        JSON); the live view and the trackers hold locks and files, so they stay out."""
+        state = self.__dict__.copy()
+        state["_on_progress"] = state["trackers"] = None
+        return state
 
     def suggest(self, trial_id: str) -> dict[str, Any] | None:
         if self._budget <= 0:
@@ -119,6 +101,10 @@ class ControllerSearcher(Searcher):
         self._live[trial_id] = proposal
         self._parked.setdefault(proposal.arch.key, [])
         self.progress.running += 1
+        self.progress.live[trial_id] = {"trial_id": proposal.id, "arch_key": proposal.arch.key,
+                                        "node": None, "epoch": 0, "epochs": self.progress.epochs,
+                                        "val_accuracy": None, "started": time.time(),
+                                        "epoch_at": []}
         return {"arch": dict(proposal.arch.items()), "proposal_id": proposal.id}
 
     def _next_proposal(self) -> Proposal:
@@ -143,9 +129,27 @@ class ControllerSearcher(Searcher):
             log.debug("%d repeated proposals answered from the run's records", repeats)
         return proposal
 
+    def on_trial_result(self, trial_id: str, result: dict[str, Any]) -> None:
+        """A per-epoch report of a running child: the live view and the trackers see it."""
+        child = self.progress.live.get(trial_id)
+        proposal = self._live.get(trial_id)
+        if child is None or proposal is None or result.get("final"):
+            return
+        child.update(epoch=result.get("epoch") or child["epoch"], node=result.get("node"),
+                     val_accuracy=result.get("val_accuracy"))
+        child["epoch_at"].append(time.time())
+        if self.trackers is not None:
+            epoch_metrics = {k: result[k] for k in ("val_accuracy", "train_loss", "lr")
+                             if k in result}
+            self.trackers.on_epoch(proposal.id, proposal.arch.key, dict(proposal.arch.items()),
+                                   int(child["epoch"] or 0), epoch_metrics)
+        if self._on_progress is not None:
+            self._on_progress(self.progress)
+
     def on_trial_complete(self, trial_id: str, result: dict[str, Any] | None = None,
                           error: bool = False) -> None:
         proposal = self._live.pop(trial_id, None)
+        self.progress.live.pop(trial_id, None)
         if proposal is None:
             return
         record = self._record_fn(proposal, trial_id, result, error)
@@ -158,6 +162,10 @@ class ControllerSearcher(Searcher):
                 self.controller.tell(parked, value)
         self._known[proposal.arch.key] = record
         self.run.save_controller(self.controller)
+        if self.keeper is not None:
+            self.keeper.settle(record)
+        if self.trackers is not None:
+            self.trackers.on_trial(record)
         self._count(record)
 
     def _count(self, record: TrialRecord) -> None:
@@ -168,6 +176,8 @@ class ControllerSearcher(Searcher):
         if record.status is TrialStatus.FAILED:
             p.last_failure = str(record.error or "unknown").strip().splitlines()[0][:160]
         p.pruned += record.status is TrialStatus.PRUNED
+        if record.started_at and record.finished_at and record.status is not TrialStatus.PRUNED:
+            p.child_s.append(record.finished_at - record.started_at)
         reward = record.reward
         if record.complete and reward is not None and (p.best is None or reward > p.best["reward"]):
             p.best = best_of([record])
@@ -188,12 +198,14 @@ class ControllerSearcher(Searcher):
 _CACHE: dict[str, Any] = {}
 
 
-def trial_payload(space: Any, settings: Any, *, latency_service: bool) -> dict[str, Any]:
+def trial_payload(space: Any, settings: Any, *, latency_service: bool,
+                  weight_store: dict[str, Any] | None = None) -> dict[str, Any]:
     """Plain data the trainable needs to rebuild the space and the evaluation settings."""
     from nas.runner.latency_service import space_ref
 
     return {"space": space_ref(space), "space_options": dict(space.options),
-            "settings": settings.to_dict(), "latency_service": latency_service}
+            "settings": settings.to_dict(), "latency_service": latency_service,
+            "weight_store": weight_store}
 
 
 def _worker_state(payload: dict[str, Any]) -> tuple[Any, Any]:
@@ -214,6 +226,26 @@ def _node() -> dict[str, Any]:
             "ip": ray.util.get_node_ip_address(), "pid": os.getpid()}
 
 
+def _weights_sender(config: dict[str, Any], payload: dict[str, Any]) -> Callable[..., None] | None:
+    """Sends a finished child's weights to the run folder (``search.keep_weights``): written
+    directly on the driver's node, through the weight-store actor from another node."""
+    where = payload.get("weight_store")
+    if not where:
+        return None
+
+    def send(model: Any) -> None:
+        from nas.runner.weights import serialize_weights, write_incoming
+
+        epochs = str(payload["settings"]["train"].get("epochs"))
+        data = serialize_weights(model, {"trial": str(config["proposal_id"]), "epochs": epochs})
+        if ray.get_runtime_context().get_node_id() == where["node"] or not where["store"]:
+            write_incoming(where["dir"], config["proposal_id"], data)
+        else:
+            ray.get(ray.get_actor(where["store"]).put.remote(config["proposal_id"], data))
+
+    return send
+
+
 def evaluate_trial(config: dict[str, Any], payload: dict[str, Any]) -> None:
     """Tune function trainable: evaluate one child, report per epoch and a final record."""
     from nas.evaluation.evaluate import evaluate_arch
@@ -230,10 +262,12 @@ def evaluate_trial(config: dict[str, Any], payload: dict[str, Any]) -> None:
 
         def report(metrics: dict[str, Any]) -> None:
             tune.report({"val_accuracy": float(metrics.get("val_accuracy", 0.0)),
-                         "epoch": metrics.get("epoch"), "final": False})
+                         "epoch": metrics.get("epoch"), "final": False,
+                         "train_loss": metrics.get("train_loss"), "lr": metrics.get("lr"),
+                         "node": socket.gethostname()})
 
         record = evaluate_arch(space, space.validate(config["arch"]), settings, report=report,
-                               latency_fn=latency_fn)
+                               latency_fn=latency_fn, on_model=_weights_sender(config, payload))
     except Exception as exc:  # a broken child must not take the search down
         record = {"status": TrialStatus.FAILED.value, "error": f"{type(exc).__name__}: {exc}",
                   "traceback": traceback.format_exc(limit=5)}

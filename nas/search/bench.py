@@ -39,6 +39,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from nas._checks import check_int, check_number
 from nas.errors import UsageError
 from nas.registry import CONTROLLERS
 from nas.reward import mnas_reward
@@ -55,28 +56,26 @@ CURVE_COLUMNS = ["controller", "seed", "trial", "metric", "cost", "reward", "bes
 MAX_REPEATS = 100  # repeated proposals in a row answered from the records before one is re-run
 
 
-def load_table(path: str | Path, *, key: str, metric: str,
+def load_table(table: str | Path, *, key: str, metric: str,
                latency_column: str | None = None) -> pd.DataFrame:
     """Read a CSV lookup table and check that the named columns exist.
 
     Raises:
         UsageError: the file is missing or unreadable, or a column is absent (named in the message).
     """
-    path = Path(path)
+    path = Path(table)
     if not path.is_file():
-        raise UsageError(f"--table: file not found: {path}")
+        raise UsageError(f"table: file not found: {path}", params=("table",))
     try:
-        table = pd.read_csv(path)
+        frame = pd.read_csv(path)
     except (OSError, ValueError, pd.errors.ParserError) as exc:
-        raise UsageError(f"--table: cannot read {path} as CSV ({exc})") from None
-    named = (("--key", key), ("--metric", metric), ("--latency-column", latency_column))
-    for flag, column in named:
-        if column is not None and column not in table.columns:
-            raise UsageError(
-                f"{flag}: column {column!r} is not in {path.name} "
-                f"(columns: {', '.join(map(str, table.columns))})"
-            )
-    return table
+        raise UsageError(f"table: cannot read {path} as CSV ({exc})", params=("table",)) from None
+    named = (("key", key), ("metric", metric), ("latency_column", latency_column))
+    for param, column in named:
+        if column is not None and column not in frame.columns:
+            raise UsageError(f"{param}: column {column!r} is not in {path.name} "
+                             f"(columns: {', '.join(map(str, frame.columns))})", params=(param,))
+    return frame
 
 
 class TableObjective:
@@ -279,6 +278,14 @@ class _Search:
         self.known[idx] = result
 
 
+def _check_metrics(controller: Controller, objective: TableObjective) -> None:
+    missing = set(controller.required_metrics) - set(objective.metric_names)
+    if missing:
+        raise UsageError(f"controllers: {controller.name!r} needs metric(s) {sorted(missing)}; "
+                         "give the objective a cost (latency_column, or cost='params')",
+                         params=("controllers", "latency_column", "cost"))
+
+
 def run_controller(controller: Controller, objective: TableObjective, *, trials: int,
                    workers: int = 1, seed: int = 0, noise: float = 0.0, dedup: bool = True,
                    max_repeats: int = MAX_REPEATS) -> dict[str, Any]:
@@ -296,10 +303,7 @@ def run_controller(controller: Controller, objective: TableObjective, *, trials:
         true metric and reward of the incumbent (the best by what the controller was told);
         ``distinct_late`` counts the distinct architectures proposed in the last 100 trials.
     """
-    missing = set(controller.required_metrics) - set(objective.metric_names)
-    if missing:
-        raise UsageError(f"--controllers: {controller.name!r} needs metric(s) {sorted(missing)}; "
-                         "give a cost (--latency-column or --cost params)")
+    _check_metrics(controller, objective)
     search = _Search(controller, objective, trials=trials, seed=seed, noise=noise, dedup=dedup,
                      max_repeats=max_repeats)
     order_rng = np.random.default_rng([seed, 7919])
@@ -334,6 +338,22 @@ def _default_options(name: str, objective: TableObjective) -> dict[str, Any]:
     return {"objectives": [["accuracy", "max"]]} if getattr(cls, "wants_metrics", False) else {}
 
 
+def _check_bench(controllers: Sequence[str], trials: Any, seeds: Any, first_seed: Any,
+                 workers: Any, noise: Any, options: Mapping[str, Any] | None) -> None:
+    for name, value, low in (("trials", trials, 1), ("seeds", seeds, 1),
+                             ("first_seed", first_seed, 0), ("workers", workers, 1)):
+        check_int(name, value, minimum=low)
+    check_number("noise", noise)
+    unknown = set(options or {}) - set(controllers)
+    if unknown:
+        raise UsageError(f"options: given for {sorted(unknown)}, which are not in "
+                         f"controllers {list(controllers)}", params=("options", "controllers"))
+    for name in controllers:
+        if name not in CONTROLLERS:
+            raise UsageError(f"controllers: unknown controller {name!r}; "
+                             f"known: {', '.join(CONTROLLERS.names())}", params=("controllers",))
+
+
 def run_bench(objective: TableObjective, controllers: Sequence[str], *, trials: int = 100,
               seeds: int = 30, first_seed: int = 0, workers: int = 1, noise: float = 0.0,
               dedup: bool = True, options: Mapping[str, Mapping[str, Any]] | None = None,
@@ -354,23 +374,10 @@ def run_bench(objective: TableObjective, controllers: Sequence[str], *, trials: 
             objective's cost unless given.
         progress: called with ``(controller, seed)`` before each search.
     """
-    for name, value, low in (("trials", trials, 1), ("seeds", seeds, 1),
-                             ("first_seed", first_seed, 0), ("workers", workers, 1)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < low:
-            raise UsageError(f"--{name.replace('_', '-')}={value!r}: must be an integer >= {low}")
-    if not (isinstance(noise, int | float) and math.isfinite(noise) and noise >= 0):
-        raise UsageError(f"--noise={noise!r}: must be a finite number >= 0")
-    options = dict(options or {})
-    unknown = set(options) - set(controllers)
-    if unknown:
-        raise UsageError(f"--set: options given for {sorted(unknown)}, which are not in "
-                         f"--controllers {list(controllers)}")
+    _check_bench(controllers, trials, seeds, first_seed, workers, noise, options)
     frames = []
     for name in controllers:
-        if name not in CONTROLLERS:
-            raise UsageError(f"--controllers: unknown controller {name!r}; "
-                             f"known: {', '.join(CONTROLLERS.names())}")
-        opts = {**_default_options(name, objective), **dict(options.get(name, {}))}
+        opts = {**_default_options(name, objective), **dict((options or {}).get(name, {}))}
         for seed in range(first_seed, first_seed + seeds):
             if progress is not None:
                 progress(name, seed)

@@ -133,14 +133,14 @@ def plot_curves(curves: pd.DataFrame, path: str | Path, *, metric: str = "metric
     return Path(path)
 
 
-def write_outputs(curves: pd.DataFrame, summary: pd.DataFrame, out_dir: str | Path, *,
+def write_outputs(curves: pd.DataFrame, summary: pd.DataFrame, out: str | Path, *,
                   metric: str = "metric", hv: pd.DataFrame | None = None) -> dict[str, Path]:
     """Write ``curves.csv``, ``summary.csv``, ``curves.png`` (and ``hypervolume.csv``)."""
-    out = Path(out_dir)
+    out = Path(out)
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise UsageError(f"--out: cannot create {out} ({exc})") from None
+        raise UsageError(f"out: cannot create {out} ({exc})", params=("out",)) from None
     paths = {"curves": out / "curves.csv", "summary": out / "summary.csv",
              "plot": out / "curves.png"}
     curves.to_csv(paths["curves"], index=False)

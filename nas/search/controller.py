@@ -13,18 +13,19 @@ from __future__ import annotations
 import copy
 import json
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
+from nas._checks import check_bool, check_choice, check_int, check_number
 from nas.errors import ConfigError, UsageError
 from nas.search.state import load_state, save_state
 from nas.space import Arch, Space
 
 __all__ = ["Controller", "Proposal", "STATE_FORMAT", "save_state", "load_state", "check_int",
-           "check_float", "check_bool", "check_choice"]
+           "check_number", "check_bool", "check_choice"]
 
 STATE_FORMAT = "mnas.search.controller/1"
 
@@ -96,7 +97,7 @@ class Controller:
             raise ConfigError(f"{self.name} option space={space!r}: must be a nas.Space")
         if seed is None:
             seed = int(np.random.SeedSequence().entropy)  # recorded: resumable all the same
-        check_int(self.name, "seed", seed, minimum=0)
+        check_int(f"{self.name} option seed", seed, minimum=0)
         self.space = space
         self.seed = int(seed)
         # validated options, in the form they take after a JSON round trip (tuples -> lists)
@@ -278,54 +279,6 @@ class Controller:
     def __repr__(self) -> str:
         opts = ", ".join(f"{k}={v!r}" for k, v in self.options.items())
         return f"{type(self).__name__}(space={self.space.name!r}, seed={self.seed}, {opts})"
-
-
-# -- option validation ----------------------------------------------------------------------
-def check_int(owner: str, name: str, value: Any, *, minimum: int | None = None,
-              maximum: int | None = None) -> int:
-    """``value`` as an int within bounds, or :class:`ConfigError` naming the option."""
-    ok = isinstance(value, int | np.integer) and not isinstance(value, bool)
-    ok = ok and (minimum is None or value >= minimum) and (maximum is None or value <= maximum)
-    if not ok:
-        bounds = _bounds(minimum, maximum)
-        raise ConfigError(f"{owner} option {name}={value!r}: must be an integer{bounds}")
-    return int(value)
-
-
-def check_float(owner: str, name: str, value: Any, *, minimum: float | None = None,
-                maximum: float | None = None, open_min: bool = False) -> float:
-    """``value`` as a finite float within bounds (``open_min``: strictly above the minimum)."""
-    ok = isinstance(value, int | float | np.number) and not isinstance(value, bool)
-    ok = ok and math.isfinite(float(value))
-    if ok and minimum is not None:
-        ok = value > minimum if open_min else value >= minimum
-    ok = ok and (maximum is None or value <= maximum)
-    if not ok:
-        bounds = _bounds(minimum, maximum, open_min)
-        raise ConfigError(f"{owner} option {name}={value!r}: must be a finite number{bounds}")
-    return float(value)
-
-
-def check_bool(owner: str, name: str, value: Any) -> bool:
-    """``value`` if it is a bool, else :class:`ConfigError`."""
-    if not isinstance(value, bool):
-        raise ConfigError(f"{owner} option {name}={value!r}: must be true or false")
-    return value
-
-
-def check_choice(owner: str, name: str, value: Any, allowed: Sequence[Any]) -> Any:
-    """``value`` if it is one of ``allowed``, else :class:`ConfigError` listing them."""
-    if not isinstance(value, str | int | float | bool | None) or value not in allowed:
-        raise ConfigError(
-            f"{owner} option {name}={value!r}: allowed values: {', '.join(map(str, allowed))}"
-        )
-    return value
-
-
-def _bounds(minimum: Any, maximum: Any, open_min: bool = False) -> str:
-    low = "" if minimum is None else f" {'>' if open_min else '>='} {minimum}"
-    high = "" if maximum is None else f"{' and' if low else ''} <= {maximum}"
-    return low + high
 
 
 def _finite(value: Any, what: str) -> float | None:

@@ -1,0 +1,129 @@
+"""Trained weights of the best children, kept in the run folder as they finish.
+
+With ``search.keep_weights: K`` the trainable sends a complete child's state dict (safetensors
+bytes) to :class:`WeightStore`, a small actor pinned to the driver's node that writes it to
+``RUN/weights/incoming/``. When the driver records the trial, :class:`WeightKeeper` keeps the file
+as ``RUN/weights/trial-<id>.safetensors`` if the child is among the best K by reward and deletes
+whatever falls out of the top K. ``nas export`` loads these weights; a run resumed after a crash
+drops incoming files of trials it never recorded.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import ray
+
+from nas.records import TrialRecord
+from nas.results import RunDir
+
+__all__ = ["WeightStore", "WeightKeeper", "start_weight_store", "serialize_weights",
+           "write_incoming", "incoming_dir"]
+
+log = logging.getLogger(__name__)
+
+INCOMING = "incoming"
+
+
+def weights_path(run_path: str | Path, trial_id: int) -> Path:
+    return RunDir(run_path).weights_path(trial_id)
+
+
+def incoming_dir(run_path: str | Path) -> Path:
+    """Where children's weights arrive before the driver files or drops them."""
+    return RunDir(Path(run_path).resolve()).weights_dir / INCOMING
+
+
+def write_incoming(folder: str | Path, trial_id: int, data: bytes) -> Path:
+    """Write one child's weights into ``folder`` atomically (temp file, then rename)."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"trial-{int(trial_id)}.safetensors"
+    tmp = path.with_suffix(".tmp")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
+    return path
+
+
+def serialize_weights(model: Any, metadata: dict[str, str]) -> bytes:
+    """A model's state dict as safetensors bytes (CPU, contiguous copies)."""
+    from safetensors.torch import save
+
+    state = {k: v.detach().to("cpu").contiguous().clone() for k, v in model.state_dict().items()}
+    return save(state, metadata=metadata)
+
+
+@ray.remote(num_cpus=0)
+class WeightStore:
+    """Writes children's weights into ``RUN/weights/incoming/`` on the driver's node."""
+
+    def __init__(self, folder: str) -> None:
+        self.folder = Path(folder)
+
+    def put(self, trial_id: int, data: bytes) -> str:
+        return str(write_incoming(self.folder, trial_id, data))
+
+
+def start_weight_store(run_path: Path, name: str) -> Any:
+    """The named store actor on this driver's node (keep the handle for the search's length)."""
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    node = ray.get_runtime_context().get_node_id()
+    return WeightStore.options(
+        name=name, scheduling_strategy=NodeAffinitySchedulingStrategy(node, soft=False),
+    ).remote(str(incoming_dir(run_path)))
+
+
+class WeightKeeper:
+    """Driver side: the best ``k`` children's weights stay, the rest are deleted."""
+
+    def __init__(self, run_path: str | Path, k: int, records: Iterable[TrialRecord] = ()) -> None:
+        self.run_path, self.k = Path(run_path), k
+        self.folder = RunDir(self.run_path).weights_dir
+        rewards = {r.trial_id: r.reward for r in records if r.complete and r.reward is not None}
+        self.kept: dict[int, float] = {}
+        for path in sorted(self.folder.glob("trial-*.safetensors")):
+            trial = _trial_of(path)
+            if trial in rewards:
+                self.kept[trial] = rewards[trial]
+            else:
+                path.unlink()
+        for path in sorted((self.folder / INCOMING).glob("trial-*")):
+            trial = _trial_of(path)
+            if trial in rewards and path.suffix == ".safetensors":  # recorded, not yet filed
+                os.replace(path, weights_path(self.run_path, trial))
+                self.kept[trial] = rewards[trial]
+            else:
+                path.unlink()  # sent by a trial that was never recorded (the driver died)
+        self._trim()
+
+    def settle(self, record: TrialRecord) -> bool:
+        """File the incoming weights of a recorded trial; True when they were kept."""
+        incoming = self.folder / INCOMING / f"trial-{record.trial_id}.safetensors"
+        if not incoming.exists():
+            return False
+        if self.k <= 0 or not record.complete or record.reward is None:
+            incoming.unlink()
+            return False
+        os.replace(incoming, weights_path(self.run_path, record.trial_id))
+        self.kept[record.trial_id] = record.reward
+        self._trim()
+        return record.trial_id in self.kept
+
+    def _trim(self) -> None:
+        order = sorted(self.kept, key=lambda t: (-self.kept[t], t))
+        for trial in order[max(self.k, 0):]:
+            weights_path(self.run_path, trial).unlink(missing_ok=True)
+            del self.kept[trial]
+
+
+def _trial_of(path: Path) -> int | None:
+    stem = path.name.split(".")[0]
+    try:
+        return int(stem.removeprefix("trial-"))
+    except ValueError:
+        return None
