@@ -1,6 +1,7 @@
 """Analysis and export on a run folder made by one real small search (local Ray, toy space).
 
-The search runs once for this module; every test reads its run folder.
+The search runs once for this module, through the Python API (``nas.search``), with the reward
+target measured (``reward.target: auto``) and TensorBoard on; every test reads its run folder.
 """
 
 from __future__ import annotations
@@ -22,14 +23,28 @@ TOY = TOY_SEARCH
 
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory):
-    from nas.config import parse_config
-    from nas.runner.driver import start_search
-
     root = tmp_path_factory.mktemp("search")
-    config = parse_config({**TOY, "results_dir": str(root)})
-    result = start_search(config, name="real")
-    assert result.complete and result.trials == 6
-    return result.run_dir
+    run = nas.search(TOY, name="real", results_dir=root, progress=False,
+                     overrides={"reward.target": "auto", "logging.tensorboard": True})
+    assert len(run) == 6
+    return run.path
+
+
+def test_the_python_api_made_this_run(run_dir):
+    """nas.search returned the Run; the target was measured and stored; every child has its
+    TensorBoard folder; the best 3 children's weights are kept; nas.resume re-runs nothing."""
+    from nas.run import Run
+
+    run = nas.load_run(run_dir)
+    assert run_dir.name == "real" and run.config["search"]["trials"] == 6
+    target = run.config["reward"]["target"]  # measured from sampled children, then stored
+    assert isinstance(target, float) and 0 < target < 1000 and run.reward().target == target
+    events = {p.parent.name for p in (run_dir / "tensorboard").rglob("events.out.tfevents.*")}
+    assert events == {f"trial-{t}" for t in run.trials["trial_id"]}
+    kept = {int(p.stem.split("-")[1]) for p in (run_dir / "weights").glob("trial-*")}
+    assert kept == set(run.best(3)["trial_id"])
+    again = nas.resume(run_dir, progress=False)  # already complete: nothing re-run
+    assert isinstance(again, Run) and list(again.trials["trial_id"]) == list(run.trials["trial_id"])
 
 
 def test_rewards_recomputed_from_raw_metrics_match_the_search(run_dir):

@@ -1,16 +1,13 @@
 """The Python API: nas.search and nas.resume, same validation as the CLI, exit codes as
-exceptions."""
+exceptions (a real search through it: tests/test_analyze_search.py)."""
 
 from __future__ import annotations
-
-from pathlib import Path
 
 import pytest
 
 import nas
 from nas.api import _outcome
 from nas.errors import SearchFailed, SearchInterrupted, UsageError
-from nas.run import Run
 from nas.runner.driver import SearchResult
 from nas.testing.fixtures import TOY_SEARCH
 
@@ -38,25 +35,6 @@ def test_exit_codes_become_exceptions(tmp_path):
                            complete=False)
     with pytest.raises(SearchInterrupted, match=r"1/3 trials; continue with nas.resume"):
         _outcome(stopped)
-
-
-@pytest.mark.ray
-def test_search_and_resume_return_the_run(tmp_path):
-    run = nas.search(TOY_SEARCH, trials=2, name="api", results_dir=tmp_path / "results",
-                     overrides={"evaluator.epochs": 1, "search.keep_weights": 1,
-                                "reward.target": "auto", "logging.tensorboard": True},
-                     progress=False)
-    assert isinstance(run, Run)
-    assert Path(run.path) == tmp_path / "results" / "api" and len(run) == 2
-    assert run.config["evaluator"]["epochs"] == 1 and run.config["search"]["trials"] == 2
-    target = run.config["reward"]["target"]  # measured from sampled children, then stored
-    assert isinstance(target, float) and 0 < target < 1000
-    assert run.reward().target == target
-    assert len(list((run.path / "weights").glob("trial-*.safetensors"))) == 1
-    events = {p.parent.name for p in (run.path / "tensorboard").rglob("events.out.tfevents.*")}
-    assert events == {f"trial-{t}" for t in run.trials["trial_id"]}  # one run per child
-    again = nas.resume(run.path, progress=False)  # already complete: nothing re-run
-    assert len(again) == 2 and list(again.trials["trial_id"]) == list(run.trials["trial_id"])
 
 
 def test_auto_target_is_the_median_cost_of_seeded_samples():

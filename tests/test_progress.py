@@ -12,7 +12,10 @@ import time
 import pytest
 from rich.console import Console
 
+import nas.runner.output
 from nas.runner.progress import LinePrinter, LiveView, SearchProgress, make_view
+
+OUTPUT = nas.runner.output.__file__
 
 
 def child(trial, epoch, epochs=6, ago=10.0, acc=0.5, node="n1", epoch_at=()):
@@ -88,10 +91,14 @@ def test_ray_output_goes_to_the_log_and_ours_to_the_terminal(tmp_path):
     the log, in the temporary file first and then in the run's; print() stays on stdout."""
     script = tmp_path / "s.py"
     script.write_text(textwrap.dedent(f"""
-        import logging, os, sys
+        import importlib.util, logging, os, sys
         ray_log = logging.getLogger("ray.fake")
         ray_log.addHandler(logging.StreamHandler(sys.stderr))   # bound before, like Ray's
-        from nas.runner.output import RayOutput
+        # the module alone (nas.runner's package would import Ray: seconds for nothing here)
+        spec = importlib.util.spec_from_file_location("output", {str(OUTPUT)!r})
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        RayOutput = module.RayOutput
         with RayOutput() as out:
             os.write(2, b"c-level before the run folder\\n")
             out.move_to({str(tmp_path / 'ray.log')!r})
