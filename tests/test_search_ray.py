@@ -105,6 +105,8 @@ def test_search_end_to_end_with_asha(tmp_path):
     assert len(done) == 2 and all(r["metrics"]["accuracy"] == curves[r["trial_id"]][-1]
                                   for r in done)
     assert done and all(r["metrics"]["latency_n"] > 0 and r["metrics"]["macs"] > 0 for r in done)
+    # the conditions of each measurement: one trial at a time, so nothing else trained
+    assert all(r["metrics"]["latency_conditions"]["training_children"] == 0 for r in done)
     assert all(r["node"]["node_id"] and r["device"]["torch"] for r in done)
     # search.keep_weights (3): both complete children's trained weights are kept, nothing else
     kept = sorted(int(p.stem.split("-")[1]) for p in (run_dir / "weights").glob("trial-*"))

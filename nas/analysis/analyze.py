@@ -332,6 +332,7 @@ class Analysis:
     decisions: pd.DataFrame
     decision_summary: pd.DataFrame
     config: dict[str, Any] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
 
     def tables(self) -> dict[str, pd.DataFrame]:
         """The report's tables by name (``top``, ``pareto_latency``, ...)."""
@@ -349,7 +350,7 @@ class Analysis:
         """Plain, JSON-ready data (NaN becomes None)."""
         return {"run": self.name, "path": self.path,
                 "reward": None if self.reward is None else self.reward.to_dict(),
-                "counts": self.counts,
+                "counts": self.counts, "warnings": list(self.warnings),
                 **{name: records(table) for name, table in self.tables().items()}}
 
 
@@ -371,11 +372,14 @@ def records(frame: pd.DataFrame) -> list[dict[str, Any]]:
 def analyze(frame: pd.DataFrame, config: Mapping[str, Any], *, name: str = "run",
             path: str = "", k: int = 10, reward: RewardConfig | None = None) -> Analysis:
     """All tables of one run; ``reward``: the settings to rank with (:func:`reward_settings`)."""
+    from nas.analysis.conditions import latency_warnings
+
     counts, failures = failure_summary(frame)
     stats = decision_stats(frame, reward)
+    top = top_k(frame, k, reward)
     return Analysis(
-        name=name, path=path, reward=reward, counts=counts,
-        ranked=rank_trials(frame, reward), top=top_k(frame, k, reward),
+        name=name, path=path, reward=reward, counts=counts, warnings=latency_warnings(frame, top),
+        ranked=rank_trials(frame, reward), top=top,
         front_latency=pareto_front(frame, "latency_ms", reward),
         front_macs=pareto_front(frame, "macs", reward),
         progress=progress(frame, reward), failures=failures, decisions=stats,

@@ -120,6 +120,8 @@ def cmd_analyze(args: argparse.Namespace) -> int:
     else:
         _print_header(result, fmt)
         _print_sections(_analysis_sections(result), fmt)
+    for warning in result.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
     if written:
         _note(fmt, f"wrote {len(written)} files to {next(iter(written.values())).parent} "
                    "(report.html, pareto.png, progress.png, CSVs)")

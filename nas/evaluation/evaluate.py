@@ -32,6 +32,7 @@ from nas._checks import check_bool, check_int, check_number
 from nas.errors import ConfigError, TrialFailed, UsageError, unknown_key
 from nas.evaluation.data import AnyDataset, ImageOptions, load_dataset
 from nas.evaluation.train import TrainConfig, train
+from nas.latency.conditions import merge_conditions, node_conditions, training
 from nas.latency.lut import LatencyTable, latency_space, measure_arch
 from nas.latency.measure import LatencyConfig, measure_latency
 from nas.records import TrialStatus
@@ -164,6 +165,7 @@ class EvalContext:
     report: ReportFn | None = None
     latency_fn: LatencyFn | None = None
     on_model: Callable[[torch.nn.Module], None] | None = None
+    activity: str | None = None
     timings: dict[str, float] = field(default_factory=dict)
     partial: dict[str, Any] = field(default_factory=dict)
 
@@ -182,6 +184,7 @@ class EvalContext:
         cfg = self.settings.latency
         if cfg.mode == "skip":
             return {}
+        before = node_conditions(self.activity)
         with self.timed("latency"):
             if cfg.mode == "lut":
                 metrics = _lut_metrics(self.space, self.arch, cfg, self.settings.lut_path)
@@ -194,12 +197,15 @@ class EvalContext:
             else:
                 raw = measure_arch(self.space, self.arch, cfg, preset=self.preset)
                 metrics = _latency_metrics(raw.to_dict())
+        if cfg.mode == "measure" and self.latency_fn is None:  # measured here, on this node
+            metrics["latency_conditions"] = merge_conditions(before,
+                                                             node_conditions(self.activity))
         self.partial.update(metrics)
         return metrics
 
     def train(self, model: torch.nn.Module) -> dict[str, Any]:
         """The standard proxy-training phase; returns ``{"accuracy", "train"}``."""
-        with self.timed("train"):
+        with self.timed("train"), training(self.activity):
             result = train(model, self.dataset, self.settings.train, callback=self.report)
         summary = result.to_dict()
         return {"accuracy": result.val_accuracy, "train": summary}
@@ -289,8 +295,8 @@ def _check_fit(space: Space, dataset: AnyDataset) -> None:
 def evaluate_arch(space: Space, arch: Arch | Mapping[str, Any] | None,
                   settings: EvalSettings | None = None, *, preset: str | None = None,
                   report: ReportFn | None = None, latency_fn: LatencyFn | None = None,
-                  dataset: AnyDataset | None = None,
-                  on_model: Callable[[torch.nn.Module], None] | None = None) -> dict[str, Any]:
+                  dataset: AnyDataset | None = None, on_model: Callable[..., None] | None = None,
+                  activity: str | None = None) -> dict[str, Any]:
     """Evaluate one child (or a ``preset`` of the space) and return its raw metrics.
 
     Args:
@@ -298,10 +304,11 @@ def evaluate_arch(space: Space, arch: Arch | Mapping[str, Any] | None,
         arch: the architecture, or None with ``preset``.
         settings: evaluation settings (defaults: digits, 1 epoch, CPU latency).
         preset: evaluate the space's published network of this name instead of ``arch``.
-        report: per-epoch callback, e.g. a Ray Tune reporter.
-        latency_fn: measures latency elsewhere (e.g. :meth:`nas.runner.LatencyClient.latency_fn`).
+        report: per-epoch callback (a Ray Tune reporter); ``latency_fn``: measures latency
+            elsewhere (e.g. :meth:`nas.runner.LatencyClient.latency_fn`).
         dataset: an already loaded dataset (default: load ``settings.dataset``).
-        on_model: called with the trained model of a child that completed (to keep weights).
+        on_model: gets a completed child's trained model; ``activity``: the run's training
+            markers (:mod:`nas.latency.conditions`), recorded with each latency.
 
     Returns: the raw metrics (accuracy, latency and its spread, params, MACs), ``status`` and
     ``error``, timings, device and, with reward settings, ``reward`` (None if undefined).
@@ -311,17 +318,16 @@ def evaluate_arch(space: Space, arch: Arch | Mapping[str, Any] | None,
     arch = _checked_subject(space, arch, preset)
     data = dataset if dataset is not None else get_dataset(settings)
     _check_fit(space, data)
-    evaluator = EVALUATORS.get(settings.evaluator)
     ctx = EvalContext(space=space, arch=arch, preset=preset, dataset=data, settings=settings,
                       device=settings.train.device, report=report, latency_fn=latency_fn,
-                      on_model=on_model)
+                      on_model=on_model, activity=activity)
     record: dict[str, Any] = {
         "space": space.name, "arch": None if arch is None else arch.to_dict()["decisions"],
         "arch_key": None if arch is None else arch.key, "preset": preset, "dataset": data.name,
         "status": TrialStatus.COMPLETE.value, "error": None,
     }
     with ctx.timed("total"):
-        record.update(_run(space, arch, preset, evaluator, ctx))
+        record.update(_run(space, arch, preset, EVALUATORS.get(settings.evaluator), ctx))
     record["timings"] = dict(ctx.timings)
     if settings.reward is not None:
         _add_reward(record, settings.reward)

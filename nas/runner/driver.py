@@ -24,6 +24,7 @@ from nas._faults import crash_point
 from nas.config import SearchConfig, parse_config
 from nas.errors import UsageError
 from nas.experiment import Experiment, build_experiment
+from nas.latency.conditions import activity_dir
 from nas.records import TrialRecord, TrialStatus, best_of
 from nas.results import RunDir
 from nas.runner.output import LOG_NAME, RayOutput
@@ -36,7 +37,7 @@ from nas.runner.search import (
     run_trials,
     trial_payload,
 )
-from nas.runner.session import RaySession, start_ray
+from nas.runner.session import RaySession, run_tag, start_ray
 from nas.runner.strays import MARKER, kill_stray_ray, new_marker, snapshot
 from nas.search.controller import Controller
 
@@ -262,7 +263,8 @@ def _search(run: RunDir, exp: Experiment, session: RaySession, progress_fn: Prog
     try:
         actors = _actors(run, exp, session)  # keep the handles: named actors live meanwhile
         payload = trial_payload(exp.space, exp.settings, weight_store=actors.get("weights"),
-                                latency_service=exp.config.latency_service)
+                                latency_service=exp.config.latency_service,
+                                activity=activity_dir(run_tag(run.path)))
         searcher = _searcher(run, exp, records, progress_fn, trackers)
         if progress_fn is not None:
             progress_fn(searcher.progress)  # shown at once, before the first child reports

@@ -199,13 +199,14 @@ _CACHE: dict[str, Any] = {}
 
 
 def trial_payload(space: Any, settings: Any, *, latency_service: bool,
-                  weight_store: dict[str, Any] | None = None) -> dict[str, Any]:
+                  weight_store: dict[str, Any] | None = None,
+                  activity: str | None = None) -> dict[str, Any]:
     """Plain data the trainable needs to rebuild the space and the evaluation settings."""
     from nas.runner.latency_service import space_ref
 
     return {"space": space_ref(space), "space_options": dict(space.options),
             "settings": settings.to_dict(), "latency_service": latency_service,
-            "weight_store": weight_store}
+            "weight_store": weight_store, "activity": activity}
 
 
 def _worker_state(payload: dict[str, Any]) -> tuple[Any, Any]:
@@ -267,7 +268,8 @@ def evaluate_trial(config: dict[str, Any], payload: dict[str, Any]) -> None:
                          "node": socket.gethostname()})
 
         record = evaluate_arch(space, space.validate(config["arch"]), settings, report=report,
-                               latency_fn=latency_fn, on_model=_weights_sender(config, payload))
+                               latency_fn=latency_fn, on_model=_weights_sender(config, payload),
+                               activity=payload.get("activity"))
     except Exception as exc:  # a broken child must not take the search down
         record = {"status": TrialStatus.FAILED.value, "error": f"{type(exc).__name__}: {exc}",
                   "traceback": traceback.format_exc(limit=5)}
@@ -299,7 +301,7 @@ def make_record(proposal: Proposal, tune_id: str, result: dict[str, Any] | None,
             "accuracy": result.get("val_accuracy"), "epochs": result.get("epoch")})
     raw = json.loads(result["record_json"])
     metrics = {k: raw.get(k) for k in RAW_METRICS if k in raw}
-    for extra in ("train", "dataset", "latency_source"):
+    for extra in ("train", "dataset", "latency_source", "latency_conditions"):
         if extra in raw:
             metrics[extra] = raw[extra]
     status, reason = TrialStatus.parse(raw.get("status")), raw.get("error")

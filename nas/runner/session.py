@@ -69,10 +69,14 @@ class RaySession:
             ray.shutdown()
 
 
+def run_tag(run_path: Path) -> str:
+    """A short tag unique to a run folder (its resolved path, hashed)."""
+    return hashlib.sha1(str(Path(run_path).resolve()).encode()).hexdigest()[:10]
+
+
 def ray_temp_dir(run_path: Path) -> str:
     """A short temp folder unique to a run (Ray's socket paths must stay under ~100 bytes)."""
-    digest = hashlib.sha1(str(Path(run_path).resolve()).encode()).hexdigest()[:10]
-    return os.path.join(tempfile.gettempdir(), f"mnas-ray-{digest}")
+    return os.path.join(tempfile.gettempdir(), f"mnas-ray-{run_tag(run_path)}")
 
 
 def start_ray(settings: Any, *, address: str | None, run_path: Path,

@@ -1,0 +1,45 @@
+"""Warnings about the conditions latencies were measured under (``latency_conditions``).
+
+A latency measured while other children trained on the same node is slower and noisier, and a
+ranking that rests on such measurements can be reordered by it. :func:`latency_warnings` says so
+for the trials a ranking puts on top.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import pandas as pd
+
+__all__ = ["latency_warnings", "BUSY"]
+
+BUSY = "latency_conditions.training_children"
+LOAD = "latency_conditions.load_1m"
+
+
+def _number(value: Any) -> float | None:
+    try:
+        value = float(value)
+    except (TypeError, ValueError):
+        return None
+    return value if math.isfinite(value) else None
+
+
+def latency_warnings(frame: pd.DataFrame, top: pd.DataFrame) -> list[str]:
+    """One line when some of ``top``'s trials had their latency measured while other children
+    trained on their node (the count and the worst case); no line when none did, or the run
+    predates the record."""
+    if BUSY not in frame or "trial_id" not in top or top.empty:
+        return []
+    rows = frame[frame["trial_id"].isin(top["trial_id"])]
+    busy = [b for b in (_number(v) for v in rows[BUSY]) if b is not None]
+    contended = [b for b in busy if b > 0]
+    if not contended:
+        return []
+    loads = [x for x in (_number(v) for v in rows.get(LOAD, [])) if x is not None]
+    worst = f"up to {int(max(contended))} training at once"
+    if loads:
+        worst += f", load average up to {max(loads):.1f}"
+    return [f"{len(contended)} of the top {len(top)} latencies were measured while other children "
+            f"trained on the same node ({worst}): their ranking may be reordered by contention"]
