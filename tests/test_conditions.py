@@ -92,3 +92,22 @@ def test_analysis_warns_when_the_top_rests_on_contended_latencies():
     assert "up to 3 training at once, load average up to 2.5" in line
     assert latency_warnings(frame.drop(columns="latency_conditions.training_children"),
                             pd.DataFrame({"trial_id": [1]})) == []  # an older run: no record
+
+
+def test_a_childs_training_phase_is_marked_while_it_trains(tmp_path, digits):
+    """What other children's measurements count: this child's marker exists exactly while its
+    proxy training runs (seen from the per-epoch callback), and is gone afterwards."""
+    import os
+
+    folder = tmp_path / "a"
+    seen = []
+
+    def report(metrics):
+        seen.append(sorted(p.name.split("-")[0] for p in folder.glob("*.train")))
+
+    space = ToySpace()
+    settings = EvalSettings(train=TrainConfig(epochs=2), latency=LatencyConfig(mode="skip"))
+    evaluate_arch(space, space.sample(np.random.default_rng(1)), settings, dataset=digits,
+                  report=report, activity=str(folder))
+    assert seen == [[str(os.getpid())]] * 2
+    assert not list(folder.glob("*.train"))
