@@ -54,6 +54,8 @@ def _view(progress: bool, config: SearchConfig | None) -> Any:
 def _outcome(result: Any) -> Run:
     if result.all_failed:
         raise SearchFailed(result.run_dir, result.failure_reasons)
+    if result.stopped:  # the hard constraints rejected nearly every child
+        raise SearchFailed(result.run_dir, [(result.stopped, result.rejected)])
     if not result.complete:
         raise SearchInterrupted(result.run_dir, result.trials, result.target)
     return load_run(result.run_dir)

@@ -35,14 +35,21 @@ from typing import Any
 
 import yaml
 
-from nas._checks import check_bool, check_choice, check_int, check_known, check_number
+from nas._checks import (
+    check_bool,
+    check_choice,
+    check_int,
+    check_known,
+    check_number,
+    from_plain,
+)
 from nas.errors import ConfigError, UsageError
 
 __all__ = ["SearchSettings", "RaySettings", "LoggingSettings", "SearchConfig", "load_config",
-           "apply_overrides"]
+           "apply_overrides", "Constraints", "BOUNDS", "violation"]
 
 SECTIONS = ("name", "results_dir", "space", "controller", "evaluator", "latency", "reward",
-            "search", "ray", "logging")
+            "constraints", "search", "ray", "logging")
 SCHEDULERS = ("none", "asha")
 PROGRESS = ("auto", "rich", "lines", "none")
 
@@ -70,6 +77,11 @@ class SearchSettings:
             ``nas export`` uses them.
         progress: ``auto`` (a live view on a terminal, one line per finished child otherwise),
             ``rich``, ``lines`` or ``none`` (the CLI's ``--quiet``).
+        remeasure_top: at the end of a search, re-measure the latency of the top K
+            architectures and of the accuracy-latency Pareto front, interleaved in quiet windows
+            with ``remeasure_passes`` times the repeats (0: off; ``nas remeasure`` on demand);
+            rankings, fronts and exports then use the final numbers.
+        remeasure_passes: passes over the finalists, each in a new random order.
     """
 
     trials: int = 20
@@ -85,6 +97,8 @@ class SearchSettings:
     max_repeats: int = 100
     keep_weights: int = 3
     progress: str = "auto"
+    remeasure_top: int = 5
+    remeasure_passes: int = 3
 
     def __post_init__(self) -> None:
         check_int("search.trials", self.trials)
@@ -105,6 +119,8 @@ class SearchSettings:
         check_int("search.max_repeats", self.max_repeats, minimum=0)
         check_int("search.keep_weights", self.keep_weights, minimum=0)
         check_choice("search.progress", self.progress, PROGRESS)
+        check_int("search.remeasure_top", self.remeasure_top, minimum=0)
+        check_int("search.remeasure_passes", self.remeasure_passes)
 
 
 @dataclass(frozen=True)
@@ -169,6 +185,72 @@ class RaySettings:
                 check_number(f"ray.resources.{name}", amount)
 
 
+# -- hard constraints (checked before training) -----------------------------------------------
+BOUNDS = ("macs", "params", "latency_ms")  # in the order a trial knows them
+
+
+@dataclass(frozen=True)
+class Constraints:
+    """Hard bounds checked before training (errors name ``constraints.<key>``).
+
+    A trial counts the child's parameters and MACs first, then measures its latency, and checks
+    each bound as soon as its number is known. A child over a bound ends ``rejected`` with the
+    bound it broke (``metrics.constraint``): never trained, not counted against
+    ``search.trials``, told to the controller as a failure or ``penalty``; more than
+    ``max_rejections`` rejections per trial of the budget stop the search (exit 1).
+
+    Args:
+        latency_ms: the most milliseconds a child may take on the target device.
+        macs: the most multiply-adds (fvcore's count) a child may have.
+        params: the most parameters.
+        penalty: what the controller is told for a rejected child (None: a failure).
+        max_rejections: rejections allowed per trial of the budget before the search stops.
+    """
+
+    latency_ms: float | None = None
+    macs: float | None = None
+    params: float | None = None
+    penalty: float | None = None
+    max_rejections: int = 10
+
+    def __post_init__(self) -> None:
+        for key in BOUNDS:
+            check_number(f"constraints.{key}", getattr(self, key), strict=True, optional=True)
+        check_number("constraints.penalty", self.penalty, minimum=None, optional=True)
+        check_int("constraints.max_rejections", self.max_rejections)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any] | None) -> Constraints:
+        """From the ``constraints`` config section; an unknown key names the allowed ones."""
+        return from_plain(cls, data or {}, "constraints")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @property
+    def active(self) -> bool:
+        """Whether any bound is set."""
+        return any(getattr(self, key) is not None for key in BOUNDS)
+
+    def check(self, metrics: Mapping[str, Any], keys: tuple[str, ...] = BOUNDS
+              ) -> dict[str, Any] | None:
+        """The first of ``keys`` whose bound ``metrics`` break: ``{"bound", "value", "limit",
+        "reason"}``, or None."""
+        for key in keys:
+            limit, value = getattr(self, key), metrics.get(key)
+            if limit is not None and isinstance(value, int | float) and value > limit:
+                return violation(key, float(value), float(limit))
+        return None
+
+
+def violation(key: str, value: float, limit: float) -> dict[str, Any]:
+    """The record of one broken bound."""
+    shown = f"{value:.4g}" if key == "latency_ms" else f"{value:,.0f}"
+    bound = f"{limit:.4g}" if key == "latency_ms" else f"{limit:,.0f}"
+    return {"bound": key, "value": value, "limit": limit,
+            "reason": f"{key}={shown} over the bound constraints.{key}={bound}"}
+
+
 @dataclass(frozen=True)
 class SearchConfig:
     """A validated search configuration (see the module docstring for the layout)."""
@@ -181,13 +263,14 @@ class SearchConfig:
     search: SearchSettings = field(default_factory=SearchSettings)
     ray: RaySettings = field(default_factory=RaySettings)
     logging: LoggingSettings = field(default_factory=LoggingSettings)
+    constraints: Constraints = field(default_factory=Constraints)
     name: str | None = None
     results_dir: str = "results"
 
     def to_dict(self) -> dict[str, Any]:
         """Plain data, the resolved ``config.yaml`` of a run."""
         out = {f.name: copy.deepcopy(getattr(self, f.name)) for f in fields(self)}
-        for key in ("search", "ray", "logging"):
+        for key in ("search", "ray", "logging", "constraints"):
             out[key] = asdict(getattr(self, key))
         return out
 
@@ -253,6 +336,7 @@ def parse_config(data: Any) -> SearchConfig:
         search=_settings(SearchSettings, "search", data.get("search")),
         ray=_settings(RaySettings, "ray", data.get("ray")),
         logging=_settings(LoggingSettings, "logging", data.get("logging")),
+        constraints=Constraints.from_dict(_mapping("constraints", data.get("constraints"))),
         name=name, results_dir=results_dir)
 
 

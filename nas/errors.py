@@ -83,6 +83,14 @@ class TrialFailed(NasError):
         self.reason = reason
 
 
+class TrialRejected(NasError):
+    """A child broke a hard constraint before training (:mod:`nas.constraints`)."""
+
+    def __init__(self, violation: dict) -> None:
+        super().__init__(violation["reason"])
+        self.violation = violation
+
+
 class SearchFailed(NasError):
     """Every finished child of a search failed (the CLI's exit 1); ``reasons`` counts why."""
 

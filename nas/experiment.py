@@ -82,6 +82,7 @@ def eval_settings(config: SearchConfig) -> EvalSettings:
         data["evaluator_options"] = ev["options"]
     data["latency"] = {k: v for k, v in config.latency.items() if k != "service"}
     data["reward"] = config.reward
+    data["constraints"] = config.constraints.to_dict()
     if config.auto_target:  # checked with a stand-in; the driver measures the real one
         data["reward"] = {**config.reward, "target": 1.0}
     return _prefixed("evaluator", EvalSettings.from_dict, data)
@@ -135,7 +136,8 @@ def _evaluator_keys() -> tuple[list[str], list[str]]:
 
     train = [f.name for f in fields(TrainConfig)]
     data = [f.name for f in fields(EvalSettings)
-            if f.name not in ("train", "latency", "reward", "evaluator", "evaluator_options")]
+            if f.name not in ("train", "latency", "reward", "evaluator", "evaluator_options",
+                              "constraints")]
     return train, data
 
 

@@ -17,7 +17,7 @@ from typing import Any
 
 from nas.errors import UsageError
 
-__all__ = ["TrialStatus", "TrialRecord", "STATUSES", "best_of"]
+__all__ = ["TrialStatus", "TrialRecord", "STATUSES", "best_of", "budgeted"]
 
 
 class TrialStatus(str, Enum):
@@ -26,6 +26,7 @@ class TrialStatus(str, Enum):
     COMPLETE = "complete"  # trained and scored
     FAILED = "failed"  # an exception, a NaN loss, a time budget, a dead worker
     PRUNED = "pruned"  # stopped early by the scheduler (ASHA)
+    REJECTED = "rejected"  # over a hard constraint, never trained (nas.constraints)
 
     def __str__(self) -> str:
         return self.value
@@ -104,6 +105,12 @@ class TrialRecord:
         for key in ("timings", "device", "node"):
             values[key] = dict(values.get(key) or {})
         return cls(**values)
+
+
+def budgeted(records: list[TrialRecord]) -> int:
+    """The trials that count against ``search.trials``: every one but the rejected (never
+    trained) children."""
+    return sum(r.status is not TrialStatus.REJECTED for r in records)
 
 
 def best_of(records: list[TrialRecord]) -> dict[str, Any] | None:

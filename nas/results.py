@@ -28,7 +28,7 @@ import math
 import os
 import socket
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +36,7 @@ import yaml
 
 from nas._faults import crash_point
 from nas.errors import RunLockedError, UsageError
+from nas.frame import trials_frame
 from nas.records import TrialRecord
 
 __all__ = ["RunDir", "read_trials", "trials_frame", "clean_json"]
@@ -47,6 +48,7 @@ CONFIG = "config.yaml"
 CONTROLLER = "controller.json"
 META = "run.json"
 LOCK = "driver.lock"
+FINAL = "remeasured.jsonl"
 
 
 def _atomic_write(path: Path, text: str) -> None:
@@ -272,6 +274,41 @@ class RunDir:
         """Finished trial records, in the order they finished."""
         return read_trials(self.trials_path)
 
+    @property
+    def final_path(self) -> Path:
+        """``remeasured.jsonl``: the finalists' re-measured latencies (append-only)."""
+        return self.path / FINAL
+
+    def append_final_latency(self, entry: Mapping[str, Any]) -> None:
+        """Append one architecture's final latency (``arch_key``, ``latency_ms``, ...)."""
+        if not isinstance(entry.get("arch_key"), str):
+            raise UsageError(f"append_final_latency: entry needs an arch_key, got {entry!r:.80}")
+        line = json.dumps(clean_json(dict(entry)), allow_nan=False, separators=(",", ":"))
+        with open(self.final_path, "a", encoding="utf-8") as fh:
+            fh.write(line + "\n")
+            fh.flush()
+            os.fsync(fh.fileno())
+
+    def final_latencies(self) -> dict[str, dict[str, Any]]:
+        """Architecture key -> its latest final latency (empty when none was re-measured)."""
+        if not self.final_path.exists():
+            return {}
+        out: dict[str, dict[str, Any]] = {}
+        lines = self.final_path.read_text(encoding="utf-8").splitlines()
+        for number, line in enumerate(lines, start=1):
+            try:
+                entry = json.loads(line)
+            except json.JSONDecodeError as exc:
+                if number == len(lines):  # a torn last line (a crash mid-write)
+                    break
+                raise UsageError(f"{self.final_path}:{number}: not JSON ({exc.msg})") from None
+            number_ok = isinstance(entry, dict) and isinstance(entry.get("latency_ms"), int | float)
+            if not number_ok or not isinstance(entry.get("arch_key"), str):
+                raise UsageError(f"{self.final_path}:{number}: expected an object with arch_key "
+                                 "and latency_ms")
+            out[entry["arch_key"]] = entry
+        return out
+
     def repair_trials(self) -> int:
         """Drop a torn last line (after a crash) so appends start on a clean line."""
         if not self.trials_path.exists():
@@ -323,7 +360,7 @@ class RunDir:
 
     def write_parquet(self) -> Path | None:
         """``trials.parquet`` from the trials store (None if pyarrow is unavailable)."""
-        frame = trials_frame(self.trials())
+        frame = trials_frame(self.trials(), self.final_latencies())
         out = self.path / "trials.parquet"
         tmp = out.with_name(out.name + ".tmp")
         try:
@@ -341,37 +378,3 @@ class RunDir:
         for path in found:
             path.unlink(missing_ok=True)
         return len(found)
-
-
-def _flat(prefix: str, obj: Mapping[str, Any]) -> Iterator[tuple[str, Any]]:
-    for key, value in obj.items():
-        if isinstance(value, Mapping):
-            yield from _flat(f"{prefix}{key}.", value)
-        elif not isinstance(value, list):
-            yield f"{prefix}{key}", value
-
-
-def trials_frame(records: list[TrialRecord]) -> Any:
-    """A pandas DataFrame, one row per trial: ids, status, reward, raw metrics, decisions.
-
-    Columns: ``trial_id``, ``status``, ``error``, ``reward``, ``arch_key``, the raw metrics
-    (``accuracy``, ``latency_ms``, ``latency_p10_ms``, ``latency_p90_ms``, ``params``, ``macs``,
-    ...), ``time.<phase>`` timings, ``node.<field>``, ``device.<field>`` and one ``arch.<label>``
-    column per decision.
-    """
-    import pandas as pd
-
-    rows = []
-    for record in records:
-        rec = record.to_dict()
-        row: dict[str, Any] = {k: v for k, v in rec.items()
-                               if not isinstance(v, Mapping | list)}
-        row.update(dict(_flat("", rec.get("metrics") or {})))
-        for section, prefix in (("timings", "time."), ("node", "node."), ("device", "device."),
-                                ("arch", "arch.")):
-            row.update(dict(_flat(prefix, rec.get(section) or {})))
-        rows.append(row)
-    frame = pd.DataFrame(rows)
-    if "trial_id" in frame:
-        frame = frame.sort_values("trial_id", kind="stable").reset_index(drop=True)
-    return frame

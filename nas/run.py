@@ -30,7 +30,8 @@ class Run:
         self.path = self.dir.path
         self.config = self.dir.read_config()
         self.records = self.dir.trials()
-        self.trials = trials_frame(self.records)
+        self.final = self.dir.final_latencies()
+        self.trials = trials_frame(self.records, self.final)
 
     def reward(self, target_ms: float | None = None, *, target: float | None = None,
                alpha: float | None = None, beta: float | None = None) -> Any:

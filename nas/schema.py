@@ -24,7 +24,14 @@ from collections.abc import Mapping
 from dataclasses import MISSING, Field, dataclass, fields
 from typing import Any
 
-from nas.config import SECTIONS, LoggingSettings, RaySettings, SearchConfig, SearchSettings
+from nas.config import (
+    SECTIONS,
+    Constraints,
+    LoggingSettings,
+    RaySettings,
+    SearchConfig,
+    SearchSettings,
+)
 from nas.evaluation.evaluate import EvalSettings
 from nas.evaluation.train import TrainConfig
 from nas.latency.measure import LatencyConfig
@@ -46,14 +53,15 @@ REQUIRED: Any = _Required()
 
 #: the dataclasses whose fields are config keys
 SETTINGS_CLASSES = (SearchConfig, SearchSettings, RaySettings, LoggingSettings, EvalSettings,
-                    TrainConfig, LatencyConfig, RewardConfig)
+                    TrainConfig, LatencyConfig, RewardConfig, Constraints)
 
 # EvalSettings fields that the evaluator section names differently
 _EVAL_RENAMES = {"evaluator": "name", "evaluator_options": "options"}
 # EvalSettings fields that are sections of their own (train's keys live in `evaluator`)
-_EVAL_NESTED = {"train": "evaluator", "latency": "latency", "reward": "reward"}
-_SECTION_CLASSES = (("search", SearchSettings), ("ray", RaySettings),
-                    ("logging", LoggingSettings))
+_EVAL_NESTED = {"train": "evaluator", "latency": "latency", "reward": "reward",
+                "constraints": "constraints"}
+_SECTION_CLASSES = (("constraints", Constraints), ("search", SearchSettings),
+                    ("ray", RaySettings), ("logging", LoggingSettings))
 
 
 @dataclass(frozen=True)

@@ -102,8 +102,9 @@ def test_rerank_for_a_new_target(crafted):
     top = crafted.best(5, target_ms=0.5)
     assert list(top["trial_id"]) == [1, 6, 0, 4, 3]
     assert np.allclose(top["reward"], [0.80, 0.70, 0.45, 0.85 * 0.5 / 1.5, 0.95 * 0.5 / 4.0])
-    assert list(top.columns) == ["rank", "trial_id", "evals", "accuracy", "latency_ms", "macs",
-                                 "params", "reward", "reward_std", "arch_key"]
+    assert list(top.columns) == ["rank", "trial_id", "evals", "accuracy", "latency_ms",
+                                 "latency_cond", "macs", "params", "reward", "reward_std",
+                                 "arch_key"]
     # far target: everything is under it, so reward = accuracy
     assert list(crafted.best(2, target_ms=5.0)["trial_id"]) == [3, 0]
 
@@ -140,7 +141,7 @@ def test_progress_best_so_far_in_finish_order(crafted):
 
 def test_failure_summary(crafted):
     counts, table = failure_summary(crafted.trials)
-    assert counts == {"complete": 5, "failed": 1, "pruned": 1}
+    assert counts == {"complete": 5, "failed": 1, "pruned": 1, "rejected": 0}
     rows = {(r.status, r.error, r.count, r.trial_ids) for r in table.itertuples()}
     assert rows == {("failed", "RuntimeError: boom", 1, "2"),
                     ("pruned", "pruned by the scheduler", 1, "5")}
@@ -198,7 +199,7 @@ def test_analysis_to_dict_is_json(crafted):
                      reward=reward_settings(crafted.config))
     data = json.loads(json.dumps(result.to_dict(), allow_nan=False))
     assert [r["trial_id"] for r in data["top"]] == [0, 4, 1]
-    assert data["counts"] == {"complete": 5, "failed": 1, "pruned": 1}
+    assert data["counts"] == {"complete": 5, "failed": 1, "pruned": 1, "rejected": 0}
     assert result.chosen["trial_id"] == 0
     assert data["progress"][1]["reward"] is None  # NaN -> null
 

@@ -50,7 +50,7 @@ def test_analyze_json_reranked_without_files(run_dir, capsys):
     data = json.loads(capsys.readouterr().out)
     assert [r["trial_id"] for r in data["top"]] == [0, 1, 3]
     assert [r["reward"] for r in data["top"]] == pytest.approx([0.9, 0.8, 0.475])
-    assert data["counts"] == {"complete": 3, "failed": 1, "pruned": 0}
+    assert data["counts"] == {"complete": 3, "failed": 1, "pruned": 0, "rejected": 0}
     assert [r["trial_id"] for r in data["pareto_latency"]] == [1, 0, 3]
     assert [r["trial_id"] for r in data["pareto_macs"]] == [1, 3]
     assert data["files"] == {} and not (run_dir / "analysis").exists()
@@ -77,7 +77,7 @@ def test_analyze_csv_and_markdown(run_dir, tmp_path, capsys):
     assert main(["analyze", str(run_dir), "--format", "csv", "--out", str(tmp_path / "a")]) == 0
     captured = capsys.readouterr()
     assert captured.out.startswith(
-        "# top\nrank,trial_id,evals,accuracy,latency_ms,macs,params,reward")
+        "# top\nrank,trial_id,evals,accuracy,latency_ms,latency_cond,macs,params,reward")
     assert "wrote" in captured.err and (tmp_path / "a" / "report.html").exists()
     assert main(["analyze", str(run_dir), "--format", "markdown", "--no-files",
                  "--alpha", "-0.07", "--beta", "-0.07"]) == 0

@@ -14,7 +14,7 @@ from nas.analysis.conditions import latency_warnings
 from nas.evaluation.data import load_dataset
 from nas.evaluation.evaluate import EvalSettings, evaluate_arch
 from nas.evaluation.train import TrainConfig
-from nas.latency.conditions import merge_conditions, node_conditions, training
+from nas.latency.conditions import measuring, merge_conditions, node_conditions, training
 from nas.latency.measure import LatencyConfig
 from nas.testing.fixtures import ToySpace
 
@@ -71,12 +71,15 @@ def test_a_child_records_its_latency_conditions(tmp_path, digits):
     quiet = evaluate_arch(space, arch, settings, dataset=digits, activity=str(tmp_path / "a"))
     assert quiet["latency_conditions"]["training_children"] == 0
     proc = hold_training(tmp_path / "a")
+    loud = EvalSettings(train=TrainConfig(epochs=1),
+                        latency=LatencyConfig(repeats=6, warmup=1, rounds=2, quiet=False))
     try:
-        busy = evaluate_arch(space, arch, settings, dataset=digits, activity=str(tmp_path / "a"))
+        busy = evaluate_arch(space, arch, loud, dataset=digits, activity=str(tmp_path / "a"))
     finally:
         proc.stdin.close()
         proc.wait(timeout=60)
     assert busy["latency_conditions"]["training_children"] == 1
+    assert busy["latency_conditions"]["quiet"] is None  # no quiet window asked for
     assert "latency_conditions" not in evaluate_arch(  # nothing measured, nothing recorded
         space, arch, EvalSettings(train=TrainConfig(epochs=1),
                                   latency=LatencyConfig(mode="skip")), dataset=digits)
@@ -111,3 +114,96 @@ def test_a_childs_training_phase_is_marked_while_it_trains(tmp_path, digits):
                   report=report, activity=str(folder))
     assert seen == [[str(os.getpid())]] * 2
     assert not list(folder.glob("*.train"))
+
+
+def run_trainer(folder, steps_file):
+    """Another process that trains: a pause point before every step, its step count in a file;
+    it stops when its stdin closes and prints the seconds it spent paused."""
+    code = textwrap.dedent(f"""
+        import sys, threading
+        from pathlib import Path
+        from nas.latency.conditions import training
+        stop = threading.Event()
+        threading.Thread(target=lambda: (sys.stdin.read(), stop.set()), daemon=True).start()
+        with training({str(folder)!r}) as marker:
+            steps = 0
+            Path({str(steps_file)!r}).write_text("0")
+            print("in", flush=True)
+            synced = []  # before_pause: e.g. torch.cuda.synchronize on a GPU trainer
+            while not stop.is_set():
+                marker.pause_point(lambda: synced.append(1))
+                steps += 1
+                Path({str(steps_file)!r}).write_text(str(steps))
+        print(marker.paused_s, marker.pauses, len(synced), flush=True)
+    """)
+    proc = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, text=True)
+    assert proc.stdout.readline().strip() == "in"
+    return proc
+
+
+def test_a_quiet_window_pauses_the_other_trainers_until_it_ends(tmp_path):
+    """Quiet measurement (issue 13.2): inside the window the other trainer has acknowledged a
+    pause and takes no step (it blocks on the window's lock); afterwards it goes on, and the
+    time it lost is what it reports."""
+    folder, steps = tmp_path / "a", tmp_path / "steps"
+    proc = run_trainer(folder, steps)
+    try:
+        with measuring(str(folder), quiet=True, timeout_s=60) as conditions:
+            inside = [node_conditions(str(folder))["training_children"], steps.read_text()]
+            inside.append(steps.read_text())
+        assert inside[0] == 0 and inside[1] == inside[2]  # no step while the window is open
+        assert conditions["quiet"] is True and conditions["paused_children"] == 1
+        assert conditions["training_children"] == 0 and conditions["waited_s"] >= 0
+    finally:
+        proc.stdin.close()
+        paused_s, pauses, synced = proc.stdout.read().split()
+        proc.wait(timeout=60)
+    assert int(steps.read_text()) > int(inside[1])  # it resumed after the window
+    assert float(paused_s) > 0 and int(pauses) >= 1 and int(synced) == int(pauses)
+
+
+def test_a_trainer_that_never_pauses_makes_the_window_time_out_as_not_quiet(tmp_path):
+    proc = hold_training(tmp_path / "a")  # holds a marker, never reaches a pause point
+    try:
+        with measuring(str(tmp_path / "a"), quiet=True, timeout_s=0.05) as conditions:
+            pass
+    finally:
+        proc.stdin.close()
+        proc.wait(timeout=60)
+    assert conditions["quiet"] is False and conditions["training_children"] == 1
+    assert conditions["paused_children"] == 0 and conditions["waited_s"] >= 0.05
+    assert not (tmp_path / "a" / "quiet").exists()  # the window is closed again
+
+
+def test_a_child_trains_through_quiet_windows_and_records_the_time_it_lost(tmp_path, digits):
+    """The child's own training yields to a window that another process opens after the child's
+    first epoch and holds for 0.3 s once the child has paused: the child's record says it
+    waited at least that long (``timings.train_paused_s``)."""
+    import time
+
+    folder = tmp_path / "a"
+    code = textwrap.dedent(f"""
+        import time
+        from nas.latency.conditions import measuring
+        with measuring({str(folder)!r}, quiet=True, timeout_s=60) as conditions:
+            time.sleep(0.3)  # the window's length, counted from the child's pause
+        print(conditions["paused_children"], flush=True)
+    """)
+    holder = []
+
+    def report(metrics):  # after epoch 1: a window opens; the child pauses at its next step
+        if metrics["epoch"] == 1:
+            holder.append(subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE,
+                                           text=True))
+            deadline = time.monotonic() + 60
+            while not (folder / "quiet").exists() and time.monotonic() < deadline:
+                time.sleep(0.01)  # waits for the other process to open its window
+
+    space = ToySpace()
+    settings = EvalSettings(train=TrainConfig(epochs=2), latency=LatencyConfig(mode="skip"))
+    record = evaluate_arch(space, space.sample(np.random.default_rng(1)), settings,
+                           dataset=digits, report=report, activity=str(folder))
+    assert holder[0].communicate(timeout=60)[0].strip() == "1"  # it saw the child paused
+    assert record["status"] == "complete"
+    assert record["timings"]["train_paused_s"] >= 0.3

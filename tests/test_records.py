@@ -18,7 +18,7 @@ def test_round_trip_stores_the_status_value():
     assert data["status"] == "complete" and isinstance(data["status"], str)
     back = TrialRecord.from_dict(data)
     assert back == record() and back.status is TrialStatus.COMPLETE and back.complete
-    assert STATUSES == ("complete", "failed", "pruned")
+    assert STATUSES == ("complete", "failed", "pruned", "rejected")
 
 
 @pytest.mark.parametrize("data, message", [

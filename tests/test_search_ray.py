@@ -107,6 +107,12 @@ def test_search_end_to_end_with_asha(tmp_path):
     assert done and all(r["metrics"]["latency_n"] > 0 and r["metrics"]["macs"] > 0 for r in done)
     # the conditions of each measurement: one trial at a time, so nothing else trained
     assert all(r["metrics"]["latency_conditions"]["training_children"] == 0 for r in done)
+    assert all(r["metrics"]["latency_conditions"]["quiet"] is True for r in done)
+    # the finalists (top 5 and the front: both complete children) re-measured at the end
+    final = [json.loads(x) for x in (run_dir / "remeasured.jsonl").read_text().splitlines()]
+    assert sorted(e["arch_key"] for e in final) == sorted(r["arch_key"] for r in done)
+    assert all(e["by"] == "search" and e["passes"] == 3 and e["latency_ms"] > 0 for e in final)
+    assert "2 finalists re-measured quietly" in out.stdout
     assert all(r["node"]["node_id"] and r["device"]["torch"] for r in done)
     # search.keep_weights (3): both complete children's trained weights are kept, nothing else
     kept = sorted(int(p.stem.split("-")[1]) for p in (run_dir / "weights").glob("trial-*"))
@@ -140,6 +146,12 @@ def test_latency_service_measures_for_the_trials(tmp_path):
                                                                         (3, False)]
     assert all(r["metrics"]["latency_ms"] > 0 and r["metrics"]["latency_n"] > 0 for r in recs)
     assert len({r["metrics"]["latency_ms"] for r in recs}) == 3  # timed, not a canned number
+    # the service records the conditions of its timings, and re-measures the finalists itself
+    assert all(r["metrics"]["latency_conditions"]["quiet"] is True for r in recs)
+    final = [json.loads(x) for x in
+             (tmp_path / "results" / "svc" / "remeasured.jsonl").read_text().splitlines()]
+    assert len(final) == 3 and {e["device"]["measured_by"]["pid"] for e in final} == \
+        {stamps[0]["pid"]}
 
 
 def test_failing_children_are_recorded_and_the_search_completes(tmp_path):

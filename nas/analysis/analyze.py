@@ -45,8 +45,8 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-TOP_COLUMNS = ["rank", "trial_id", "evals", "accuracy", "latency_ms", "macs", "params", "reward",
-               "reward_std", "arch_key"]
+TOP_COLUMNS = ["rank", "trial_id", "evals", "accuracy", "latency_ms", "latency_cond", "macs",
+               "params", "reward", "reward_std", "arch_key"]
 MEANS = ("reward", "accuracy", "latency_ms", "macs", "params")
 COSTS = {"latency_ms": "latency (ms)", "macs": "MACs", "params": "parameters"}
 
@@ -198,7 +198,11 @@ def top_k(frame: pd.DataFrame, k: int, reward: RewardConfig | None) -> pd.DataFr
     accuracy, latency, MACs, params and reward, the reward's spread, the key."""
     if isinstance(k, bool) or not isinstance(k, int) or k < 1:
         raise UsageError(f"top={k!r}: must be an integer >= 1", params=("top",))
-    return _view(rank_archs(frame, reward).head(k), TOP_COLUMNS)
+    from nas.analysis.conditions import latency_condition
+
+    top = rank_archs(frame, reward).head(k)
+    top = top.assign(latency_cond=latency_condition(top).to_numpy() if len(top) else [])
+    return _view(top, TOP_COLUMNS)
 
 
 def pareto_front(frame: pd.DataFrame, cost: str = "latency_ms",

@@ -12,7 +12,7 @@ from typing import Any
 
 import pandas as pd
 
-__all__ = ["latency_warnings", "BUSY"]
+__all__ = ["latency_warnings", "latency_condition", "BUSY"]
 
 BUSY = "latency_conditions.training_children"
 LOAD = "latency_conditions.load_1m"
@@ -24,6 +24,23 @@ def _number(value: Any) -> float | None:
     except (TypeError, ValueError):
         return None
     return value if math.isfinite(value) else None
+
+
+def latency_condition(rows: pd.DataFrame) -> pd.Series:
+    """Per row, how its latency was taken: ``final`` (re-measured at the end), ``quiet`` (in a
+    quiet window), ``busy N`` (N other children trained meanwhile), ``idle`` or ``-`` (not
+    recorded)."""
+    def one(row: pd.Series) -> str:
+        if bool(row.get("latency_final", False) is True):
+            return "final"
+        busy = _number(row.get(BUSY))
+        if busy is not None and busy > 0:
+            return f"busy {int(busy)}"
+        if row.get("latency_conditions.quiet") is True:
+            return "quiet"
+        return "idle" if busy == 0 else "-"
+
+    return rows.apply(one, axis=1) if len(rows) else pd.Series([], dtype=object)
 
 
 def latency_warnings(frame: pd.DataFrame, top: pd.DataFrame) -> list[str]:

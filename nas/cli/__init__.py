@@ -27,6 +27,7 @@ COMMAND_MODULES = (
     "nas.cli.search_cmds",  # search, resume, status
     "nas.cli.export_cmds",  # export, build
     "nas.cli.analyze_cmds",  # analyze, compare
+    "nas.cli.remeasure_cmd",  # remeasure
     "nas.cli.dashboard_cmd",  # dashboard
     "nas.cli.config_cmds",  # config show, config check
 )

@@ -78,21 +78,41 @@ def _top(run_dir: Path) -> None:
         print_table("top 5", columns, rows)
 
 
+def _latency_summary(result: Any) -> None:
+    """How the finalists' latencies moved when re-measured, and what quiet windows cost."""
+    if result.remeasured:
+        moves = [e["latency_ms"] / e["search_latency_ms"] - 1 for e in result.remeasured
+                 if e.get("search_latency_ms")]
+        moves.sort()
+        median = f"; median change {moves[len(moves) // 2]:+.1%}" if moves else ""
+        print(f"latency: {len(result.remeasured)} finalists re-measured quietly"
+              f"{median} (rankings use the final numbers; RUN/remeasured.jsonl)")
+    if result.quiet_lost is not None:
+        print(f"quiet latency windows paused training for {result.quiet_lost:.1%} of its time")
+
+
 def _summary(result: Any) -> int:
     state = "complete" if result.complete else "stopped early (resumable)"
-    print(f"run {result.run_dir}: {result.trials}/{result.target} trials, {result.failed} failed, "
-          f"{state}")
+    rejected = f", {result.rejected} rejected by constraints (not trained)" \
+        if result.rejected else ""
+    print(f"run {result.run_dir}: {result.trials}/{result.target} trials, {result.failed} failed"
+          f"{rejected}, {state}")
     if result.all_failed:
         print("every child failed; most common reasons:", file=sys.stderr)
         for reason, count in result.failure_reasons:
             print(f"  {count} x {reason}", file=sys.stderr)
         print(f"see the tracebacks with: nas analyze {result.run_dir}", file=sys.stderr)
         return 1
+    if result.stopped:
+        print(f"search stopped: {result.stopped}", file=sys.stderr)
     if result.best:
         _top(result.run_dir)
+    _latency_summary(result)
     if result.search_s:
         print(f"ray start-up {result.ray_startup_s:.1f} s, search {result.search_s:.1f} s "
               f"(Ray's own output: {result.run_dir / 'ray.log'})")
+    if result.stopped:
+        return 1
     if not result.complete:
         print(f"continue with: nas resume {result.run_dir}")
         return 130
@@ -146,7 +166,7 @@ def cmd_resume(args: argparse.Namespace) -> int:
 
 def run_status(run_dir: Path) -> dict[str, Any]:
     """Summary of a run folder (also used by tests)."""
-    from nas.records import best_of
+    from nas.records import best_of, budgeted
     from nas.results import RunDir
 
     run = RunDir.open(run_dir)
@@ -161,7 +181,7 @@ def run_status(run_dir: Path) -> dict[str, Any]:
     best = best_of(records)
     times = [r.finished_at for r in records if r.finished_at]
     starts = [r.started_at for r in records if r.started_at]
-    return {"run": str(run.path), "state": state, "trials": len(records), "target": target,
+    return {"run": str(run.path), "state": state, "trials": budgeted(records), "target": target,
             **counts, "space": (config.get("space") or {}).get("name"),
             "controller": (config.get("controller") or {}).get("name"),
             "segments": meta.get("segments", 0),
@@ -177,7 +197,8 @@ def cmd_status(args: argparse.Namespace) -> int:
         return 0
     rows = [["state", info["state"]], ["trials", f"{info['trials']}/{info['target']}"],
             ["complete / failed / pruned", f"{info['complete']} / {info['failed']} / "
-             f"{info['pruned']}"], ["space", info["space"]], ["controller", info["controller"]],
+             f"{info['pruned']}"], ["rejected (not trained)", info["rejected"]],
+            ["space", info["space"]], ["controller", info["controller"]],
             ["segments", info["segments"]], ["trial wall time", _duration(info["wall_s"])]]
     if info["best"]:
         b = info["best"]

@@ -19,7 +19,7 @@ from nas.results import RunDir, trials_frame
 
 __all__ = ["load_payload", "RunSource", "WATCHED"]
 
-WATCHED = ("trials.jsonl", "run.json", "config.yaml")
+WATCHED = ("trials.jsonl", "run.json", "config.yaml", "remeasured.jsonl")
 
 
 def load_payload(path: str | Path, *, stamp: str | None = None) -> dict[str, Any]:
@@ -30,7 +30,8 @@ def load_payload(path: str | Path, *, stamp: str | None = None) -> dict[str, Any
     """
     run = RunDir.open(path)
     config, records, meta = run.read_config(), run.trials(), run.meta()
-    result = analyze(trials_frame(records), config, name=run.name, path=str(run.path),
+    frame = trials_frame(records, run.final_latencies())
+    result = analyze(frame, config, name=run.name, path=str(run.path),
                      reward=reward_settings(config))
     return build_payload(result, records, meta, stamp=stamp)
 

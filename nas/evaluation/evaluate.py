@@ -22,17 +22,18 @@ import math
 import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from nas._checks import check_bool, check_int, check_number
-from nas.errors import ConfigError, TrialFailed, UsageError, unknown_key
+from nas.config import Constraints
+from nas.errors import ConfigError, TrialFailed, TrialRejected, UsageError
 from nas.evaluation.data import AnyDataset, ImageOptions, load_dataset
-from nas.evaluation.train import TrainConfig, train
-from nas.latency.conditions import merge_conditions, node_conditions, training
+from nas.evaluation.settings import EvalSettings
+from nas.evaluation.train import train
+from nas.latency.conditions import measuring, training
 from nas.latency.lut import LatencyTable, latency_space, measure_arch
 from nas.latency.measure import LatencyConfig, measure_latency
 from nas.records import TrialStatus
@@ -47,99 +48,6 @@ log = logging.getLogger(__name__)
 
 LatencyFn = Callable[[Space, "Arch | None", "str | None", LatencyConfig], Mapping[str, Any]]
 ReportFn = Callable[[dict[str, Any]], "bool | None"]
-_IMAGE_KEYS = ("image_size", "stream", "stream_above_mb", "num_workers", "augment")
-
-
-@dataclass(frozen=True)
-class EvalSettings:
-    """Validated settings of one evaluation.
-
-    Args:
-        dataset: ``digits``, ``cifar10``, ``npz:PATH``, ``folder:PATH`` or ``torchvision:NAME``
-            (see :mod:`nas.evaluation.data`).
-        val_fraction: share of the training data held out for validation.
-        data_seed: seed of the validation split (the same for every child of a run).
-        max_train: keep at most this many training samples (None: all).
-        data_root: CIFAR-10 / torchvision folder (None: ``$MNAS_DATA_DIR`` or ``~/.cache/mnas``).
-        download: download CIFAR-10 or a torchvision dataset if missing.
-        image_size, stream, stream_above_mb, num_workers, augment: how ``folder:PATH`` images
-            are read and streamed (:class:`nas.evaluation.images.ImageOptions`).
-        train: proxy-training settings (its ``seed`` also seeds weight initialisation).
-        latency: latency settings.
-        reward: reward settings, or None for raw metrics only.
-        evaluator: registered evaluator name or ``"package.module:function"``.
-        evaluator_options: plain data for a custom evaluator (``ctx.settings.evaluator_options``).
-        lut_path: JSON file of a latency lookup table (``latency.mode="lut"``), read if present
-            and rewritten with new units.
-    """
-
-    dataset: str = "digits"
-    val_fraction: float = 0.2
-    data_seed: int = 0
-    max_train: int | None = None
-    data_root: str | None = None
-    download: bool = False
-    image_size: int | None = None
-    stream: str | bool = "auto"
-    stream_above_mb: float = 1024.0
-    num_workers: int = 2
-    augment: bool = True
-    train: TrainConfig = field(default_factory=TrainConfig)
-    latency: LatencyConfig = field(default_factory=LatencyConfig)
-    reward: RewardConfig | None = None
-    evaluator: str = "default"
-    evaluator_options: dict[str, Any] = field(default_factory=dict)
-    lut_path: str | None = None
-
-    def __post_init__(self) -> None:
-        if not isinstance(self.dataset, str) or not self.dataset:
-            raise ConfigError(f"dataset={self.dataset!r}: must be a dataset name")
-        check_number("val_fraction", self.val_fraction, strict=True, maximum=1.0, strict_max=True)
-        check_int("data_seed", self.data_seed, minimum=0)
-        check_int("max_train", self.max_train, optional=True)
-        check_bool("download", self.download)
-        self.image_options()  # validates the image keys
-        for key, cls in (("train", TrainConfig), ("latency", LatencyConfig),
-                         ("reward", RewardConfig)):
-            value = getattr(self, key)
-            if not isinstance(value, cls) and not (key == "reward" and value is None):
-                raise ConfigError(f"{key}={value!r}: must be a {cls.__name__}")
-        if not isinstance(self.evaluator, str) or not self.evaluator:
-            raise ConfigError(f"evaluator={self.evaluator!r}: must be a name or 'module:function'")
-        if not isinstance(self.evaluator_options, Mapping):
-            raise ConfigError(f"evaluator_options={self.evaluator_options!r}: must be a mapping")
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> EvalSettings:
-        """From plain (e.g. YAML) data with sections ``train``, ``latency`` and ``reward``.
-
-        ``reward`` is ``{"target", "alpha", "beta", "metric"}`` or ``{"preset": "soft"|"hard",
-        "target", "metric"}``. Unknown keys raise :class:`ConfigError` naming them.
-        """
-        known = {f.name for f in fields(cls)}
-        for key in data:
-            if key not in known:
-                raise unknown_key(key, key, sorted(known))
-        values = dict(data)
-        if isinstance(values.get("train"), Mapping):
-            values["train"] = TrainConfig.from_dict(values["train"])
-        if isinstance(values.get("latency"), Mapping):
-            values["latency"] = LatencyConfig.from_dict(values["latency"])
-        if isinstance(values.get("reward"), Mapping):
-            values["reward"] = RewardConfig.from_dict(values["reward"])
-        return cls(**values)
-
-    def image_options(self) -> ImageOptions:
-        """The image-folder keys as :class:`~nas.evaluation.images.ImageOptions`."""
-        return ImageOptions(**{k: getattr(self, k) for k in _IMAGE_KEYS})
-
-    def to_dict(self) -> dict[str, Any]:
-        """Plain data (round-trips through :meth:`from_dict`)."""
-        out = {f.name: getattr(self, f.name) for f in fields(self)}
-        out["train"], out["latency"] = self.train.to_dict(), self.latency.to_dict()
-        out["reward"] = None if self.reward is None else self.reward.to_dict()
-        out["evaluator_options"] = dict(self.evaluator_options)
-        return out
 
 
 @dataclass
@@ -180,33 +88,49 @@ class EvalContext:
             self.timings[key] = self.timings.get(key, 0.0) + time.perf_counter() - t0
 
     def measure_latency(self, model: torch.nn.Module) -> dict[str, Any]:
-        """The standard latency phase (per ``settings.latency.mode``) as raw metrics."""
+        """The standard latency phase (per ``settings.latency.mode``) as raw metrics.
+
+        Measured on this node (``measure``, or ``lut`` timing new units), it runs in a quiet
+        window when ``latency.quiet`` and records ``latency_conditions``
+        (:func:`nas.latency.conditions.measuring`); the latency service records its own."""
         cfg = self.settings.latency
         if cfg.mode == "skip":
             return {}
-        before = node_conditions(self.activity)
-        with self.timed("latency"):
+        here = self.latency_fn is None or cfg.mode == "lut"
+        window = measuring(self.activity if here else None,
+                           quiet=cfg.quiet and cfg.mode == "measure", timeout_s=cfg.quiet_timeout_s)
+        with self.timed("latency"), window as conditions:
             if cfg.mode == "lut":
                 metrics = _lut_metrics(self.space, self.arch, cfg, self.settings.lut_path)
             elif self.latency_fn is not None:
-                raw = self.latency_fn(self.space, self.arch, self.preset, cfg)
-                metrics = _latency_metrics(raw)
+                metrics = _latency_metrics(self.latency_fn(self.space, self.arch, self.preset,
+                                                           cfg))
             elif latency_space(self.space, cfg) is self.space:
                 raw = measure_latency(model, self.space.input_shape(), cfg)
                 metrics = _latency_metrics(raw.to_dict())
             else:
                 raw = measure_arch(self.space, self.arch, cfg, preset=self.preset)
                 metrics = _latency_metrics(raw.to_dict())
-        if cfg.mode == "measure" and self.latency_fn is None:  # measured here, on this node
-            metrics["latency_conditions"] = merge_conditions(before,
-                                                             node_conditions(self.activity))
+        if here and self.activity is not None:
+            metrics["latency_conditions"] = conditions
         self.partial.update(metrics)
+        _reject_over(self.settings.constraints, metrics, ("latency_ms",))
         return metrics
 
     def train(self, model: torch.nn.Module) -> dict[str, Any]:
-        """The standard proxy-training phase; returns ``{"accuracy", "train"}``."""
-        with self.timed("train"), training(self.activity):
-            result = train(model, self.dataset, self.settings.train, callback=self.report)
+        """The standard proxy-training phase; returns ``{"accuracy", "train"}``.
+
+        Training yields to other processes' quiet latency windows between steps; the time it
+        waited is ``timings["train_paused_s"]``."""
+        sync = torch.cuda.synchronize if str(self.device).startswith("cuda") else None
+        with self.timed("train"), training(self.activity) as marker:
+            try:
+                result = train(model, self.dataset, self.settings.train, callback=self.report,
+                               pause=lambda: marker.pause_point(sync))
+            finally:
+                if marker.path is not None:
+                    self.timings["train_paused_s"] = (self.timings.get("train_paused_s", 0.0)
+                                                      + marker.paused_s)
         summary = result.to_dict()
         return {"accuracy": result.val_accuracy, "train": summary}
 
@@ -217,6 +141,8 @@ def _latency_metrics(raw: Mapping[str, Any]) -> dict[str, Any]:
            "latency_n": raw["n"], "device": raw["device"]}
     if "cached" in raw:
         out["latency_cached"] = raw["cached"]
+    if raw.get("conditions") is not None:  # recorded by the latency service
+        out["latency_conditions"] = dict(raw["conditions"])
     return out
 
 
@@ -352,6 +278,14 @@ def _add_reward(record: dict[str, Any], reward_config: RewardConfig) -> None:
     record["reward_config"] = reward_config.to_dict()
 
 
+def _reject_over(constraints: Constraints, metrics: Mapping[str, Any],
+                 keys: tuple[str, ...]) -> None:
+    """Raise :class:`TrialRejected` when ``metrics`` break one of the ``keys`` bounds."""
+    broken = constraints.check(metrics, keys) if constraints.active else None
+    if broken is not None:
+        raise TrialRejected(broken)
+
+
 def _hand_over(model: torch.nn.Module, ctx: EvalContext) -> None:
     """Give the finished model to ``ctx.on_model`` (a failure there is only logged)."""
     if ctx.on_model is None:
@@ -375,6 +309,7 @@ def _run(space: Space, arch: Arch | None, preset: str | None, evaluator: Callabl
         with ctx.timed("cost"):
             cost = count_cost(model, space.input_shape())
         out.update(params=int(cost.params), macs=int(cost.macs))
+        _reject_over(ctx.settings.constraints, out, ("macs", "params"))
         metrics = evaluator(arch, model, ctx)
         if not isinstance(metrics, Mapping):
             raise UsageError(f"evaluator {ctx.settings.evaluator!r} returned "
@@ -384,6 +319,10 @@ def _run(space: Space, arch: Arch | None, preset: str | None, evaluator: Callabl
             _hand_over(model, ctx)
     except NotImplementedError as exc:  # the space lacks a feature the settings need
         raise UsageError(str(exc)) from None
+    except TrialRejected as exc:  # over a hard bound: not trained
+        log.info("child rejected: %s", exc)
+        out.update(ctx.partial, status=TrialStatus.REJECTED.value, error=str(exc),
+                   constraint=exc.violation)
     except TrialFailed as exc:
         log.info("trial failed: %s", exc.reason)
         out.update(ctx.partial, status=TrialStatus.FAILED.value, error=exc.reason)

@@ -269,6 +269,7 @@ def train(
     config: TrainConfig | None = None,
     *,
     callback: EpochCallback | None = None,
+    pause: Callable[[], None] | None = None,
 ) -> TrainResult:
     """Train ``model`` on ``data`` and return its validation accuracy and training statistics.
 
@@ -278,6 +279,8 @@ def train(
         config: training settings (defaults: 1 epoch of SGD).
         callback: called after every epoch with ``{"epoch", "train_loss", "val_accuracy", "lr",
             "epoch_s", "elapsed_s"}``; returning True stops training (early stopping).
+        pause: called before every optimisation step; it may block, e.g. while a latency is
+            measured in a quiet window (:meth:`nas.latency.conditions.TrainingMarker.pause_point`).
 
     Raises:
         TrialFailed: NaN/inf or diverging loss, time budget exceeded (``budget_action="fail"``).
@@ -286,15 +289,16 @@ def train(
     config = config or TrainConfig()
     device = resolve_device(config.device, "train.device")
     with torch_threads(config.threads):
-        return _Trainer(model, data, config, device).run(callback)
+        return _Trainer(model, data, config, device, pause).run(callback)
 
 
 class _Trainer:
     """One training run; the hot loop lives in :meth:`_epoch`."""
 
     def __init__(self, model: nn.Module, data: AnyDataset, config: TrainConfig,
-                 device: torch.device) -> None:
+                 device: torch.device, pause: Callable[[], None] | None = None) -> None:
         self.model = model.to(device)
+        self.pause = pause
         self.config = config
         self.amp = config.amp and device.type == "cuda"
         self.source = data.batch_source(device)
@@ -351,6 +355,8 @@ class _Trainer:
         # closing: a streamed epoch left early shuts its DataLoader workers down at once
         with closing(self.source.train_epoch(self.batch, self.generator)) as batches:
             for step, (x, y) in enumerate(batches):
+                if self.pause is not None:
+                    self.pause()
                 with torch.autocast(x.device.type, dtype=torch.float16, enabled=self.amp):
                     loss = self.loss_fn(model(x), y)
                 opt.zero_grad(set_to_none=True)

@@ -20,6 +20,7 @@ import json
 import logging
 import os
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -104,16 +105,23 @@ class LatencyCache:
         self.misses = 0
 
     def measure(
-        self, space: Space, arch: Arch | None, config: LatencyConfig, *, preset: str | None = None
+        self, space: Space, arch: Arch | None, config: LatencyConfig, *, preset: str | None = None,
+        window: Callable[[], AbstractContextManager[dict[str, Any]]] | None = None,
     ) -> dict[str, Any]:
-        """The measurement as plain data, with ``"cached"`` and ``"measurement"`` added."""
+        """The measurement as plain data, with ``"cached"`` and ``"measurement"`` added.
+
+        ``window`` makes the context a new timing runs in (e.g. a quiet window of
+        :func:`nas.latency.conditions.measuring`); what it yields is kept as ``"conditions"``."""
         fingerprint = config.fingerprint()
         key = (_subject_key(space, arch, preset, config), fingerprint["key"])
         if key in self._entries:
             self.hits += 1
             return {**self._entries[key], "cached": True}
         self.misses += 1
-        result = measure_arch(space, arch, config, preset=preset).to_dict()
+        with (window or nullcontext)() as conditions:
+            result = measure_arch(space, arch, config, preset=preset).to_dict()
+        if conditions is not None:
+            result["conditions"] = conditions
         result["measurement"] = self.misses
         self._entries[key] = result
         return {**result, "cached": False}

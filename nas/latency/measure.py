@@ -77,6 +77,10 @@ class LatencyConfig:
         input_size: override the space's input height/width (None: the space's own).
         mode: how an evaluation gets latency: ``measure`` (here), ``lut`` (lookup table:
             per-unit measurements summed) or ``skip``.
+        quiet: measure in a quiet window, during which the node's other trainers of the run
+            pause (:func:`nas.latency.conditions.measuring`).
+        quiet_timeout_s: the longest wait for the trainers to pause before measuring anyway
+            (recorded as not quiet).
     """
 
     device: str = "cpu"
@@ -91,6 +95,8 @@ class LatencyConfig:
     steady_malloc: bool = True
     input_size: int | None = None
     mode: str = "measure"
+    quiet: bool = True
+    quiet_timeout_s: float = 10.0
 
     def __post_init__(self) -> None:
         k = "latency."
@@ -108,6 +114,8 @@ class LatencyConfig:
         check_bool(k + "steady_malloc", self.steady_malloc)
         check_int(k + "input_size", self.input_size, optional=True)
         check_choice(k + "mode", self.mode, ("measure", "lut", "skip"))
+        check_bool(k + "quiet", self.quiet)
+        check_number(k + "quiet_timeout_s", self.quiet_timeout_s)
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any], prefix: str = "latency") -> LatencyConfig:

@@ -25,9 +25,10 @@ from nas.config import SearchConfig, parse_config
 from nas.errors import UsageError
 from nas.experiment import Experiment, build_experiment
 from nas.latency.conditions import activity_dir
-from nas.records import TrialRecord, TrialStatus, best_of
+from nas.records import TrialRecord, TrialStatus, best_of, budgeted
 from nas.results import RunDir
 from nas.runner.output import LOG_NAME, RayOutput
+from nas.runner.remeasure import quiet_training_lost, remeasure_at_end
 from nas.runner.search import (
     ControllerSearcher,
     ProgressFn,
@@ -62,6 +63,10 @@ class SearchResult:
     search_s: float = 0.0
     trained: int = 0
     failure_reasons: list[tuple[str, int]] = field(default_factory=list)
+    remeasured: list[dict[str, Any]] = field(default_factory=list)
+    quiet_lost: float | None = None
+    rejected: int = 0
+    stopped: str | None = None
 
     @property
     def all_failed(self) -> bool:
@@ -129,7 +134,7 @@ def resume_search(run_path: str | Path, *, address: str | None = None,
         else:
             _restore(run, controller, records)
         _clean_strays(run)
-        if len(records) >= target:
+        if budgeted(records) >= target:
             _finish(run, target)
             return _result(run, target, 0.0, 0.0)
         crash_point("before_ray")
@@ -259,7 +264,7 @@ def _search(run: RunDir, exp: Experiment, session: RaySession, progress_fn: Prog
     segment = _begin_segment(run, session)
     if on_ready is not None:
         on_ready(exp.config, run.path)
-    search_s = 0.0
+    search_s, remeasured, stopped = 0.0, [], None
     try:
         actors = _actors(run, exp, session)  # keep the handles: named actors live meanwhile
         payload = trial_payload(exp.space, exp.settings, weight_store=actors.get("weights"),
@@ -272,6 +277,8 @@ def _search(run: RunDir, exp: Experiment, session: RaySession, progress_fn: Prog
         run_trials(searcher, payload, run=run, segment=segment, search=exp.config.search,
                    epochs=exp.settings.train.epochs)
         search_s = time.perf_counter() - begin
+        stopped = searcher.stopped
+        remeasured = remeasure_at_end(run, exp, actors, payload["activity"])
         del actors
     finally:
         _close(progress_fn, trackers)
@@ -279,7 +286,9 @@ def _search(run: RunDir, exp: Experiment, session: RaySession, progress_fn: Prog
         crash_point("after_trials")
         run.drop_tune_pickles()
         _finish(run, exp.config.search.trials)
-    return _result(run, exp.config.search.trials, session.startup_s, search_s)
+    result = _result(run, exp.config.search.trials, session.startup_s, search_s)
+    result.remeasured, result.stopped = remeasured, stopped
+    return result
 
 
 def _actors(run: RunDir, exp: Experiment, session: RaySession) -> dict[str, Any]:
@@ -327,9 +336,10 @@ def _searcher(run: RunDir, exp: Experiment, records: list[TrialRecord],
     from nas.runner.weights import WeightKeeper
 
     search = exp.config.search
-    remaining = search.trials - len(records)
-    progress = SearchProgress(total=search.trials, done=len(records),
-                              done_at_start=len(records),
+    remaining = search.trials - budgeted(records)
+    progress = SearchProgress(total=search.trials, done=budgeted(records),
+                              done_at_start=budgeted(records),
+                              rejected=_count(records, TrialStatus.REJECTED),
                               failed=_count(records, TrialStatus.FAILED),
                               pruned=_count(records, TrialStatus.PRUNED),
                               concurrency=search.concurrency, epochs=exp.settings.train.epochs)
@@ -340,13 +350,14 @@ def _searcher(run: RunDir, exp: Experiment, records: list[TrialRecord],
                               max_new=remaining, record_fn=make_record, progress=progress,
                               on_progress=progress_fn, records=records, dedup=search.dedup,
                               max_repeats=search.max_repeats, trackers=trackers,
-                              keeper=WeightKeeper(run.path, search.keep_weights, records))
+                              keeper=WeightKeeper(run.path, search.keep_weights, records),
+                              constraints=exp.config.constraints, budget=search.trials)
 
 
 def _finish(run: RunDir, target: int) -> None:
     """``trials.parquet`` first, then the status: a run marked complete always has both."""
     run.write_parquet()
-    done = len(run.trials())
+    done = budgeted(run.trials())
     run.write_meta({"status": "complete" if done >= target else "interrupted",
                     "driver_pid": None})
 
@@ -367,9 +378,13 @@ def failure_reasons(records: list[TrialRecord], k: int = 3) -> list[tuple[str, i
 
 def _result(run: RunDir, target: int, startup: float, search_s: float) -> SearchResult:
     records = run.trials()
-    return SearchResult(run_dir=run.path, trials=len(records), target=target,
+    trials = budgeted(records)
+    return SearchResult(run_dir=run.path, trials=trials, target=target,
                         failed=_count(records, TrialStatus.FAILED),
-                        best=best_of(records), complete=len(records) >= target,
+                        best=best_of(records), complete=trials >= target,
+                        rejected=_count(records, TrialStatus.REJECTED),
                         ray_startup_s=startup, search_s=search_s,
                         trained=_count(records, TrialStatus.COMPLETE),
-                        failure_reasons=failure_reasons(records))
+                        failure_reasons=failure_reasons(records),
+                        quiet_lost=quiet_training_lost(records))
+

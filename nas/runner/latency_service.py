@@ -26,6 +26,7 @@ from typing import Any
 
 import ray
 
+from nas.latency.conditions import measuring
 from nas.latency.lut import LatencyCache
 from nas.latency.measure import LatencyConfig
 from nas.registry import SPACES
@@ -62,11 +63,30 @@ class _LatencyWorker:
         space = self._space(request["space"], request["options"])
         arch = None if request["arch"] is None else space.validate(request["arch"])
         config = LatencyConfig.from_dict(request["config"])
-        result = self._cache.measure(space, arch, config, preset=request["preset"])
+        folder = request.get("activity")
+
+        def window() -> Any:  # a quiet window on this node, conditions recorded
+            return measuring(folder, quiet=config.quiet, timeout_s=config.quiet_timeout_s)
+
+        result = self._cache.measure(space, arch, config, preset=request["preset"],
+                                     window=window if folder else None)
         self._requests += 1
         stamp = {**self._me, "request": self._requests, "measurement": result["measurement"],
                  "cached": result["cached"]}
         return {**result, "device": {**result["device"], "measured_by": stamp}}
+
+    def remeasure(self, request: dict[str, Any]) -> dict[str, dict[str, Any]]:
+        """The finalists' final latencies, measured on this node (:mod:`nas.latency.final`)."""
+        from nas.latency.final import remeasure_archs
+
+        space = self._space(request["space"], request["options"])
+        archs = [space.validate(a) for a in request["archs"]]
+        config = LatencyConfig.from_dict(request["config"])
+        results = remeasure_archs(space, archs, config, passes=request["passes"],
+                                  activity=request.get("activity"))
+        for result in results.values():
+            result["device"] = {**result["device"], "measured_by": dict(self._me)}
+        return results
 
     def stats(self) -> dict[str, int]:
         return self._cache.stats()
@@ -87,13 +107,17 @@ class LatencyClient:
         actor: the actor handle (see :func:`start_latency_service` and :meth:`connect`).
     """
 
-    def __init__(self, actor: Any) -> None:
+    def __init__(self, actor: Any, activity: str | None = None) -> None:
         self.actor = actor
+        self.activity = activity
 
     @classmethod
-    def connect(cls, name: str = LATENCY_ACTOR, namespace: str | None = None) -> LatencyClient:
-        """Find a running latency service by name (from a trial or the driver)."""
-        return cls(ray.get_actor(name, namespace=namespace))
+    def connect(cls, name: str = LATENCY_ACTOR, namespace: str | None = None, *,
+                activity: str | None = None) -> LatencyClient:
+        """Find a running latency service by name (from a trial or the driver); ``activity``:
+        the run's training-marker folder, so the service measures in quiet windows of the run's
+        trainers on its node and records the conditions (:mod:`nas.latency.conditions`)."""
+        return cls(ray.get_actor(name, namespace=namespace), activity)
 
     def measure(
         self, space: Space, arch: Arch | None, config: LatencyConfig, *, preset: str | None = None
@@ -107,6 +131,7 @@ class LatencyClient:
             "arch": None if arch is None else arch.to_dict()["decisions"],
             "preset": preset,
             "config": config.to_dict(),
+            "activity": self.activity,
         }
         return ray.get(self.actor.measure.remote(request))
 
@@ -119,6 +144,15 @@ class LatencyClient:
             return self.measure(space, arch, config, preset=preset)
 
         return fn
+
+    def remeasure(self, space: Space, archs: list[Arch], config: LatencyConfig,
+                  passes: int) -> dict[str, dict[str, Any]]:
+        """Final latencies of ``archs`` measured by the service on its node (a
+        :data:`nas.runner.remeasure.MeasureFn`)."""
+        request = {"space": space_ref(space), "options": dict(space.options),
+                   "archs": [a.to_dict()["decisions"] for a in archs],
+                   "config": config.to_dict(), "passes": passes, "activity": self.activity}
+        return ray.get(self.actor.remeasure.remote(request))
 
     def stats(self) -> dict[str, int]:
         """Cache statistics of the service: ``{"entries", "hits", "misses"}``."""

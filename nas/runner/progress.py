@@ -31,6 +31,7 @@ class SearchProgress:
     done: int = 0
     failed: int = 0
     pruned: int = 0
+    rejected: int = 0
     running: int = 0
     started_at: float = field(default_factory=time.time)
     done_at_start: int = 0
@@ -109,9 +110,10 @@ def best_text(best: dict[str, Any] | None) -> str:
 
 def progress_line(p: SearchProgress) -> str:
     """One line of progress."""
+    rejected = f"rejected {p.rejected} " if p.rejected else ""
     line = (f"[{p.done:>{len(str(p.total))}}/{p.total}] failed {p.failed} pruned {p.pruned} "
-            f"running {len(p.live) or p.running} | best reward {best_text(p.best)} | elapsed "
-            f"{duration(p.elapsed_s)} ETA {duration(p.eta_s)}")
+            f"{rejected}running {len(p.live) or p.running} | best reward {best_text(p.best)} | "
+            f"elapsed {duration(p.elapsed_s)} ETA {duration(p.eta_s)}")
     if p.failed and p.last_failure:
         line += f" | last failure: {p.last_failure}"
     return line
@@ -122,12 +124,12 @@ class LinePrinter:
 
     def __init__(self, stream: TextIO | None = None) -> None:
         self.stream = stream
-        self._shown = -1
+        self._shown: tuple[int, int] = (-1, -1)
 
     def __call__(self, p: SearchProgress) -> None:
-        if p.done == self._shown:
+        if (p.done, p.rejected) == self._shown:
             return
-        self._shown = p.done
+        self._shown = (p.done, p.rejected)
         print(progress_line(p), file=self.stream or sys.stdout, flush=True)
 
     def close(self) -> None:
@@ -163,8 +165,10 @@ class LiveView:
         p = self.progress
         if p is None:
             return Text("starting...")
-        head = Text(f"done {p.done}/{p.total}  failed {p.failed}  pruned {p.pruned}  running "
-                    f"{len(p.live)}   elapsed {duration(p.elapsed_s)}  ETA {duration(p.eta_s)}")
+        rejected = f"rejected {p.rejected}  " if p.rejected else ""
+        head = Text(f"done {p.done}/{p.total}  failed {p.failed}  pruned {p.pruned}  {rejected}"
+                    f"running {len(p.live)}   elapsed {duration(p.elapsed_s)}  "
+                    f"ETA {duration(p.eta_s)}")
         parts: list[Any] = [head, Text(f"best so far: {best_text(p.best)}")]
         if p.failed and p.last_failure:
             parts.append(Text(f"latest failure: {p.last_failure}", style="red"))

@@ -40,8 +40,14 @@ log = logging.getLogger(__name__)
 ProgressFn = Callable[["SearchProgress"], None]
 
 
-def _metric_value(controller: Controller, record: TrialRecord) -> Any:
-    """What the controller is told: metrics for metric controllers, else the reward."""
+def _metric_value(controller: Controller, record: TrialRecord,
+                  penalty: float | None = None) -> Any:
+    """What the controller is told: metrics for metric controllers, else the reward; for a
+    rejected child ``penalty`` (``constraints.penalty``) to a reward controller, else a
+    failure."""
+    if record.status is TrialStatus.REJECTED and penalty is not None and \
+            not controller.wants_metrics:
+        return penalty
     if not record.complete:
         return None
     if controller.wants_metrics:
@@ -65,13 +71,18 @@ class ControllerSearcher(Searcher):
         keeper: files the kept weights of a recorded child (``search.keep_weights``), or None.
         dedup: answer a proposal of an architecture already evaluated (or in flight) from the
             records instead of spending a trial on it; ``max_repeats`` in a row at most.
+        constraints: the hard bounds (:class:`nas.constraints.Constraints`): a rejected child
+            gives its trial back to the budget, and more than ``max_rejections`` per trial of
+            ``budget`` stop the segment (``stopped`` says why).
+        budget: the run's ``search.trials`` (what the rejection cap is relative to).
     """
 
     def __init__(self, controller: Controller, run: RunDir, *, pending: list[Proposal],
                  max_new: int, record_fn: Callable[..., TrialRecord],
                  progress: SearchProgress, on_progress: ProgressFn | None = None,
                  records: list[TrialRecord] | None = None, dedup: bool = True,
-                 max_repeats: int = 100, trackers: Any = None, keeper: Any = None) -> None:
+                 max_repeats: int = 100, trackers: Any = None, keeper: Any = None,
+                 constraints: Any = None, budget: int | None = None) -> None:
         super().__init__(metric=None, mode=None)
         self.controller = controller
         self.run = run
@@ -85,6 +96,11 @@ class ControllerSearcher(Searcher):
         self.progress = progress
         self._on_progress = on_progress
         self.trackers, self.keeper = trackers, keeper
+        self.constraints = constraints
+        self._penalty = getattr(constraints, "penalty", None)
+        self._rejections = Rejections(constraints, budget if budget is not None else max_new,
+                                      records or [])
+        self.stopped: str | None = None
 
     def __getstate__(self) -> dict[str, Any]:
         """Tune pickles its searcher into ``tuner.pkl`` (never read back: mnas resumes from
@@ -117,7 +133,8 @@ class ControllerSearcher(Searcher):
             if not self._dedup or attempt == self._max_repeats:
                 break
             if key in self._known:
-                self.controller.tell(proposal, _metric_value(self.controller, self._known[key]))
+                self.controller.tell(proposal, _metric_value(self.controller, self._known[key],
+                                                             self._penalty))
             elif key in self._parked:
                 self._parked[key].append(proposal)
             else:
@@ -155,7 +172,7 @@ class ControllerSearcher(Searcher):
         record = self._record_fn(proposal, trial_id, result, error)
         record.step = self.controller.num_told + 1
         self.run.append_trial(record)  # first: a finished trial is never lost
-        value = _metric_value(self.controller, record)
+        value = _metric_value(self.controller, record, self._penalty)
         self.controller.tell(proposal, value)
         if not any(p.arch.key == proposal.arch.key for p in self._live.values()):
             for parked in self._parked.pop(proposal.arch.key, []):
@@ -171,6 +188,16 @@ class ControllerSearcher(Searcher):
     def _count(self, record: TrialRecord) -> None:
         p = self.progress
         p.running = max(0, p.running - 1)
+        if record.status is TrialStatus.REJECTED:  # never trained: its trial is given back
+            p.rejected += 1
+            self._budget += 1
+            self.stopped = self._rejections.add(record)
+            if self.stopped is not None:
+                self._budget = 0
+            if self._on_progress is not None:
+                self._on_progress(p)
+            return
+        self._rejections.see(record)
         p.done += 1
         p.failed += record.status is TrialStatus.FAILED
         if record.status is TrialStatus.FAILED:
@@ -192,6 +219,51 @@ class ControllerSearcher(Searcher):
     def restore(self, checkpoint_path: str) -> None:
         """Not used: ``nas resume`` restores from the run folder's JSON state."""
         raise NotImplementedError("resume with `nas resume RUN_DIR`")
+
+
+class Rejections:
+    """Counts rejected children and stops a search whose bounds reject nearly everything."""
+
+    def __init__(self, constraints: Any, budget: int, records: list[TrialRecord]) -> None:
+        self.per_trial = getattr(constraints, "max_rejections", 10)
+        self.budget = max(1, budget)
+        self.cap = self.per_trial * self.budget
+        self.count = 0
+        self.by_bound: dict[str, int] = {}
+        self.smallest: dict[str, float] = {}
+        for record in records:
+            self.see(record)
+
+    def see(self, record: TrialRecord) -> None:
+        """Note a finished child (its cost and latency; a rejection and its bound)."""
+        if record.status is not TrialStatus.REJECTED:
+            for key in ("latency_ms", "macs", "params"):
+                self._low(key, (record.metrics or {}).get(key))
+            return
+        self.count += 1
+        broken = (record.metrics or {}).get("constraint") or {}
+        bound = broken.get("bound", "?")
+        self.by_bound[bound] = self.by_bound.get(bound, 0) + 1
+        for key in ("latency_ms", "macs", "params"):
+            self._low(key, (record.metrics or {}).get(key))
+
+    def _low(self, key: str, value: Any) -> None:
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            self.smallest[key] = min(self.smallest.get(key, float("inf")), float(value))
+
+    def add(self, record: TrialRecord) -> str | None:
+        """Count one rejection; the reason to stop when the cap is passed, else None."""
+        self.see(record)
+        if self.count <= self.cap:
+            return None
+        bound = max(self.by_bound, key=self.by_bound.get)
+        limit = ((record.metrics or {}).get("constraint") or {}).get("limit")
+        seen = self.smallest.get(bound)
+        seen_text = "none measured" if seen is None else f"{seen:.4g}"
+        return (f"constraints.{bound}={limit:.4g}: {self.count} children rejected, over the cap "
+                f"of {self.cap} (constraints.max_rejections={self.per_trial} per trial of "
+                f"search.trials={self.budget}); the smallest {bound} seen was {seen_text}; "
+                "loosen the bound or change the space")
 
 
 # -- the trainable (runs in Tune's workers) ----------------------------------------------------
@@ -259,7 +331,7 @@ def evaluate_trial(config: dict[str, Any], payload: dict[str, Any]) -> None:
         if payload["latency_service"]:
             from nas.runner.latency_service import LatencyClient
 
-            latency_fn = LatencyClient.connect().latency_fn()
+            latency_fn = LatencyClient.connect(activity=payload.get("activity")).latency_fn()
 
         def report(metrics: dict[str, Any]) -> None:
             tune.report({"val_accuracy": float(metrics.get("val_accuracy", 0.0)),
@@ -301,15 +373,16 @@ def make_record(proposal: Proposal, tune_id: str, result: dict[str, Any] | None,
             "accuracy": result.get("val_accuracy"), "epochs": result.get("epoch")})
     raw = json.loads(result["record_json"])
     metrics = {k: raw.get(k) for k in RAW_METRICS if k in raw}
-    for extra in ("train", "dataset", "latency_source", "latency_conditions"):
+    for extra in ("train", "dataset", "latency_source", "latency_conditions", "constraint"):
         if extra in raw:
             metrics[extra] = raw[extra]
     status, reason = TrialStatus.parse(raw.get("status")), raw.get("error")
     if status is TrialStatus.COMPLETE and not _finite(metrics.get("accuracy")):
         status, reason = TrialStatus.FAILED, "accuracy is NaN or missing"
     reward = raw.get("reward") if status is TrialStatus.COMPLETE else None
+    keep_error = status in (TrialStatus.FAILED, TrialStatus.REJECTED)
     return TrialRecord(
-        **base, status=status, error=reason if status is TrialStatus.FAILED else None,
+        **base, status=status, error=reason if keep_error else None,
         metrics=metrics, reward=reward if _finite(reward) else None,
         timings=raw.get("timings") or {}, device=raw.get("device") or {},
         node=raw.get("node") or {}, latency_by=raw.get("latency_by"),
@@ -339,7 +412,9 @@ def run_trials(searcher: ControllerSearcher, payload: dict[str, Any], *, run: Ru
         trainable,
         tune_config=tune.TuneConfig(
             search_alg=ConcurrencyLimiter(searcher, max_concurrent=search.concurrency),
-            scheduler=scheduler, num_samples=searcher._budget, reuse_actors=True),
+            scheduler=scheduler, reuse_actors=True,
+            # with bounds, rejected children give their trials back: the searcher ends the run
+            num_samples=-1 if getattr(searcher.constraints, "active", False) else searcher._budget),
         run_config=tune.RunConfig(
             name=f"segment-{segment}", storage_path=str(run.tune_dir.resolve()),
             failure_config=tune.FailureConfig(max_failures=search.max_failures),

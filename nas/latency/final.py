@@ -1,0 +1,92 @@
+"""Finalists re-measured: interleaved passes in quiet windows, more repeats, one final number.
+
+A latency taken during a search may be slowed by what ran beside it (see
+:mod:`nas.latency.conditions`) and drifts with the machine over a long search. At the end of a
+search (and with ``nas remeasure``) the finalists are measured again, all in one session:
+``passes`` passes over every architecture, each pass in a fresh random order (so drift and bursts
+of load spread over all of them rather than biasing the ones measured last), every measurement in
+a quiet window. An architecture's final latency is the median of the round medians of all its
+passes, after the rounds slower than the fastest by more than ``round_tolerance`` are dropped as
+disturbed (as within one measurement, :func:`nas.latency.measure.robust_stats`): ``passes`` times
+the search's repeats, over minutes rather than seconds. Its p10 and p90 are the lowest p10 and
+the highest p90 of the passes, so the spread shows how much the passes disagreed.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from nas._checks import check_int
+from nas.latency.conditions import measuring
+from nas.latency.lut import latency_space
+from nas.latency.measure import LatencyConfig, LatencyResult, measure_latency
+from nas.space import Arch, Space
+
+__all__ = ["remeasure_archs", "combine_passes"]
+
+
+def combine_passes(results: Sequence[LatencyResult], conditions: Sequence[Mapping[str, Any]],
+                   tolerance: float) -> dict[str, Any]:
+    """One final measurement from several passes over the same model (see the module doc)."""
+    rounds = [r for res in results for r in res.rounds]
+    fastest = min(rounds)
+    kept = [r for r in rounds if r <= fastest * (1.0 + tolerance)]
+    median = float(np.median(kept))
+    p10 = min(float(min(res.p10_ms for res in results)), median)  # the range over all passes
+    p90 = max(float(max(res.p90_ms for res in results)), median)
+    busy = [c.get("training_children") for c in conditions if c.get("training_children")
+            is not None]
+    loads = [c["load_1m"] for c in conditions if c.get("load_1m") is not None]
+    quiet = [c.get("quiet") for c in conditions]
+    return {
+        "latency_ms": median, "latency_p10_ms": p10, "latency_p90_ms": p90,
+        "latency_spread": (p90 - p10) / median if median > 0 else float("nan"),
+        "latency_n": int(sum(res.n for res in results)), "passes": len(results),
+        "pass_medians": [res.median_ms for res in results],
+        "rounds_kept": len(kept), "rounds_total": len(rounds),
+        "device": results[0].device,
+        "conditions": {"training_children": max(busy) if busy else None,
+                       "load_1m": max(loads) if loads else None,
+                       "cpus": (conditions[0] if conditions else {}).get("cpus"),
+                       "quiet": all(q is True for q in quiet) if quiet else None},
+    }
+
+
+def remeasure_archs(space: Space, archs: Sequence[Arch], config: LatencyConfig, *,
+                    passes: int = 3, seed: int = 0, activity: str | None = None,
+                    on_measured: Callable[[str, int, int], None] | None = None,
+                    ) -> dict[str, dict[str, Any]]:
+    """Final latencies of ``archs`` (by architecture key), measured interleaved on this device.
+
+    Args:
+        space: the run's space (built at ``config.input_size`` when that is set).
+        archs: the finalists (repeats are measured once).
+        config: the search's latency settings; each pass times ``config.repeats`` runs.
+        passes: passes over all of them, each in a new seeded random order.
+        activity: the run's training-marker folder (quiet windows and conditions), or None.
+        on_measured: called with (architecture key, measurements done, measurements in all)
+            after each one.
+    """
+    check_int("passes", passes)
+    target = latency_space(space, config)
+    unique = {arch.key: arch for arch in archs}
+    models = {key: target.build(arch) for key, arch in unique.items()}
+    results: dict[str, list[LatencyResult]] = {key: [] for key in models}
+    conditions: dict[str, list[dict[str, Any]]] = {key: [] for key in models}
+    order, rng, done = list(models), random.Random(seed), 0
+    for _ in range(passes):
+        rng.shuffle(order)
+        for key in order:
+            with measuring(activity, quiet=config.quiet,
+                           timeout_s=config.quiet_timeout_s) as cond:
+                results[key].append(measure_latency(models[key], target.input_shape(), config))
+            conditions[key].append(cond)
+            done += 1
+            if on_measured is not None:
+                on_measured(key, done, passes * len(models))
+    return {key: combine_passes(results[key], conditions[key], config.round_tolerance)
+            for key in models}
