@@ -19,7 +19,8 @@ then six epochs on digits), once without and once with quiet windows: the traini
 the trainers' paused seconds over their training seconds (target < 10%), beside the wall times.
 
     python benchmarks/latency_under_load.py [--children 20] [--input-size 224] [--passes 3]
-                                            [--cost-children 6] [--seed 0] [--json]
+                                            [--cost-children 6] [--seed 0] [--only ranking|cost]
+                                            [--json]
 """
 
 from __future__ import annotations
@@ -212,6 +213,7 @@ def _args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--passes", type=int, default=3)
     p.add_argument("--cost-children", type=int, default=6)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--only", choices=("ranking", "cost"), help="run one of the two parts")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     args = p.parse_args(argv)
     for name in ("children", "input_size", "repeats", "rounds", "passes", "cost_children"):
@@ -249,13 +251,13 @@ def print_cost(args: argparse.Namespace, prices: list[dict[str, Any]]) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = _args(argv)
-    rows = ranking(args)
-    if not args.json:
+    rows = ranking(args) if args.only != "cost" else []
+    if rows and not args.json:
         print_ranking(args, rows)
-    prices = cost(args)
+    prices = cost(args) if args.only != "ranking" else []
     if args.json:
         print(json.dumps({"ranking": rows, "cost": prices}, indent=2, default=float))
-    else:
+    elif prices:
         print_cost(args, prices)
     return 0
 

@@ -113,6 +113,9 @@ def check_evaluator(name: str, options: Mapping[str, Any]) -> Callable[..., Any]
             raise ConfigError(
                 f"evaluator.options.{key}: not an option of evaluator {name!r}"
                 f"{did_you_mean(key, takes)}; it takes: {', '.join(takes) or 'no options'}")
+    check = getattr(fn, "check_options", None)  # an evaluator may validate its values too
+    if callable(check):
+        check(dict(options))
     return fn
 
 

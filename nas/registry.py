@@ -225,7 +225,7 @@ def _qualname(obj: Any) -> str:
 SPACES = Registry("space", ("search_spaces",), _is_subclass("space"), "a nas.Space subclass")
 CONTROLLERS = Registry("controller", ("controllers",), _is_subclass("controller"),
                        "a nas.search.controller.Controller subclass")
-EVALUATORS = Registry("evaluator", ("nas.evaluation.evaluate",),
+EVALUATORS = Registry("evaluator", ("nas.evaluation.evaluate", "nas.supernet.evaluator"),
                       lambda f: evaluator_options(f) is not None,
                       "a function marked with @nas.evaluator")
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import shutil
 
-import numpy as np
 import pytest
 
 import nas
@@ -25,7 +24,8 @@ TOY = TOY_SEARCH
 def run_dir(tmp_path_factory):
     root = tmp_path_factory.mktemp("search")
     run = nas.search(TOY, name="real", results_dir=root, progress=False,
-                     overrides={"reward.target": "auto", "logging.tensorboard": True})
+                     overrides={"reward.target": "auto", "logging.tensorboard": True,
+                                "search.remeasure_top": 5})
     assert len(run) == 6
     return run.path
 
@@ -51,9 +51,19 @@ def test_rewards_recomputed_from_raw_metrics_match_the_search(run_dir):
     run = nas.load_run(run_dir)
     assert len(run.trials) == 6
     ranked = run.best(6)
-    stored = run.trials.set_index("trial_id")["reward"]
+    rows = run.trials.set_index("trial_id")
     assert len(ranked) == (run.trials["status"] == "complete").sum() > 0
-    assert np.allclose(ranked["reward"], stored[ranked["trial_id"]].to_numpy())
+    # the search's stored reward comes from the search's latency; the ranking's from the final
+    # (re-measured) one where there is one, the search's elsewhere
+    reward = run.reward()
+    searched = rows["latency_search_ms"].fillna(rows["latency_ms"])
+    for tid, value in zip(ranked["trial_id"], ranked["reward"], strict=True):
+        acc = rows.loc[tid, "accuracy"]
+        assert reward({"accuracy": acc, "latency_ms": searched[tid]}) == \
+            pytest.approx(rows.loc[tid, "reward"])
+        assert reward({"accuracy": acc, "latency_ms": rows.loc[tid, "latency_ms"]}) == \
+            pytest.approx(value)
+    assert rows["latency_final"].any()  # the end of the search re-measured its finalists
     assert list(ranked["reward"]) == sorted(ranked["reward"], reverse=True)
     front = run.pareto()
     assert 1 <= len(front) <= len(ranked)

@@ -141,3 +141,24 @@ def test_remeasure_refuses_bad_input_and_a_folder_in_use(tmp_path, capsys):
     finally:
         other.unlock()
     assert not run.final_path.exists()
+
+
+def test_a_finalist_that_falls_out_lets_the_next_one_in(tmp_path):
+    """Chosen again with the final numbers applied: trial 2 re-measures 10x slower, so trial 3
+    (dominated by trial 2 before) joins the front and is measured in a second round."""
+    from nas.runner.remeasure import remeasure_finalists
+
+    run = toy_run(tmp_path, latencies=(1.0, 2.0, 3.0, 5.0), accuracy=(0.80, 0.85, 0.90, 0.88))
+    keys = {r.trial_id: r.arch_key for r in run.trials()}
+    final = {keys[0]: 1.0, keys[1]: 2.0, keys[2]: 30.0, keys[3]: 5.0}
+    calls = []
+
+    def measure(space, archs, config, passes):
+        calls.append(sorted(a.key for a in archs))
+        return {a.key: {"latency_ms": final[a.key], "passes": passes} for a in archs}
+
+    loaded = nas.load_run(run.path)
+    entries = remeasure_finalists(run, ToySpace(), LatencyConfig(**FAST), loaded.reward(),
+                                  top=1, measure=measure)
+    assert calls == [sorted([keys[0], keys[1], keys[2]]), [keys[3]]]
+    assert sorted(e["arch_key"] for e in entries) == sorted(keys.values())

@@ -78,7 +78,7 @@ def test_search_end_to_end_with_asha(tmp_path):
                  evaluator={"dataset": "digits", "epochs": 3,
                             "name": "nas.testing.fixtures:scripted_epochs"},
                  search={"trials": 6, "concurrency": 1, "scheduler": "asha", "seed": 3,
-                         "grace_period": 1, "reduction_factor": 2})
+                         "grace_period": 1, "reduction_factor": 2, "remeasure_top": 5})
     out = run_nas("search", cfg, "--name", "e2e")
     assert out.returncode == 0, out.stderr[-3000:]
     assert "[6/6]" in out.stdout and "best reward" in out.stdout
@@ -129,7 +129,7 @@ def test_search_end_to_end_with_asha(tmp_path):
 
 def test_latency_service_measures_for_the_trials(tmp_path):
     cfg = config(tmp_path, latency={"repeats": 6, "warmup": 1, "rounds": 2, "service": True},
-                 search={"trials": 3, "concurrency": 1})
+                 search={"trials": 3, "concurrency": 1, "remeasure_top": 5})
     out = run_nas("search", cfg, "--name", "svc")
     assert out.returncode == 0, out.stderr[-3000:]
     recs = records(tmp_path / "results" / "svc")

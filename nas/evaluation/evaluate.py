@@ -303,11 +303,12 @@ def _run(space: Space, arch: Arch | None, preset: str | None, evaluator: Callabl
 
     out: dict[str, Any] = {}
     try:
-        with ctx.timed("build"):
-            torch.manual_seed(ctx.settings.train.seed)
-            model = space.build_preset(preset) if preset is not None else space.build(arch)
-        with ctx.timed("cost"):
-            cost = count_cost(model, space.input_shape())
+        with training(ctx.activity):  # busy: other children's latency windows wait for it
+            with ctx.timed("build"):
+                torch.manual_seed(ctx.settings.train.seed)
+                model = space.build_preset(preset) if preset is not None else space.build(arch)
+            with ctx.timed("cost"):
+                cost = count_cost(model, space.input_shape())
         out.update(params=int(cost.params), macs=int(cost.macs))
         _reject_over(ctx.settings.constraints, out, ("macs", "params"))
         metrics = evaluator(arch, model, ctx)

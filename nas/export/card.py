@@ -37,14 +37,13 @@ from torch import nn
 from nas._checks import check_int
 from nas.errors import UsageError
 from nas.export.formats import (
-    load_weights,
     onnx_available,
     reference_output,
-    train_for_export,
     write_onnx,
     write_pt2,
     write_weights,
 )
+from nas.export.provenance import load_card_weights, provenance
 from nas.export.rebuild import CARD, CARD_FORMAT, card_space
 from nas.results import clean_json
 from nas.reward import RewardConfig
@@ -139,39 +138,6 @@ def _seed(config: Mapping[str, Any]) -> int:
     return seed if isinstance(seed, int) and not isinstance(seed, bool) else 0
 
 
-def _provenance(run: Any, record: Mapping[str, Any]) -> dict[str, Any]:
-    config, metrics = run.config, record.metrics or {}
-    evaluator = dict(config.get("evaluator") or {})
-    train = metrics.get("train") or {}
-    return {
-        "run": run.path.name, "run_dir": str(run.path), "trial_id": record.trial_id,
-        "tune_trial_id": record.tune_trial_id, "step": record.step,
-        "started_at": record.started_at, "finished_at": record.finished_at,
-        "dataset": metrics.get("dataset", evaluator.get("dataset")),
-        "epochs": train.get("epochs", evaluator.get("epochs")),
-        "device": record.device or {}, "node": record.node or {},
-        "latency": _latency(run, record, metrics, config),
-        "evaluator": evaluator, "controller": config.get("controller") or {},
-        "reward": {"settings": config.get("reward"), "stored": record.reward},
-    }
-
-
-def _latency(run: Any, record: Any, metrics: Mapping[str, Any],
-             config: Mapping[str, Any]) -> dict[str, Any]:
-    """The latency the card states: the final (re-measured) one when there is one, with the
-    search's number beside it."""
-    final = (getattr(run, "final", None) or {}).get(record.arch_key)
-    source = final or metrics
-    out = {"median_ms": source.get("latency_ms"), "p10_ms": source.get("latency_p10_ms"),
-           "p90_ms": source.get("latency_p90_ms"), "spread": source.get("latency_spread"),
-           "n": source.get("latency_n"), "settings": config.get("latency") or {},
-           "source": "remeasured" if final else "search"}
-    if final:
-        out["search_median_ms"] = metrics.get("latency_ms")
-        out["remeasured"] = {k: final.get(k) for k in ("passes", "conditions", "by", "at")}
-    return out
-
-
 def _card(run: Any, record: Mapping[str, Any], space: Any, arch: Any, model: nn.Module,
           selection: dict[str, Any]) -> dict[str, Any]:
     name, _ = card_space(run.config)
@@ -194,7 +160,7 @@ def _card(run: Any, record: Mapping[str, Any], space: Any, arch: Any, model: nn.
         "model": {"params": int(sum(p.numel() for p in model.parameters())),
                   "macs": metrics.get("macs"), "seed": _seed(run.config)},
         "metrics": {**metrics, "train": train},
-        "provenance": _provenance(run, record),
+        "provenance": provenance(run, record),
         "selection": selection,
         "files": {}, "checks": {},
         "exported_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
@@ -308,32 +274,12 @@ def export_trial(run: Any, *, rank: int | None = None, trial_id: int | None = No
     selection = {"rank": found_rank, "reward": value,
                  "reward_settings": None if reward is None else reward.to_dict()}
     card = _card(run, record, space, arch, model, selection)
-    card["weights"] = _weights(run, record, model, train_epochs)
+    card["weights"] = load_card_weights(run, record, model, train_epochs)
     model.eval()
     card = _write_folder(target, model, space.input_shape(), wanted, card, opset)
     sizes = {p.name: p.stat().st_size for p in sorted(target.iterdir()) if p.is_file()}
     log.info("exported trial %s to %s", record.trial_id, target)
     return ExportResult(path=target, card=card, sizes=sizes)
-
-
-def _weights(run: Any, record: Any, model: nn.Module, train_epochs: int | None) -> dict[str, Any]:
-    """Load the search's kept weights of the trial (if any), fine-tune (if asked); the card's
-    ``weights`` entry says whether the exported weights are trained, how long, from which trial."""
-    kept = run.dir.weights_path(record.trial_id)
-    info: dict[str, Any] = {"trained": False}
-    if kept.is_file():
-        load_weights(model, kept, "safetensors")
-        epochs = ((record.metrics or {}).get("train") or {}).get("epochs")
-        info = {"trained": True, "epochs": epochs, "trial": record.trial_id, "source": "search"}
-    if train_epochs:
-        summary = train_for_export(model, run.config, train_epochs)
-        info = {"trained": True, "epochs": (info.get("epochs") or 0) + train_epochs,
-                "trial": record.trial_id, "fine_tuned_epochs": train_epochs,
-                "source": "search+export" if info["trained"] else "export", "train": summary}
-    if not info["trained"]:
-        log.warning("trial %s: no trained weights kept (search.keep_weights) and no "
-                    "train_epochs: the exported weights are UNTRAINED", record.trial_id)
-    return info
 
 
 def _write_folder(target: Path, model: nn.Module, input_shape: Sequence[int],

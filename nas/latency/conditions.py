@@ -112,9 +112,12 @@ class TrainingMarker:
 
 @contextmanager
 def training(folder: str | None) -> Iterator[TrainingMarker]:
-    """Mark a training phase of this process in ``folder`` meanwhile (None: no marking)."""
+    """Mark a training (or other busy) phase of this process in ``folder`` meanwhile (None: no
+    marking). A phase does not start inside another process's open quiet window: it waits for
+    the window to close first."""
     marker = TrainingMarker(folder)
     try:
+        marker.pause_point()
         yield marker
     finally:
         marker.close()

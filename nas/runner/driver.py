@@ -14,7 +14,6 @@ import os
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +27,8 @@ from nas.latency.conditions import activity_dir
 from nas.records import TrialRecord, TrialStatus, best_of, budgeted
 from nas.results import RunDir
 from nas.runner.output import LOG_NAME, RayOutput
-from nas.runner.remeasure import quiet_training_lost, remeasure_at_end
+from nas.runner.remeasure import final_ranking, remeasure_at_end
+from nas.runner.result import SearchResult, count, search_result
 from nas.runner.search import (
     ControllerSearcher,
     ProgressFn,
@@ -40,6 +40,7 @@ from nas.runner.search import (
 )
 from nas.runner.session import RaySession, run_tag, start_ray
 from nas.runner.strays import MARKER, kill_stray_ray, new_marker, snapshot
+from nas.runner.supernet import check_named_supernet, prepare_supernet
 from nas.search.controller import Controller
 
 __all__ = ["SearchResult", "start_search", "resume_search", "default_run_name"]
@@ -47,31 +48,6 @@ __all__ = ["SearchResult", "start_search", "resume_search", "default_run_name"]
 log = logging.getLogger(__name__)
 
 ReadyFn = Callable[[SearchConfig, Path], None]
-
-
-@dataclass
-class SearchResult:
-    """Outcome of :func:`start_search` / :func:`resume_search`."""
-
-    run_dir: Path
-    trials: int
-    target: int
-    failed: int
-    best: dict[str, Any] | None
-    complete: bool
-    ray_startup_s: float = 0.0
-    search_s: float = 0.0
-    trained: int = 0
-    failure_reasons: list[tuple[str, int]] = field(default_factory=list)
-    remeasured: list[dict[str, Any]] = field(default_factory=list)
-    quiet_lost: float | None = None
-    rejected: int = 0
-    stopped: str | None = None
-
-    @property
-    def all_failed(self) -> bool:
-        """Every finished child failed."""
-        return self.trials > 0 and self.failed == self.trials
 
 
 def default_run_name(config_path: str | Path | None) -> str:
@@ -97,6 +73,7 @@ def start_search(config: SearchConfig, *, name: str | None = None, address: str 
     resolved["name"] = name
     resolved["space"]["options"] = dict(exp.space.options)  # sized for the dataset
     exp = exp.with_config(parse_config(resolved))
+    check_named_supernet(exp)  # a reused supernet fits the space and data (before Ray starts)
     trackers = _trackers(exp, path)
     with RayOutput() as output:
         session = _start_ray(exp, address, path)
@@ -129,14 +106,15 @@ def resume_search(run_path: str | Path, *, address: str | None = None,
         if run.repair_trials():
             log.warning("%s: dropped a torn last line of trials.jsonl", run.trials_path)
         records = run.trials()
+        penalty = exp.config.constraints.penalty
         if rebuild_state:
-            _rebuild(run, controller, records)
+            _rebuild(run, controller, records, penalty)
         else:
-            _restore(run, controller, records)
+            _restore(run, controller, records, penalty)
         _clean_strays(run)
         if budgeted(records) >= target:
             _finish(run, target)
-            return _result(run, target, 0.0, 0.0)
+            return search_result(run, target, 0.0, 0.0)
         crash_point("before_ray")
         trackers = _trackers(exp, run.path)
         with RayOutput(run.path / LOG_NAME):
@@ -158,7 +136,8 @@ def _read_config(run: RunDir) -> SearchConfig:
         raise UsageError(f"{run.config_path}: {exc}") from None
 
 
-def _restore(run: RunDir, controller: Controller, records: list[TrialRecord]) -> None:
+def _restore(run: RunDir, controller: Controller, records: list[TrialRecord],
+             penalty: float | None = None) -> None:
     """Load ``controller.json`` and check it agrees with the trials store."""
     run.meta()  # a corrupt run.json fails here, naming the fix
     fix = f"rebuild it from trials.jsonl with `nas resume {run.path} --rebuild-state`"
@@ -179,10 +158,11 @@ def _restore(run: RunDir, controller: Controller, records: list[TrialRecord]) ->
     if unknown:
         raise UsageError(f"{run.controller_path} is older than trials.jsonl (trial "
                          f"{unknown[0]} was never proposed by it); {fix}")
-    _reconcile(controller, records)
+    _reconcile(controller, records, penalty)
 
 
-def _rebuild(run: RunDir, controller: Controller, records: list[TrialRecord]) -> None:
+def _rebuild(run: RunDir, controller: Controller, records: list[TrialRecord],
+             penalty: float | None = None) -> None:
     """Replay every stored trial into the fresh ``controller``; rewrite the bookkeeping."""
     space = controller.space
     for record in sorted(records, key=lambda r: r.step or 0):
@@ -190,7 +170,7 @@ def _rebuild(run: RunDir, controller: Controller, records: list[TrialRecord]) ->
             arch = space.validate(record.arch)
         except UsageError as exc:
             raise UsageError(f"{run.trials_path}: trial {record.trial_id}: {exc}") from None
-        controller.replay(record.trial_id, arch, _metric_value(controller, record))
+        controller.replay(record.trial_id, arch, _metric_value(controller, record, penalty))
     run.save_controller(controller)
     try:
         segments = int(run.meta().get("segments", 0))
@@ -202,13 +182,14 @@ def _rebuild(run: RunDir, controller: Controller, records: list[TrialRecord]) ->
                 run.trials_path)
 
 
-def _reconcile(controller: Controller, records: list[TrialRecord]) -> None:
+def _reconcile(controller: Controller, records: list[TrialRecord],
+               penalty: float | None = None) -> None:
     """Tell proposals that finished but whose tell was not saved (crash between the two)."""
     by_id = {r.trial_id: r for r in records}
     for proposal in controller.outstanding():
         record = by_id.get(proposal.id)
         if record is not None and record.arch_key == proposal.arch.key:
-            controller.tell(proposal, _metric_value(controller, record))
+            controller.tell(proposal, _metric_value(controller, record, penalty))
 
 
 def _clean_strays(run: RunDir) -> None:
@@ -267,9 +248,10 @@ def _search(run: RunDir, exp: Experiment, session: RaySession, progress_fn: Prog
     search_s, remeasured, stopped = 0.0, [], None
     try:
         actors = _actors(run, exp, session)  # keep the handles: named actors live meanwhile
+        exp, supernet = prepare_supernet(run, exp, local=session.local)
         payload = trial_payload(exp.space, exp.settings, weight_store=actors.get("weights"),
                                 latency_service=exp.config.latency_service,
-                                activity=activity_dir(run_tag(run.path)))
+                                activity=activity_dir(run_tag(run.path)), supernet=supernet)
         searcher = _searcher(run, exp, records, progress_fn, trackers)
         if progress_fn is not None:
             progress_fn(searcher.progress)  # shown at once, before the first child reports
@@ -279,6 +261,8 @@ def _search(run: RunDir, exp: Experiment, session: RaySession, progress_fn: Prog
         search_s = time.perf_counter() - begin
         stopped = searcher.stopped
         remeasured = remeasure_at_end(run, exp, actors, payload["activity"])
+        if searcher.keeper is not None and budgeted(run.trials()) >= exp.config.search.trials:
+            searcher.keeper.finalize(final_ranking(run, exp))
         del actors
     finally:
         _close(progress_fn, trackers)
@@ -286,7 +270,7 @@ def _search(run: RunDir, exp: Experiment, session: RaySession, progress_fn: Prog
         crash_point("after_trials")
         run.drop_tune_pickles()
         _finish(run, exp.config.search.trials)
-    result = _result(run, exp.config.search.trials, session.startup_s, search_s)
+    result = search_result(run, exp.config.search.trials, session.startup_s, search_s)
     result.remeasured, result.stopped = remeasured, stopped
     return result
 
@@ -339,9 +323,9 @@ def _searcher(run: RunDir, exp: Experiment, records: list[TrialRecord],
     remaining = search.trials - budgeted(records)
     progress = SearchProgress(total=search.trials, done=budgeted(records),
                               done_at_start=budgeted(records),
-                              rejected=_count(records, TrialStatus.REJECTED),
-                              failed=_count(records, TrialStatus.FAILED),
-                              pruned=_count(records, TrialStatus.PRUNED),
+                              rejected=count(records, TrialStatus.REJECTED),
+                              failed=count(records, TrialStatus.FAILED),
+                              pruned=count(records, TrialStatus.PRUNED),
                               concurrency=search.concurrency, epochs=exp.settings.train.epochs)
     progress.best = best_of(records)
     progress.started_at = time.time()
@@ -350,8 +334,15 @@ def _searcher(run: RunDir, exp: Experiment, records: list[TrialRecord],
                               max_new=remaining, record_fn=make_record, progress=progress,
                               on_progress=progress_fn, records=records, dedup=search.dedup,
                               max_repeats=search.max_repeats, trackers=trackers,
-                              keeper=WeightKeeper(run.path, search.keep_weights, records),
+                              keeper=WeightKeeper(run.path, search.keep_weights, records,
+                                                  margin=_margin(exp)),
                               constraints=exp.config.constraints, budget=search.trials)
+
+
+def _margin(exp: Experiment) -> int:
+    """Weights kept beyond ``search.keep_weights`` while the finalists may still be reordered."""
+    search = exp.config.search
+    return search.remeasure_top if exp.settings.latency.mode == "measure" else 0
 
 
 def _finish(run: RunDir, target: int) -> None:
@@ -360,31 +351,3 @@ def _finish(run: RunDir, target: int) -> None:
     done = budgeted(run.trials())
     run.write_meta({"status": "complete" if done >= target else "interrupted",
                     "driver_pid": None})
-
-
-def _count(records: list[TrialRecord], status: TrialStatus) -> int:
-    return sum(r.status is status for r in records)
-
-
-def failure_reasons(records: list[TrialRecord], k: int = 3) -> list[tuple[str, int]]:
-    """The ``k`` most common failure reasons (first line of the error) with their counts."""
-    counts: dict[str, int] = {}
-    for r in records:
-        if r.status is TrialStatus.FAILED:
-            reason = str(r.error or "unknown").strip().splitlines()[0][:200]
-            counts[reason] = counts.get(reason, 0) + 1
-    return sorted(counts.items(), key=lambda kv: -kv[1])[:k]
-
-
-def _result(run: RunDir, target: int, startup: float, search_s: float) -> SearchResult:
-    records = run.trials()
-    trials = budgeted(records)
-    return SearchResult(run_dir=run.path, trials=trials, target=target,
-                        failed=_count(records, TrialStatus.FAILED),
-                        best=best_of(records), complete=trials >= target,
-                        rejected=_count(records, TrialStatus.REJECTED),
-                        ray_startup_s=startup, search_s=search_s,
-                        trained=_count(records, TrialStatus.COMPLETE),
-                        failure_reasons=failure_reasons(records),
-                        quiet_lost=quiet_training_lost(records))
-

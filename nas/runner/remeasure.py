@@ -1,10 +1,16 @@
 """Finalists re-measured (``nas remeasure RUN`` and the end of every search).
 
 The finalists are the top ``top`` architectures by reward and every architecture on the
-accuracy-latency Pareto front. They are measured again on the target device with
-:func:`nas.latency.final.remeasure_archs` (interleaved passes, quiet windows, more repeats): in
-this process, or by the latency service where the search used one. Every result is appended to
-``RUN/remeasured.jsonl`` with the search's number beside it; ``trials.jsonl`` is never rewritten.
+accuracy-latency Pareto front. A finalist's search latency was often luckily low (that is partly
+why it ranks high), so once re-measured it may fall out and let another in: the finalists are
+chosen again with the final numbers applied, and the new ones measured, up to ``MAX_ROUNDS``
+rounds, until the top and the front hold only final numbers. They are measured again on the
+target device with :func:`nas.latency.final.remeasure_archs` (interleaved passes, quiet
+windows, more repeats): in
+``nas remeasure``'s own process; at the end of a search in a Ray task with a trial's resources (so
+measured the way the trials were), or by the latency service where the search used one. Every
+result is appended to ``RUN/remeasured.jsonl`` with the search's number beside it;
+``trials.jsonl`` is never rewritten.
 Rankings, fronts and exports then use the final numbers (:func:`nas.frame.trials_frame`).
 """
 
@@ -26,19 +32,22 @@ from nas.results import RunDir
 from nas.space import Arch, Space
 
 __all__ = ["finalists", "remeasure_finalists", "remeasure_run", "remeasure_at_end",
-           "quiet_training_lost", "MeasureFn"]
+           "final_ranking", "quiet_training_lost", "MeasureFn"]
 
 log = logging.getLogger(__name__)
+
+MAX_ROUNDS = 4  # re-measurement rounds: a finalist that fell out lets a new one in
 
 MeasureFn = Callable[[Space, list[Arch], LatencyConfig, int], Mapping[str, dict[str, Any]]]
 
 
-def finalists(records: list[TrialRecord], reward: Any, top: int) -> list[str]:
+def finalists(records: list[TrialRecord], reward: Any, top: int,
+              final: Mapping[str, Mapping[str, Any]] | None = None) -> list[str]:
     """Architecture keys of the top ``top`` (by mean reward) and of the latency Pareto front,
-    best first, each once. Uses the search's latencies (earlier re-measurements ignored)."""
+    best first, each once, ranked with the search's latencies and ``final`` ones over them."""
     from nas.analysis.analyze import pareto_front, rank_archs
 
-    frame = trials_frame(records)
+    frame = trials_frame(records, final)
     if frame.empty or "latency_ms" not in frame or "accuracy" not in frame:
         return []
     keys = list(rank_archs(frame, reward)["arch_key"].head(top)) if top > 0 else []
@@ -71,17 +80,24 @@ def remeasure_finalists(run: RunDir, space: Space, config: LatencyConfig, reward
         raise UsageError(f"latency.mode={config.mode!r}: only measured latencies can be "
                          "re-measured", params=())
     records = [r for r in run.trials() if r.complete and r.arch_key]
-    keys = finalists(records, reward, top)
-    if not keys:
-        return []
     by_key: dict[str, list[TrialRecord]] = {}
     for record in records:
         by_key.setdefault(record.arch_key, []).append(record)
-    archs = [space.validate(by_key[key][0].arch) for key in keys]
-    if say is not None:
-        say(f"re-measuring the latency of {len(keys)} finalists ({passes} interleaved passes)")
-    results = (measure or _local_measure(activity))(space, archs, config, passes)
-    return [_write(run, key, by_key[key], results[key], by) for key in keys if key in results]
+    measure = measure or _local_measure(activity)
+    done: dict[str, dict[str, Any]] = {}
+    for _ in range(MAX_ROUNDS):  # until the finalists by the final numbers are all final
+        keys = [k for k in finalists(records, reward, top, done) if k not in done]
+        if not keys:
+            break
+        if say is not None:
+            say(f"re-measuring the latency of {len(keys)} finalists ({passes} interleaved "
+                "passes)")
+        results = measure(space, [space.validate(by_key[k][0].arch) for k in keys], config,
+                          passes)
+        for key in keys:
+            if key in results:
+                done[key] = _write(run, key, by_key[key], results[key], by)
+    return list(done.values())
 
 
 def _write(run: RunDir, key: str, records: list[TrialRecord], result: Mapping[str, Any],
@@ -135,10 +151,11 @@ def remeasure_at_end(run: RunDir, exp: Any, actors: dict[str, Any],
             budgeted(run.trials()) < search.trials:
         return []
     service = actors.get("latency")
-    measure = None
     if service is not None:
         service.activity = activity
         measure = service.remeasure
+    else:  # in a worker with a trial's resources: measured the way the trials were
+        measure = _task_measure(search, activity)
     try:
         return remeasure_finalists(run, exp.space, latency, exp.settings.reward,
                                    top=search.remeasure_top, passes=search.remeasure_passes,
@@ -147,6 +164,45 @@ def remeasure_at_end(run: RunDir, exp: Any, actors: dict[str, Any],
     except Exception as exc:  # never lose a finished search to its last step
         log.warning("could not re-measure the finalists: %s: %s", type(exc).__name__, exc)
         return []
+
+
+def _remote_measure(ref: str, options: dict[str, Any], archs: list[dict[str, Any]],
+                    config: dict[str, Any], passes: int,
+                    activity: str | None) -> Mapping[str, dict[str, Any]]:
+    """The Ray task body: rebuild the space and re-measure the finalists on this worker."""
+    from nas.latency.final import remeasure_archs
+    from nas.registry import SPACES
+
+    space = SPACES.create(ref, **options)
+    return remeasure_archs(space, [space.validate(a) for a in archs],
+                           LatencyConfig.from_dict(config), passes=passes, activity=activity)
+
+
+def _task_measure(search: Any, activity: str | None) -> MeasureFn:
+    """A :data:`MeasureFn` that measures in one Ray task with a trial's resources."""
+    import ray
+
+    from nas.runner.latency_service import space_ref
+
+    def measure(space: Space, archs: list[Arch], config: LatencyConfig,
+                passes: int) -> Mapping[str, dict[str, Any]]:
+        task = ray.remote(_remote_measure).options(num_cpus=search.cpus_per_trial,
+                                                   num_gpus=search.gpus_per_trial, max_retries=0)
+        return ray.get(task.remote(space_ref(space), dict(space.options),
+                                   [a.to_dict()["decisions"] for a in archs], config.to_dict(),
+                                   passes, activity))
+
+    return measure
+
+
+def final_ranking(run: RunDir, exp: Any) -> list[int]:
+    """Trial ids of the run's architectures, best first, by the final latencies."""
+    from nas.analysis.analyze import rank_archs
+
+    frame = trials_frame(run.trials(), run.final_latencies())
+    if frame.empty:
+        return []
+    return [int(t) for t in rank_archs(frame, exp.settings.reward)["trial_id"]]
 
 
 def quiet_training_lost(records: list[TrialRecord]) -> float | None:

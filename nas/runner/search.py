@@ -31,6 +31,7 @@ from ray.tune.search import ConcurrencyLimiter, Searcher
 from nas.records import TrialRecord, TrialStatus, best_of
 from nas.results import RunDir
 from nas.runner.progress import SearchProgress
+from nas.runner.rejections import Rejections
 from nas.search.controller import Controller, Proposal
 
 __all__ = ["ControllerSearcher", "SearchProgress", "run_trials", "trial_payload", "make_record"]
@@ -221,64 +222,21 @@ class ControllerSearcher(Searcher):
         raise NotImplementedError("resume with `nas resume RUN_DIR`")
 
 
-class Rejections:
-    """Counts rejected children and stops a search whose bounds reject nearly everything."""
-
-    def __init__(self, constraints: Any, budget: int, records: list[TrialRecord]) -> None:
-        self.per_trial = getattr(constraints, "max_rejections", 10)
-        self.budget = max(1, budget)
-        self.cap = self.per_trial * self.budget
-        self.count = 0
-        self.by_bound: dict[str, int] = {}
-        self.smallest: dict[str, float] = {}
-        for record in records:
-            self.see(record)
-
-    def see(self, record: TrialRecord) -> None:
-        """Note a finished child (its cost and latency; a rejection and its bound)."""
-        if record.status is not TrialStatus.REJECTED:
-            for key in ("latency_ms", "macs", "params"):
-                self._low(key, (record.metrics or {}).get(key))
-            return
-        self.count += 1
-        broken = (record.metrics or {}).get("constraint") or {}
-        bound = broken.get("bound", "?")
-        self.by_bound[bound] = self.by_bound.get(bound, 0) + 1
-        for key in ("latency_ms", "macs", "params"):
-            self._low(key, (record.metrics or {}).get(key))
-
-    def _low(self, key: str, value: Any) -> None:
-        if isinstance(value, int | float) and not isinstance(value, bool):
-            self.smallest[key] = min(self.smallest.get(key, float("inf")), float(value))
-
-    def add(self, record: TrialRecord) -> str | None:
-        """Count one rejection; the reason to stop when the cap is passed, else None."""
-        self.see(record)
-        if self.count <= self.cap:
-            return None
-        bound = max(self.by_bound, key=self.by_bound.get)
-        limit = ((record.metrics or {}).get("constraint") or {}).get("limit")
-        seen = self.smallest.get(bound)
-        seen_text = "none measured" if seen is None else f"{seen:.4g}"
-        return (f"constraints.{bound}={limit:.4g}: {self.count} children rejected, over the cap "
-                f"of {self.cap} (constraints.max_rejections={self.per_trial} per trial of "
-                f"search.trials={self.budget}); the smallest {bound} seen was {seen_text}; "
-                "loosen the bound or change the space")
-
-
 # -- the trainable (runs in Tune's workers) ----------------------------------------------------
 _CACHE: dict[str, Any] = {}
 
 
 def trial_payload(space: Any, settings: Any, *, latency_service: bool,
                   weight_store: dict[str, Any] | None = None,
-                  activity: str | None = None) -> dict[str, Any]:
-    """Plain data the trainable needs to rebuild the space and the evaluation settings."""
+                  activity: str | None = None,
+                  supernet: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Plain data the trainable needs to rebuild the space and the evaluation settings
+    (``supernet``: the supernet checkpoint's files, for workers on other nodes)."""
     from nas.runner.latency_service import space_ref
 
     return {"space": space_ref(space), "space_options": dict(space.options),
             "settings": settings.to_dict(), "latency_service": latency_service,
-            "weight_store": weight_store, "activity": activity}
+            "weight_store": weight_store, "activity": activity, "supernet": supernet}
 
 
 def _worker_state(payload: dict[str, Any]) -> tuple[Any, Any]:
@@ -288,8 +246,12 @@ def _worker_state(payload: dict[str, Any]) -> tuple[Any, Any]:
     key = json.dumps([payload["space"], payload["space_options"], payload["settings"]],
                      sort_keys=True, default=str)
     if _CACHE.get("key") != key:
+        from nas.runner.supernet import materialize
+
+        settings = materialize(EvalSettings.from_dict(payload["settings"]),
+                               payload.get("supernet"))
         _CACHE.update(key=key, space=SPACES.create(payload["space"], **payload["space_options"]),
-                      settings=EvalSettings.from_dict(payload["settings"]))
+                      settings=settings)
     return _CACHE["space"], _CACHE["settings"]
 
 
@@ -373,7 +335,8 @@ def make_record(proposal: Proposal, tune_id: str, result: dict[str, Any] | None,
             "accuracy": result.get("val_accuracy"), "epochs": result.get("epoch")})
     raw = json.loads(result["record_json"])
     metrics = {k: raw.get(k) for k in RAW_METRICS if k in raw}
-    for extra in ("train", "dataset", "latency_source", "latency_conditions", "constraint"):
+    for extra in ("train", "dataset", "latency_source", "latency_conditions", "constraint",
+                  "supernet"):
         if extra in raw:
             metrics[extra] = raw[extra]
     status, reason = TrialStatus.parse(raw.get("status")), raw.get("error")

@@ -79,10 +79,17 @@ def start_weight_store(run_path: Path, name: str) -> Any:
 
 
 class WeightKeeper:
-    """Driver side: the best ``k`` children's weights stay, the rest are deleted."""
+    """Driver side: the best ``k`` children's weights stay, the rest are deleted.
 
-    def __init__(self, run_path: str | Path, k: int, records: Iterable[TrialRecord] = ()) -> None:
+    ``margin`` more are kept while the search runs, because the end of a search re-measures the
+    finalists' latencies and may reorder the top; :meth:`finalize` then keeps the first ``k`` of
+    the final ranking that are still there.
+    """
+
+    def __init__(self, run_path: str | Path, k: int, records: Iterable[TrialRecord] = (),
+                 margin: int = 0) -> None:
         self.run_path, self.k = Path(run_path), k
+        self.margin = margin if k > 0 else 0
         self.folder = RunDir(self.run_path).weights_dir
         rewards = {r.trial_id: r.reward for r in records if r.complete and r.reward is not None}
         self.kept: dict[int, float] = {}
@@ -116,9 +123,19 @@ class WeightKeeper:
 
     def _trim(self) -> None:
         order = sorted(self.kept, key=lambda t: (-self.kept[t], t))
-        for trial in order[max(self.k, 0):]:
+        self._drop(order[max(self.k, 0) + self.margin:])
+
+    def _drop(self, trials: Iterable[int]) -> None:
+        for trial in list(trials):
             weights_path(self.run_path, trial).unlink(missing_ok=True)
             del self.kept[trial]
+
+    def finalize(self, ranking: Iterable[int]) -> list[int]:
+        """Keep the first ``k`` kept trials of ``ranking`` (best first); returns them."""
+        keep = [t for t in ranking if t in self.kept][: max(self.k, 0)]
+        self._drop(t for t in list(self.kept) if t not in keep)
+        self.margin = 0
+        return keep
 
 
 def _trial_of(path: Path) -> int | None:

@@ -34,7 +34,7 @@ TOY_SEARCH: dict[str, Any] = {
     "evaluator": {"dataset": "digits", "epochs": 2},
     "latency": {"repeats": 6, "warmup": 1, "rounds": 2},
     "reward": {"preset": "soft", "target": 0.05},
-    "search": {"trials": 6, "concurrency": 2},
+    "search": {"trials": 6, "concurrency": 2, "remeasure_top": 0},  # tests that re-measure say so
     "ray": {"num_cpus": 2},
 }
 

@@ -1,0 +1,226 @@
+"""How well a weight-sharing supernet ranks children against stand-alone training (target on
+digits: Kendall tau >= 0.5).
+
+Trains a SPOS supernet (``nas.supernet``) of the quick start's MnasNet space sized for the dataset,
+samples ``--children`` distinct children with a seeded generator, trains each from scratch with the
+quick start's evaluator settings (SGD, lr 0.1, cosine, batch 64, ``--child-epochs`` epochs) as the
+ground truth, scores the same children with inherited weights (extract, BN recalibration,
+validation accuracy) and reports Kendall's tau and Spearman's rho between the two accuracies, with
+the time each side took.
+
+    python benchmarks/supernet_rank.py [--json] [--children 30] [--dataset digits]
+        [--child-epochs 6] [--gt-seeds 1] [--kernel shared|separate]
+        [--sampling uniform|sandwich] [--seed 0] [--epochs N] [--threads 1]
+        [--checkpoint-dir DIR] [--cache FILE]
+
+``--gt-seeds N`` trains every child with N seeds (``seed`` .. ``seed + N - 1``) and ranks by the
+mean; with N >= 2 the table also gives the ground truth's own Kendall tau (the mean of the first
+half of the seeds against the second half): a supernet cannot be expected to rank children better
+than the ground truth ranks itself. ``--epochs`` overrides the supernet's default epochs;
+``--checkpoint-dir`` keeps (and resumes, or reuses) the supernet's folder instead of a temporary
+one; ``--cache`` keeps the ground-truth accuracies in a JSON file (keyed by dataset, child epochs,
+seed and architecture) so that supernet options can be compared without retraining the children.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from scipy import stats
+
+from nas._checks import check_choice, check_int
+from nas.errors import UsageError
+from nas.evaluation.data import AnyDataset, load_dataset
+from nas.evaluation.evaluate import space_for_dataset
+from nas.evaluation.train import TrainConfig, train
+from nas.space import Arch, Space
+from nas.supernet import SupernetOptions, load_supernet, score_child, train_supernet
+from nas.supernet.options import KERNELS, SAMPLINGS
+
+# configs/quickstart.yaml: the space's options (sizes come from the dataset) and evaluator
+QUICKSTART_SPACE = {"width_mult": 0.5, "stem_channels": 16, "head_channels": 128, "dropout": 0.1,
+                    "skeleton": [[16, 1, 1], [24, 2, 2], [40, 2, 2], [80, 2, 2], [96, 1, 1]]}
+QUICKSTART_TRAIN = {"batch_size": 64, "optimizer": "sgd", "lr": 0.1, "schedule": "cosine"}
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # one line, exit 2
+        sys.stderr.write(f"supernet_rank: error: {message}\n")
+        raise SystemExit(2)
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = _Parser(description=__doc__.splitlines()[0])
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.add_argument("--children", type=int, default=30)
+    p.add_argument("--dataset", default="digits")
+    p.add_argument("--child-epochs", type=int, default=6)
+    p.add_argument("--gt-seeds", type=int, default=1,
+                   help="train each child with this many seeds; the ground truth is the mean")
+    defaults = SupernetOptions()
+    p.add_argument("--kernel", default=defaults.kernel)
+    p.add_argument("--sampling", default=defaults.sampling)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--epochs", type=int, default=None, help="supernet epochs (default: options)")
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--checkpoint-dir", default=None)
+    p.add_argument("--cache", default=None, help="JSON file of ground-truth accuracies")
+    args = p.parse_args(argv)
+    check_int("--children", args.children, minimum=2)
+    check_int("--child-epochs", args.child_epochs)
+    check_int("--gt-seeds", args.gt_seeds)
+    check_choice("--kernel", args.kernel, KERNELS)
+    check_choice("--sampling", args.sampling, SAMPLINGS)
+    check_int("--seed", args.seed, minimum=0)
+    check_int("--epochs", args.epochs, optional=True)
+    check_int("--threads", args.threads)
+    return args
+
+
+def sample_children(space: Space, n: int, seed: int) -> list[Arch]:
+    """``n`` distinct architectures drawn uniformly with a generator seeded by ``seed``."""
+    rng, found = np.random.default_rng(seed), {}
+    for _ in range(100 * n):
+        arch = space.sample(rng)
+        found.setdefault(arch.key, arch)
+        if len(found) == n:
+            break
+    return list(found.values())
+
+
+def _cache_key(arch: Arch, dataset: str, epochs: int, seed: int) -> str:
+    return f"{dataset}|{epochs}|{seed}|{arch.key}"
+
+
+def _train_child(space: Space, arch: Arch, data: AnyDataset, epochs: int, seed: int,
+                 threads: int) -> dict[str, float]:
+    config = TrainConfig(epochs=epochs, seed=seed, threads=threads, **QUICKSTART_TRAIN)
+    t0 = time.perf_counter()
+    torch.manual_seed(seed)  # as nas.evaluation.evaluate seeds a child's weights
+    result = train(space.build(arch), data, config)
+    return {"accuracy": result.val_accuracy, "seconds": time.perf_counter() - t0}
+
+
+def ground_truth(space: Space, children: list[Arch], data: AnyDataset, args: argparse.Namespace
+                 ) -> tuple[np.ndarray, float]:
+    """Stand-alone validation accuracies, ``(children, gt_seeds)`` (from the cache where known),
+    and the seconds their training took."""
+    path = Path(args.cache) if args.cache else None
+    cache = json.loads(path.read_text()) if path is not None and path.is_file() else {}
+    seeds = range(args.seed, args.seed + args.gt_seeds)
+    accuracies, seconds = np.zeros((len(children), len(seeds))), 0.0
+    for i, arch in enumerate(children):
+        for j, seed in enumerate(seeds):
+            key = _cache_key(arch, args.dataset, args.child_epochs, seed)
+            if key not in cache:
+                cache[key] = _train_child(space, arch, data, args.child_epochs, seed,
+                                          args.threads)
+                if path is not None:
+                    path.write_text(json.dumps(cache, indent=1))
+                _progress(args, f"child {i + 1}/{len(children)} seed {seed}: "
+                                f"{cache[key]['accuracy']:.4f}")
+            accuracies[i, j] = cache[key]["accuracy"]
+            seconds += cache[key]["seconds"]
+    return accuracies, seconds
+
+
+def reliability(accuracies: np.ndarray) -> float | None:
+    """Kendall tau between the mean accuracies of the first and the second half of the training
+    seeds (None with one seed): how well the ground truth ranks itself."""
+    half = accuracies.shape[1] // 2
+    if half == 0:
+        return None
+    first, second = accuracies[:, :half].mean(1), accuracies[:, half : 2 * half].mean(1)
+    return float(stats.kendalltau(first, second).statistic)
+
+
+def _progress(args: argparse.Namespace, text: str) -> None:
+    if not args.json:
+        print(f"  {text}", file=sys.stderr, flush=True)
+
+
+def supernet_scores(space: Space, children: list[Arch], data: AnyDataset,
+                    args: argparse.Namespace, folder: str) -> dict[str, Any]:
+    """Train (or resume) the supernet in ``folder`` and score every child with it."""
+    overrides: dict[str, Any] = {"kernel": args.kernel, "sampling": args.sampling,
+                                 "seed": args.seed, "threads": args.threads}
+    if args.epochs is not None:
+        overrides["epochs"] = args.epochs
+    options = SupernetOptions.from_dict({**SupernetOptions().to_dict(), **overrides})
+    info = train_supernet(space, data, options, folder, on_epoch=lambda m: _progress(
+        args, f"supernet epoch {m['epoch']}/{m['epochs']}: loss {m['loss']:.4f}"))
+    supernet, _ = load_supernet(folder)
+    t0 = time.perf_counter()
+    scores = [score_child(supernet, arch, data, options)[1] for arch in children]
+    return {"scores": scores, "train_s": info["seconds"], "options": options.to_dict(),
+            "score_s_per_child": (time.perf_counter() - t0) / len(children)}
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    data = load_dataset(args.dataset, val_fraction=0.2, seed=0)
+    space = space_for_dataset("mnasnet", data, **QUICKSTART_SPACE)
+    children = sample_children(space, args.children, args.seed)
+    runs, truth_s = ground_truth(space, children, data, args)
+    truth = runs.mean(axis=1)
+    with tempfile.TemporaryDirectory(prefix="supernet-") as tmp:
+        sn = supernet_scores(space, children, data, args, args.checkpoint_dir or tmp)
+    tau = stats.kendalltau(truth, sn["scores"]).statistic
+    rho = stats.spearmanr(truth, sn["scores"]).statistic
+    return {"kendall_tau": float(tau), "spearman": float(rho), "n": len(children),
+            "dataset": args.dataset, "child_epochs": args.child_epochs, "seed": args.seed,
+            "ground_truth_s": truth_s, "ground_truth_s_per_child": truth_s / len(children),
+            "supernet_train_s": sn["train_s"], "supernet_score_s_per_child":
+            sn["score_s_per_child"], "options": sn["options"],
+            "gt_seeds": args.gt_seeds, "ground_truth_reliability": reliability(runs),
+            "children": [{"arch": a.key, "ground_truth": float(t), "supernet": s}
+                         for a, t, s in zip(children, truth, sn["scores"], strict=True)]}
+
+
+def print_table(result: dict[str, Any]) -> None:
+    o = result["options"]
+    print(f"supernet ranking on {result['dataset']}: {o['sampling']} sampling, {o['kernel']} "
+          f"kernels, {o['epochs']} supernet epochs, children {result['child_epochs']} epochs, "
+          f"seed {result['seed']}")
+    print(f"{'child':18s} {'stand-alone':>11s} {'supernet':>9s}")
+    for c in sorted(result["children"], key=lambda c: -c["ground_truth"]):
+        print(f"{c['arch']:18s} {c['ground_truth']:11.4f} {c['supernet']:9.4f}")
+    rows = [("kendall tau", f"{result['kendall_tau']:.3f}"),
+            ("spearman", f"{result['spearman']:.3f}"), ("n", str(result["n"])),
+            ("ground truth seeds", str(result["gt_seeds"])),
+            ("ground truth self-tau", "n/a (1 seed)" if result["ground_truth_reliability"] is None
+             else f"{result['ground_truth_reliability']:.3f} (first vs second half of seeds)"),
+            ("ground truth (s)", f"{result['ground_truth_s']:.1f} "
+             f"({result['ground_truth_s_per_child']:.2f} per child)"),
+            ("supernet training (s)", f"{result['supernet_train_s']:.1f}"),
+            ("supernet scoring (s/child)", f"{result['supernet_score_s_per_child']:.3f}")]
+    width = max(len(k) for k, _ in rows)
+    print("-" * (width + 24))
+    for key, value in rows:
+        print(f"{key:{width}s}  {value}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        args = parse_args(argv)
+        torch.set_num_threads(args.threads)
+        result = run(args)
+    except UsageError as exc:
+        sys.stderr.write(f"supernet_rank: error: {str(exc).splitlines()[0]}\n")
+        return 2
+    if args.json:
+        print(json.dumps(result))
+    else:
+        print_table(result)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,169 @@
+"""A supernet's checkpoint folder: ``supernet.safetensors`` and ``supernet.json``.
+
+``supernet.safetensors`` holds the model's state (``model.<name>``: parameters and BN buffers) and
+the SGD momentum buffers (``optimizer.<parameter name>``), so a resumed run continues exactly as if
+it had not stopped; its metadata ``mnas`` holds the same JSON as ``supernet.json``. Both files are
+written to a temporary name and moved into place with ``os.replace``; the tensor file goes first
+and is the commit point: its metadata names the epochs its weights have seen, and a JSON left one
+epoch behind by a kill between the two moves is rewritten from it on resume. Nothing is ever
+unpickled: tensors are read with :func:`safetensors.torch.load_file`.
+
+``supernet.json`` (format ``mnas-supernet/1``): ``space`` (name and options), ``dataset`` (name,
+shape, classes, sizes), ``options`` (:class:`~nas.supernet.options.SupernetOptions`), ``seed``,
+``epochs``, ``epochs_done``, ``complete``, ``seconds`` (training time over every call) and
+``history`` (per epoch: ``epoch``, ``loss``, ``seconds``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import safe_open
+from safetensors.torch import load_file, save_file
+
+from nas.errors import ConfigError
+from nas.supernet.model import SuperNet
+from nas.supernet.options import SupernetOptions
+from search_spaces.mnasnet import MnasNetSpace
+
+__all__ = ["FORMAT", "MODEL_FILE", "INFO_FILE", "save_checkpoint", "write_info", "read_json",
+           "read_info", "check_info", "load_tensors", "load_supernet", "dataset_summary"]
+
+FORMAT = "mnas-supernet/1"
+MODEL_FILE = "supernet.safetensors"
+INFO_FILE = "supernet.json"
+
+
+def dataset_summary(dataset: Any) -> dict[str, Any]:
+    """What identifies a dataset in a checkpoint (name, shape, classes, split sizes)."""
+    s = dataset.summary()
+    return {k: s.get(k) for k in ("name", "input_shape", "num_classes", "train", "val")}
+
+
+def _plain(value: Any) -> Any:
+    """``value`` as JSON would give it back (tuples become lists)."""
+    return json.loads(json.dumps(value))
+
+
+def _fsync_replace(tmp: Path, path: Path) -> None:
+    with open(tmp, "rb") as f:
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def write_info(folder: Path, info: dict[str, Any]) -> None:
+    """``supernet.json``, atomically."""
+    tmp = folder / (INFO_FILE + ".tmp")
+    tmp.write_text(json.dumps(info, indent=2, allow_nan=False) + "\n")
+    _fsync_replace(tmp, folder / INFO_FILE)
+
+
+def save_checkpoint(folder: Path, model: SuperNet, optimizer: torch.optim.Optimizer | None,
+                    info: dict[str, Any]) -> None:
+    """The tensor file (model and momentum buffers, ``info`` as metadata), then the JSON."""
+    tensors = {f"model.{k}": v.detach().cpu().contiguous()
+               for k, v in model.state_dict().items()}
+    if optimizer is not None:
+        for name, p in model.named_parameters():
+            buf = optimizer.state.get(p, {}).get("momentum_buffer")
+            if buf is not None:
+                tensors[f"optimizer.{name}"] = buf.detach().cpu().contiguous()
+    tmp = folder / (MODEL_FILE + ".tmp")
+    save_file(tensors, str(tmp), metadata={"mnas": json.dumps(info, allow_nan=False)})
+    _fsync_replace(tmp, folder / MODEL_FILE)
+    write_info(folder, info)
+
+
+def _tensor_info(path: Path) -> dict[str, Any]:
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            meta = f.metadata() or {}
+        return json.loads(meta["mnas"])
+    except Exception as exc:  # safetensors raises its own SafetensorError; a missing key
+        raise ConfigError(f"supernet checkpoint {str(path)!r}: not a readable mnas supernet "
+                          f"file ({type(exc).__name__}: {exc})") from None
+
+
+def read_json(folder: Path) -> dict[str, Any] | None:
+    """``supernet.json`` of ``folder`` (None when there is none)."""
+    path = folder / INFO_FILE
+    if not path.is_file():
+        return None
+    try:
+        info = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"supernet checkpoint {str(path)!r}: not readable JSON: {exc}") from None
+    if not isinstance(info, dict):
+        raise ConfigError(f"supernet checkpoint {str(path)!r}: expected a JSON object")
+    return info
+
+
+def read_info(folder: Path) -> dict[str, Any] | None:
+    """The checkpoint's info: the tensor file's (the commit point) when there is one, else the
+    JSON's (a run that has not finished an epoch), else None (an empty folder)."""
+    if (folder / MODEL_FILE).is_file():
+        return _tensor_info(folder / MODEL_FILE)
+    return read_json(folder)
+
+
+def _differences(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
+    out = []
+    for section, label in (("space", "space"), ("dataset", "dataset"), ("options", "option")):
+        a, b = old.get(section) or {}, _plain(new[section])
+        if section == "space" and a.get("name") != b.get("name"):
+            out.append(f"space {a.get('name')!r} (asked: {b.get('name')!r})")
+            continue
+        if section == "space":
+            a, b, label = a.get("options") or {}, b["options"], "space option"
+        for key in sorted(set(a) | set(b)):
+            if a.get(key) != b.get(key):
+                out.append(f"{label} {key}={a.get(key)!r} (asked: {b.get(key)!r})")
+    return out
+
+
+def check_info(folder: Path, old: dict[str, Any], new: dict[str, Any]) -> None:
+    """ConfigError naming what differs when ``folder`` holds another supernet than ``new``."""
+    if old.get("format") != FORMAT:
+        raise ConfigError(f"supernet checkpoint {str(folder)!r}: format {old.get('format')!r}, "
+                          f"expected {FORMAT!r}")
+    diffs = _differences(old, new)
+    if diffs:
+        raise ConfigError(f"supernet checkpoint {str(folder)!r} holds another supernet: "
+                          f"{'; '.join(diffs)}; use another folder")
+
+
+def load_tensors(folder: Path, device: str | torch.device = "cpu"
+                 ) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+    """``(model state, momentum buffers by parameter name)`` of the tensor file."""
+    tensors = load_file(str(folder / MODEL_FILE), device=str(device))
+    model = {k[6:]: v for k, v in tensors.items() if k.startswith("model.")}
+    optim = {k[10:]: v for k, v in tensors.items() if k.startswith("optimizer.")}
+    return model, optim
+
+
+def load_supernet(checkpoint_dir: str | os.PathLike[str], *, device: str = "cpu",
+                  ) -> tuple[SuperNet, dict[str, Any]]:
+    """The trained :class:`SuperNet` of a checkpoint folder (eval mode) and its info.
+
+    Raises:
+        ConfigError: no checkpoint, an unreadable one, or a space other than ``mnasnet``.
+    """
+    folder = Path(checkpoint_dir)
+    if not (folder / MODEL_FILE).is_file():
+        raise ConfigError(f"supernet checkpoint {str(folder)!r}: no {MODEL_FILE} (train one with "
+                          "nas.supernet.train_supernet)")
+    info = _tensor_info(folder / MODEL_FILE)
+    space_info = info.get("space") or {}
+    if space_info.get("name") != MnasNetSpace.name:
+        raise ConfigError(f"supernet checkpoint {str(folder)!r}: space "
+                          f"{space_info.get('name')!r} is not {MnasNetSpace.name!r}")
+    space = MnasNetSpace(**space_info.get("options", {}))
+    options = SupernetOptions.from_dict(info.get("options", {}))
+    model = SuperNet(space, kernel=options.kernel)
+    state, _ = load_tensors(folder, device)
+    model.to(device).load_state_dict(state, strict=True)
+    return model.eval(), info

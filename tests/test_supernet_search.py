@@ -1,0 +1,89 @@
+"""The supernet evaluator end to end (issue 14.2, 14.3, 14.5, 14.6): a child scored with inherited
+weights in a trial, a search that trains its supernet as a Ray task, reuse, export provenance."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from nas.evaluation.data import load_dataset
+from nas.evaluation.evaluate import EvalSettings, evaluate_arch
+from nas.latency.measure import LatencyConfig
+from nas.registry import get_space
+from nas.supernet import extract, load_supernet, train_supernet
+from tests.test_search_ray import config, records, run_nas
+from tests.test_supernet import TINY_SPACE
+
+FAST = {"epochs": 1, "batch_size": 32, "calib_batches": 2, "calib_batch_size": 32, "threads": 1}
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    data = load_dataset("digits", val_fraction=0.2, seed=0, max_train=64)
+    space = get_space("mnasnet", **TINY_SPACE)
+    folder = tmp_path_factory.mktemp("sn") / "supernet"
+    train_supernet(space, data, FAST, folder)
+    return space, data, folder
+
+
+def test_a_trial_scores_its_child_with_inherited_weights(trained):
+    space, data, folder = trained
+    arch = space.sample(np.random.default_rng(4))
+    handed = []
+    settings = EvalSettings(evaluator="supernet",
+                            evaluator_options={**FAST, "checkpoint": str(folder)},
+                            latency=LatencyConfig(repeats=6, warmup=1, rounds=2))
+    record = evaluate_arch(space, arch, settings, dataset=data, on_model=handed.append)
+    assert record["status"] == "complete" and 0.0 <= record["accuracy"] <= 1.0
+    assert record["latency_ms"] > 0 and record["macs"] > 0  # measured as for any child
+    assert "train_s" not in record["timings"] and record["timings"]["score_s"] > 0
+    assert record["supernet"]["epochs"] == 1 and len(record["supernet"]["id"]) == 12
+    # the model handed over (kept, exported) holds the supernet's weights for this child
+    net, _ = load_supernet(folder)
+    cut = extract(net, arch)
+    kept = handed[0].state_dict()
+    same = [torch.equal(kept[k], v) for k, v in cut.state_dict().items()
+            if "running" not in k and "num_batches" not in k]
+    assert same and all(same)
+
+
+def test_supernet_options_are_checked_before_a_search_starts(tmp_path):
+    import nas
+    from nas.errors import ConfigError
+
+    base = {"space": {"name": "mnasnet", "options": TINY_SPACE}, "controller": {"name": "random"},
+            "results_dir": str(tmp_path / "results"), "search": {"trials": 1}}
+    bad = {**base, "evaluator": {"dataset": "digits", "name": "supernet",
+                                 "options": {"epochs": 0}}}
+    with pytest.raises(ConfigError, match=r"^evaluator.options.epochs=0: must be an integer"):
+        nas.search(bad, name="x", progress=False)
+    missing = {**base, "evaluator": {"dataset": "digits", "name": "supernet",
+                                     "options": {"checkpoint": str(tmp_path / "none")}}}
+    with pytest.raises(ConfigError, match="no supernet there"):
+        nas.search(missing, name="x", progress=False)
+    assert not (tmp_path / "results" / "x").exists()
+
+
+def test_a_supernet_search_trains_once_and_exports_inherited_weights(tmp_path):
+    cfg = config(tmp_path, space={"name": "mnasnet", "options": TINY_SPACE},
+                 controller={"name": "random"},
+                 evaluator={"dataset": "digits", "max_train": 64, "name": "supernet",
+                            "options": FAST, "epochs": 1, "batch_size": 32},
+                 search={"trials": 3, "concurrency": 2, "keep_weights": 0, "remeasure_top": 0})
+    out = run_nas("search", cfg, "--name", "sn")
+    assert out.returncode == 0, out.stderr[-3000:]
+    run_dir = tmp_path / "results" / "sn"
+    info = json.loads((run_dir / "supernet" / "supernet.json").read_text())
+    assert info["complete"] and info["epochs_done"] == 1  # trained by the driver's Ray task
+    recs = records(run_dir)
+    assert len(recs) == 3 and {r["status"] for r in recs} == {"complete"}
+    assert {r["metrics"]["supernet"]["checkpoint"] for r in recs} == {str(run_dir / "supernet")}
+    exported = run_nas("export", run_dir, "--out", tmp_path / "card", "--format", "json,weights")
+    assert exported.returncode == 0, exported.stderr[-2000:]
+    card = json.loads((tmp_path / "card" / "arch.json").read_text())
+    assert card["weights"]["source"] == "supernet" and card["weights"]["trained"] is True
+    assert card["weights"]["supernet"]["checkpoint"] == str(run_dir / "supernet")
+    assert card["weights"]["supernet"]["epochs"] == 1
