@@ -67,3 +67,18 @@ def test_resume_files_recorded_arrivals_and_drops_unrecorded_ones(run):
     WeightKeeper(run.path, 2, records=[record(0, 0.4)])
     assert kept(run) == [0]
     assert not list((run.weights_dir / INCOMING).iterdir())
+
+
+def test_a_margin_is_kept_until_the_final_ranking_picks_the_k(run):
+    """While finalists may still be re-measured, ``margin`` more stay; ``finalize`` then keeps
+    the first k of the final ranking that are there (here the re-measured order differs)."""
+    keeper = WeightKeeper(run.path, 2, margin=2)
+    for tid, reward in [(0, 0.5), (1, 0.7), (2, 0.6), (3, 0.9), (4, 0.1)]:
+        arrive(run, tid)
+        keeper.settle(record(tid, reward))
+    assert kept(run) == [0, 1, 2, 3]  # the best 2 + 2
+    assert keeper.finalize([9, 2, 0, 3, 1]) == [2, 0]  # 9 was never kept
+    assert kept(run) == [0, 2]
+    arrive(run, 5)
+    keeper.settle(record(5, 0.95))  # after finalize: the plain best 2 again
+    assert kept(run) == [2, 5]
