@@ -5,13 +5,15 @@ machine one training process beside a measurement reorders children (Spearman 0.
 quiet machine). This benchmark measures the same N MnasNet children (arXiv:1807.11626, default
 skeleton, 224 px, batch 1, one thread), in one run:
 
-- **reference**: on the quiet machine, the finalist procedure (interleaved passes), and the same
-  again (what the machine's own noise costs: the ceiling of every row below);
+- **reference**: on the quiet machine, the finalist procedure (interleaved passes, every run
+  paired with a reference network: :mod:`nas.latency.paired`), and the same again, paired and
+  unpaired (what the machine's own noise costs: the ceiling of every row below);
 - with a training load beside them (a process training a quick-start child on digits, one
   thread, the way a second search worker does):
   - **as today**: one measurement each, no quiet window;
   - **quiet mode**: one measurement each in a quiet window (the trainer pauses meanwhile);
-  - **finalists re-measured**: the end-of-search procedure (interleaved passes, quiet windows);
+  - **finalists re-measured**: the end-of-search procedure (interleaved passes, quiet windows),
+    unpaired and paired (the default);
 
 and prints Spearman's rho and the median relative difference against the reference (target for
 the final ranking: rho >= 0.98). Then it prices quiet windows with two worker processes that
@@ -108,16 +110,17 @@ def ranking(args: argparse.Namespace) -> list[dict[str, Any]]:
     rows = []
     t0 = time.perf_counter()
     ref = remeasure_archs(space, list(archs.values()), cfg, passes=args.passes, activity=folder,
-                          seed=args.seed)
+                          seed=args.seed, paired=True)
     reference = {k: v["latency_ms"] for k, v in ref.items()}
-    rows.append({"mode": "reference (quiet machine, finalist procedure)", "load": False,
+    rows.append({"mode": "reference (quiet machine, paired finalist procedure)", "load": False,
                  "seconds": time.perf_counter() - t0, **compare(reference, reference)})
-    t0 = time.perf_counter()  # the same procedure again: what the machine's own noise costs
-    again = remeasure_archs(space, list(archs.values()), cfg, passes=args.passes,
-                            activity=folder, seed=args.seed + 2)
-    rows.append({"mode": "reference again (quiet, the machine's own noise)", "load": False,
-                 "seconds": time.perf_counter() - t0,
-                 **compare(reference, {k: v["latency_ms"] for k, v in again.items()})})
+    for name, paired in (("reference again (quiet, paired: the machine's noise)", True),
+                         ("reference again (quiet, unpaired)", False)):
+        t0 = time.perf_counter()  # the same procedure again: what the machine's own noise costs
+        again = remeasure_archs(space, list(archs.values()), cfg, passes=args.passes,
+                                activity=folder, seed=args.seed + 2, paired=paired)
+        rows.append({"mode": name, "load": False, "seconds": time.perf_counter() - t0,
+                     **compare(reference, {k: v["latency_ms"] for k, v in again.items()})})
     rows += under_load(space, archs, models, cfg, folder, reference, args, rng)
     return rows
 
@@ -140,14 +143,15 @@ def under_load(space: Any, archs: dict[str, Any], models: dict[str, Any], cfg: L
             busy = sum(1 for c in conds if c.get("training_children"))
             rows.append({"mode": name, "load": True, "seconds": time.perf_counter() - t0,
                          "contended": busy, **compare(reference, got)})
-        t0 = time.perf_counter()
-        final = remeasure_archs(space, list(archs.values()), cfg, passes=args.passes,
-                                activity=folder, seed=args.seed + 1)
-        got = {k: v["latency_ms"] for k, v in final.items()}
-        busy = sum(1 for v in final.values() if v["conditions"]["training_children"])
-        rows.append({"mode": "finalists re-measured", "load": True,
-                     "seconds": time.perf_counter() - t0, "contended": busy,
-                     **compare(reference, got)})
+        for name, paired in (("finalists re-measured, unpaired", False),
+                             ("finalists re-measured (paired, the default)", True)):
+            t0 = time.perf_counter()
+            final = remeasure_archs(space, list(archs.values()), cfg, passes=args.passes,
+                                    activity=folder, seed=args.seed + 1, paired=paired)
+            got = {k: v["latency_ms"] for k, v in final.items()}
+            busy = sum(1 for v in final.values() if v["conditions"]["training_children"])
+            rows.append({"mode": name, "load": True, "seconds": time.perf_counter() - t0,
+                         "contended": busy, **compare(reference, got)})
     finally:
         stop.set()
         trainer = queue.get(timeout=300)
@@ -234,10 +238,10 @@ def _args(argv: list[str] | None) -> argparse.Namespace:
 def print_ranking(args: argparse.Namespace, rows: list[dict[str, Any]]) -> None:
     print(f"{args.children} MnasNet children at {args.input_size} px, batch 1, one thread; "
           f"{args.repeats} repeats in {args.rounds} rounds; finalists: {args.passes} passes")
-    print(f"{'mode':48s} {'spearman':>8s} {'med diff':>8s} {'ratio':>6s} {'contended':>9s} "
+    print(f"{'mode':53s} {'spearman':>8s} {'med diff':>8s} {'ratio':>6s} {'contended':>9s} "
           f"{'seconds':>7s}")
     for r in rows:
-        print(f"{r['mode']:48s} {r['spearman']:8.3f} {r['median_diff']:8.1%} "
+        print(f"{r['mode']:53s} {r['spearman']:8.3f} {r['median_diff']:8.1%} "
               f"{r['median_ratio']:6.3f} {r.get('contended', '-')!s:>9s} {r['seconds']:7.1f}")
     t = rows[-1]["trainer"]
     print(f"training load: {t['steps']} steps, paused {t['pauses']} times for "

@@ -75,7 +75,7 @@ class Run:
         :func:`nas.export.card.export_trial`).
 
         ``rank`` counts under the reward settings given (default: the run's own). ``options``:
-        ``formats``, ``out``, ``train_epochs``, ``opset``, ``overwrite``.
+        ``formats``, ``out``, ``train_epochs``, ``from_scratch``, ``opset``, ``overwrite``.
         """
         from nas.export.card import export_trial
 

@@ -89,6 +89,7 @@ def test_build_reports_a_parameter_mismatch(run_dir, tmp_path, capsys):
     (["--trial", "2"], ["--trial=2: the trial is failed", "nan loss"]),
     (["--format", "json,savedmodel"], ["--format: unknown format 'savedmodel'", "allowed: json"]),
     (["--train-epochs", "0"], ["--train-epochs=0: must be an integer >= 1"]),
+    (["--from-scratch"], ["--from-scratch: needs --train-epochs E"]),
     (["--target-ms", "0"], ["--target-ms=0.0: must be a finite number > 0"]),
 ])
 def test_export_bad_input_exits_2_and_writes_nothing(run_dir, tmp_path, capsys, argv, needles):

@@ -163,6 +163,43 @@ def test_train_epochs_trains_before_export(run, tmp_path):
     assert changed and verify_card(result.path)["outputs_match"]
 
 
+def test_train_epochs_fine_tunes_kept_weights_or_starts_from_scratch(tmp_path, monkeypatch):
+    """Fine-tuning starts from the search's kept weights; ``from_scratch`` from the seeded
+    fresh initialisation (the training itself is replaced: only its starting point is asked)."""
+    from safetensors.torch import save_file
+
+    import nas.export.provenance as provenance
+
+    loaded = make_run(tmp_path / "runs")
+    fresh = export_trial(loaded, trial_id=0, formats="json", out=tmp_path / "fresh").card
+    model = build_from_card(tmp_path / "fresh", weights=False)
+    kept = {k: (v + 0.5 if v.is_floating_point() else v).contiguous()
+            for k, v in model.state_dict().items()}
+    path = loaded.dir.weights_path(0)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_file(kept, str(path))
+    starts = []
+
+    def fake_train(net, config, epochs):
+        starts.append({k: v.clone() for k, v in net.state_dict().items()})
+        return {"val_accuracy": 0.5, "epochs": epochs}
+
+    monkeypatch.setattr(provenance, "train_for_export", fake_train)
+    tuned = export_trial(loaded, trial_id=0, formats="json", out=tmp_path / "tuned",
+                         train_epochs=2).card["weights"]
+    scratch = export_trial(loaded, trial_id=0, formats="json", out=tmp_path / "scratch",
+                           train_epochs=2, from_scratch=True).card["weights"]
+    assert all(torch.equal(starts[0][k], kept[k]) for k in kept)
+    assert all(torch.equal(starts[1][k], v) for k, v in model.state_dict().items())
+    assert tuned["source"] == "search+export" and tuned["epochs"] == 5  # 3 in the search
+    assert scratch == {"trained": True, "epochs": 2, "trial": 0, "source": "export",
+                       "from_scratch": True, "train": {"val_accuracy": 0.5, "epochs": 2}}
+    assert fresh["weights"]["trained"] is False
+    with pytest.raises(UsageError, match="from_scratch=True: needs train_epochs"):
+        export_trial(loaded, trial_id=0, out=tmp_path / "never", from_scratch=True)
+    assert not (tmp_path / "never").exists()
+
+
 @pytest.mark.parametrize("kwargs, match", [
     ({"rank": 4}, "rank=4: the run has only 3 complete architectures"),
     ({"rank": 0}, "rank=0: must be an integer >= 1"),

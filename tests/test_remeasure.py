@@ -162,3 +162,29 @@ def test_a_finalist_that_falls_out_lets_the_next_one_in(tmp_path):
                                   top=1, measure=measure)
     assert calls == [sorted([keys[0], keys[1], keys[2]]), [keys[3]]]
     assert sorted(e["arch_key"] for e in entries) == sorted(keys.values())
+
+
+def test_later_rounds_are_put_in_the_first_rounds_milliseconds(tmp_path):
+    """Each round is a new paired session whose reference may run at another speed: a
+    newcomer's ratio is multiplied by the first round's reference latency, not its own."""
+    from nas.runner.remeasure import remeasure_finalists
+
+    run = toy_run(tmp_path, latencies=(1.0, 2.0, 3.0, 5.0), accuracy=(0.80, 0.85, 0.90, 0.88))
+    keys = {r.trial_id: r.arch_key for r in run.trials()}
+    ratios = {keys[0]: 1.0, keys[1]: 2.0, keys[2]: 30.0, keys[3]: 5.0}
+    sessions = iter([1.0, 2.0])  # the reference's ms: the second session ran twice as slow
+
+    def measure(space, archs, config, passes):
+        ref = next(sessions)
+        return {a.key: {"latency_ms": ratios[a.key] * ref, "latency_p10_ms": ratios[a.key] * ref,
+                        "latency_p90_ms": ratios[a.key] * ref, "method": "paired",
+                        "ratio": ratios[a.key], "pass_medians": [ratios[a.key] * ref],
+                        "reference": {"arch_key": "r", "latency_ms": ref}} for a in archs}
+
+    loaded = nas.load_run(run.path)
+    entries = remeasure_finalists(run, ToySpace(), LatencyConfig(**FAST), loaded.reward(),
+                                  top=1, measure=measure)
+    by_key = {e["arch_key"]: e for e in entries}
+    assert by_key[keys[3]]["latency_ms"] == pytest.approx(5.0)  # not 10.0
+    assert by_key[keys[3]]["reference"]["session_ms"] == 2.0
+    assert by_key[keys[0]]["latency_ms"] == pytest.approx(1.0)

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 
+import nas
 from nas.evaluation.data import load_dataset
 from nas.evaluation.evaluate import EvalSettings, evaluate_arch
 from nas.latency.measure import LatencyConfig
@@ -87,3 +88,7 @@ def test_a_supernet_search_trains_once_and_exports_inherited_weights(tmp_path):
     assert card["weights"]["source"] == "supernet" and card["weights"]["trained"] is True
     assert card["weights"]["supernet"]["checkpoint"] == str(run_dir / "supernet")
     assert card["weights"]["supernet"]["epochs"] == 1
+    tuned = nas.load_run(run_dir).export(trial_id=recs[0]["trial_id"], formats="json",
+                                         out=tmp_path / "tuned", train_epochs=1).card["weights"]
+    assert tuned["source"] == "supernet+export" and tuned["fine_tuned_epochs"] == 1
+    assert tuned["epochs"] == 1 and tuned["supernet"]["checkpoint"] == str(run_dir / "supernet")

@@ -27,7 +27,11 @@ def register(sub: argparse._SubParsersAction) -> None:
                    "onnx/onnxruntime are installed); the card arch.json is always written")
     p.add_argument("--out", type=Path, help="folder to create (default RUN_DIR/export/trial-ID)")
     p.add_argument("--train-epochs", type=int, metavar="E",
-                   help="train the child E epochs with the run's settings before exporting")
+                   help="train the child E epochs with the run's settings before exporting "
+                   "(from its kept or inherited weights, if any)")
+    p.add_argument("--from-scratch", action="store_true",
+                   help="with --train-epochs: train from a fresh initialisation instead (e.g. a "
+                   "supernet child retrained stand-alone)")
     add_reward_args(p)
     p.add_argument("--opset", type=int, default=17, help="ONNX opset (17)")
     p.add_argument("--force", dest="overwrite", action="store_true",
@@ -108,8 +112,11 @@ def cmd_export(args: argparse.Namespace) -> int:
         raise UsageError(f"run folder {str(args.run_dir)!r}: no finished trials yet")
     if args.opset < 7:
         raise UsageError(f"--opset {args.opset}: must be >= 7")
+    if args.from_scratch and not args.train_epochs:
+        raise UsageError("--from-scratch: needs --train-epochs E (nothing to train otherwise)")
     result = export_trial(run, rank=args.rank, trial_id=args.trial_id, formats=formats,
                           out=args.out, train_epochs=args.train_epochs,
+                          from_scratch=args.from_scratch,
                           reward=reward_from_args(args, run.config), opset=args.opset,
                           overwrite=args.overwrite)
     if args.json:

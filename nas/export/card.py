@@ -248,7 +248,8 @@ def _write_artifacts(folder: Path, model: nn.Module, input_shape: Sequence[int],
 def export_trial(run: Any, *, rank: int | None = None, trial_id: int | None = None,
                  formats: str | Sequence[str] | None = None, out: str | Path | None = None,
                  train_epochs: int | None = None, reward: RewardConfig | None = None,
-                 opset: int = 17, overwrite: bool = False) -> ExportResult:
+                 opset: int = 17, overwrite: bool = False,
+                 from_scratch: bool = False) -> ExportResult:
     """Export one trial of ``run`` (a :class:`nas.run.Run`) as an architecture card folder.
 
     Args:
@@ -256,7 +257,9 @@ def export_trial(run: Any, *, rank: int | None = None, trial_id: int | None = No
         rank / trial_id: which trial (default: rank 1 under ``reward``).
         formats: subset of ``json,pt2,onnx,weights`` (default: all; onnx where installed).
         out: the folder to create (default ``<run>/export/trial-<id>``).
-        train_epochs: train the child this many epochs first (the weights are then trained ones).
+        train_epochs: train the child this many epochs first (the weights are then trained ones),
+            from the search's kept weights or a supernet's inherited ones where there are some.
+        from_scratch: with ``train_epochs``, train from a fresh (seeded) initialisation instead.
         reward: ranking settings (default: the run's own); ``opset``: ONNX opset.
         overwrite: replace ``out`` if it holds an earlier export (nothing else is replaced).
 
@@ -266,6 +269,9 @@ def export_trial(run: Any, *, rank: int | None = None, trial_id: int | None = No
 
     wanted = parse_formats(formats)
     _check_epochs(train_epochs)
+    if from_scratch and not train_epochs:
+        raise UsageError("from_scratch=True: needs train_epochs (nothing to train otherwise)",
+                         params=("from_scratch",))
     reward = reward if reward is not None else reward_settings(run.config)
     record, found_rank, value = select_trial(run, rank=rank, trial_id=trial_id, reward=reward)
     target = Path(out) if out is not None else run.path / "export" / f"trial-{record.trial_id}"
@@ -274,7 +280,7 @@ def export_trial(run: Any, *, rank: int | None = None, trial_id: int | None = No
     selection = {"rank": found_rank, "reward": value,
                  "reward_settings": None if reward is None else reward.to_dict()}
     card = _card(run, record, space, arch, model, selection)
-    card["weights"] = load_card_weights(run, record, model, train_epochs)
+    card["weights"] = load_card_weights(run, record, model, train_epochs, from_scratch)
     model.eval()
     card = _write_folder(target, model, space.input_shape(), wanted, card, opset)
     sizes = {p.name: p.stat().st_size for p in sorted(target.iterdir()) if p.is_file()}

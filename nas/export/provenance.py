@@ -57,10 +57,15 @@ def latency_section(run: Any, record: Any, metrics: Mapping[str, Any],
     return out
 
 
-def load_card_weights(run: Any, record: Any, model: nn.Module,
-                      train_epochs: int | None) -> dict[str, Any]:
-    """Load the search's kept weights of the trial (if any), fine-tune (if asked); the card's
-    ``weights`` entry says whether the exported weights are trained, how long, from which trial."""
+def load_card_weights(run: Any, record: Any, model: nn.Module, train_epochs: int | None,
+                      from_scratch: bool = False) -> dict[str, Any]:
+    """Load the search's kept weights of the trial (if any), fine-tune (if asked), or train from
+    the fresh initialisation (``from_scratch``); the card's ``weights`` entry says whether the
+    exported weights are trained, how long, from which trial."""
+    if from_scratch and train_epochs:
+        summary = train_for_export(model, run.config, train_epochs)
+        return {"trained": True, "epochs": train_epochs, "trial": record.trial_id,
+                "source": "export", "from_scratch": True, "train": summary}
     kept = run.dir.weights_path(record.trial_id)
     supernet = (record.metrics or {}).get("supernet")
     info: dict[str, Any] = {"trained": False}

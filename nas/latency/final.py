@@ -10,6 +10,12 @@ passes, after the rounds slower than the fastest by more than ``round_tolerance`
 disturbed (as within one measurement, :func:`nas.latency.measure.robust_stats`): ``passes`` times
 the search's repeats, over minutes rather than seconds. Its p10 and p90 are the lowest p10 and
 the highest p90 of the passes, so the spread shows how much the passes disagreed.
+
+With ``latency.paired`` (the default) every measurement is paired with the space's reference network
+(:mod:`nas.latency.paired`): an architecture's final latency is the median of its passes' ratio
+rounds times the reference's undisturbed latency in the same session, and its unpaired number is
+kept beside it (``latency_unpaired_ms``). A later session's ratios are put in the first session's
+milliseconds with :func:`rescale`, so finalists measured in different rounds compare.
 """
 
 from __future__ import annotations
@@ -24,9 +30,10 @@ from nas._checks import check_int
 from nas.latency.conditions import measuring
 from nas.latency.lut import latency_space
 from nas.latency.measure import LatencyConfig, LatencyResult, measure_latency
+from nas.latency.paired import PairedResult, measure_paired, reference_arch, reference_latency
 from nas.space import Arch, Space
 
-__all__ = ["remeasure_archs", "combine_passes"]
+__all__ = ["remeasure_archs", "combine_passes", "combine_paired", "rescale"]
 
 
 def combine_passes(results: Sequence[LatencyResult], conditions: Sequence[Mapping[str, Any]],
@@ -56,10 +63,43 @@ def combine_passes(results: Sequence[LatencyResult], conditions: Sequence[Mappin
     }
 
 
+def combine_paired(results: Sequence[PairedResult], conditions: Sequence[Mapping[str, Any]],
+                   tolerance: float, reference_ms: float, reference_key: str) -> dict[str, Any]:
+    """One final measurement from several paired passes over the same model: the passes' ratio
+    rounds' median times ``reference_ms`` (see the module doc), the unpaired number beside it."""
+    plain = combine_passes([r.model for r in results], conditions, tolerance)
+    rounds = [r for res in results for r in res.ratio["rounds"]]
+    ratio = float(np.median(rounds))
+    p10 = min(min(res.ratio["p10_ms"] for res in results), ratio) * reference_ms
+    p90 = max(max(res.ratio["p90_ms"] for res in results), ratio) * reference_ms
+    median = ratio * reference_ms
+    return {**plain, "latency_ms": median, "latency_p10_ms": p10, "latency_p90_ms": p90,
+            "latency_spread": (p90 - p10) / median if median > 0 else float("nan"),
+            "pass_medians": [res.ratio["median_ms"] * reference_ms for res in results],
+            "rounds_kept": len(rounds), "rounds_total": len(rounds), "method": "paired",
+            "ratio": ratio, "latency_unpaired_ms": plain["latency_ms"],
+            "reference": {"arch_key": reference_key, "latency_ms": reference_ms}}
+
+
+def rescale(result: Mapping[str, Any], reference_ms: float) -> dict[str, Any]:
+    """A paired result in the milliseconds of a session whose reference took ``reference_ms``
+    (an unpaired result is returned as it is)."""
+    ref = result.get("reference")
+    if result.get("method") != "paired" or not isinstance(ref, Mapping):
+        return dict(result)
+    factor = reference_ms / float(ref["latency_ms"])
+    out = dict(result)
+    for key in ("latency_ms", "latency_p10_ms", "latency_p90_ms"):
+        out[key] = float(result[key]) * factor
+    out["pass_medians"] = [float(v) * factor for v in result.get("pass_medians", [])]
+    out["reference"] = {**ref, "latency_ms": reference_ms, "session_ms": ref["latency_ms"]}
+    return out
+
+
 def remeasure_archs(space: Space, archs: Sequence[Arch], config: LatencyConfig, *,
                     passes: int = 3, seed: int = 0, activity: str | None = None,
                     on_measured: Callable[[str, int, int], None] | None = None,
-                    ) -> dict[str, dict[str, Any]]:
+                    paired: bool | None = None) -> dict[str, dict[str, Any]]:
     """Final latencies of ``archs`` (by architecture key), measured interleaved on this device.
 
     Args:
@@ -70,12 +110,16 @@ def remeasure_archs(space: Space, archs: Sequence[Arch], config: LatencyConfig, 
         activity: the run's training-marker folder (quiet windows and conditions), or None.
         on_measured: called with (architecture key, measurements done, measurements in all)
             after each one.
+        paired: pair every measurement with the space's reference network
+            (:mod:`nas.latency.paired`); False: plain measurements; None: ``config.paired``.
     """
     check_int("passes", passes)
     target = latency_space(space, config)
     unique = {arch.key: arch for arch in archs}
     models = {key: target.build(arch) for key, arch in unique.items()}
-    results: dict[str, list[LatencyResult]] = {key: [] for key in models}
+    paired = config.paired if paired is None else paired
+    reference = target.build(reference_arch(target)) if paired else None
+    results: dict[str, list[Any]] = {key: [] for key in models}
     conditions: dict[str, list[dict[str, Any]]] = {key: [] for key in models}
     order, rng, done = list(models), random.Random(seed), 0
     for _ in range(passes):
@@ -83,10 +127,24 @@ def remeasure_archs(space: Space, archs: Sequence[Arch], config: LatencyConfig, 
         for key in order:
             with measuring(activity, quiet=config.quiet,
                            timeout_s=config.quiet_timeout_s) as cond:
-                results[key].append(measure_latency(models[key], target.input_shape(), config))
+                results[key].append(_measure(models[key], reference, target.input_shape(),
+                                             config))
             conditions[key].append(cond)
             done += 1
             if on_measured is not None:
                 on_measured(key, done, passes * len(models))
-    return {key: combine_passes(results[key], conditions[key], config.round_tolerance)
-            for key in models}
+    if reference is None:
+        return {key: combine_passes(results[key], conditions[key], config.round_tolerance)
+                for key in models}
+    ref_ms = reference_latency([r for rs in results.values() for r in rs],
+                               config.round_tolerance)
+    ref_key = reference_arch(target).key
+    return {key: combine_paired(results[key], conditions[key], config.round_tolerance, ref_ms,
+                                ref_key) for key in models}
+
+
+def _measure(model: Any, reference: Any, shape: tuple[int, ...],
+             config: LatencyConfig) -> LatencyResult | PairedResult:
+    if reference is None:
+        return measure_latency(model, shape, config)
+    return measure_paired(model, reference, shape, config)

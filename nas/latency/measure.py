@@ -81,6 +81,9 @@ class LatencyConfig:
             pause (:func:`nas.latency.conditions.measuring`).
         quiet_timeout_s: the longest wait for the trainers to pause before measuring anyway
             (recorded as not quiet).
+        paired: the finalists' re-measurements (:mod:`nas.latency.final`) time every run beside
+            a run of the space's reference network and keep the ratio
+            (:mod:`nas.latency.paired`); False: plain re-measurements.
     """
 
     device: str = "cpu"
@@ -97,6 +100,7 @@ class LatencyConfig:
     mode: str = "measure"
     quiet: bool = True
     quiet_timeout_s: float = 10.0
+    paired: bool = True
 
     def __post_init__(self) -> None:
         k = "latency."
@@ -116,6 +120,7 @@ class LatencyConfig:
         check_choice(k + "mode", self.mode, ("measure", "lut", "skip"))
         check_bool(k + "quiet", self.quiet)
         check_number(k + "quiet_timeout_s", self.quiet_timeout_s)
+        check_bool(k + "paired", self.paired)
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any], prefix: str = "latency") -> LatencyConfig:
@@ -306,21 +311,37 @@ def measure_latency(model: nn.Module, input_shape: Sequence[int],
 def _timed_rounds(model: nn.Module, shape: tuple[int, ...], cfg: LatencyConfig,
                   ) -> list[list[float]]:
     """Warm-up runs, then ``cfg.repeats`` timed runs split into ``cfg.rounds`` rounds (ms)."""
+    return timed_rounds([model], shape, cfg)[0]
+
+
+def timed_rounds(models: Sequence[nn.Module], shape: tuple[int, ...], cfg: LatencyConfig,
+                 ) -> list[list[list[float]]]:
+    """Per model, ``cfg.repeats`` timed runs (ms) in ``cfg.rounds`` rounds after the warm-up,
+    the models run in turn (run ``i`` of each model follows run ``i`` of the one before it, so
+    they see the same moments of the machine). Each model's mode and device are restored."""
     dev = resolve_device(cfg.device)
-    was_training = model.training
-    home = next((p.device for p in model.parameters()), torch.device("cpu"))
-    model.eval()
+    kept = [(m, m.training, next((p.device for p in m.parameters()), torch.device("cpu")))
+            for m in models]
+    for m in models:
+        m.eval()
     try:
         with torch_threads(cfg.threads):
-            run_once = _make_timer(model, (cfg.batch_size, *shape), dev, cfg)
+            timers = [_make_timer(m, (cfg.batch_size, *shape), dev, cfg) for m in models]
             for _ in range(cfg.warmup):
-                run_once()
+                for run_once in timers:
+                    run_once()
             per_round = [cfg.repeats // cfg.rounds + (i < cfg.repeats % cfg.rounds)
                          for i in range(cfg.rounds)]
-            return [[run_once() for _ in range(k)] for k in per_round]
+            out: list[list[list[float]]] = [[] for _ in models]
+            for k in per_round:
+                rows = [[run_once() for run_once in timers] for _ in range(k)]
+                for j, samples in enumerate(zip(*rows, strict=True)):
+                    out[j].append(list(samples))
+            return out
     finally:
-        model.train(was_training)
-        model.to(home)
+        for m, was_training, home in kept:
+            m.train(was_training)
+            m.to(home)
 
 
 def _make_timer(

@@ -26,6 +26,7 @@ from typing import Any
 from nas._checks import check_int
 from nas.errors import UsageError
 from nas.frame import trials_frame
+from nas.latency.final import rescale
 from nas.latency.measure import LatencyConfig
 from nas.records import TrialRecord, budgeted
 from nas.results import RunDir
@@ -85,18 +86,23 @@ def remeasure_finalists(run: RunDir, space: Space, config: LatencyConfig, reward
         by_key.setdefault(record.arch_key, []).append(record)
     measure = measure or _local_measure(activity)
     done: dict[str, dict[str, Any]] = {}
+    reference_ms: float | None = None  # the first round's: later rounds' ratios in its ms
     for _ in range(MAX_ROUNDS):  # until the finalists by the final numbers are all final
         keys = [k for k in finalists(records, reward, top, done) if k not in done]
         if not keys:
             break
         if say is not None:
             say(f"re-measuring the latency of {len(keys)} finalists ({passes} interleaved "
-                "passes)")
+                f"passes{', paired with a reference network' if config.paired else ''})")
         results = measure(space, [space.validate(by_key[k][0].arch) for k in keys], config,
                           passes)
-        for key in keys:
-            if key in results:
-                done[key] = _write(run, key, by_key[key], results[key], by)
+        measured = [k for k in keys if k in results]
+        if reference_ms is None and measured:
+            reference_ms = (results[measured[0]].get("reference") or {}).get("latency_ms")
+        for key in measured:
+            result = results[key] if reference_ms is None else rescale(results[key],
+                                                                        reference_ms)
+            done[key] = _write(run, key, by_key[key], result, by)
     return list(done.values())
 
 
