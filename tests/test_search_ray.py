@@ -112,6 +112,8 @@ def test_search_end_to_end_with_asha(tmp_path):
     final = [json.loads(x) for x in (run_dir / "remeasured.jsonl").read_text().splitlines()]
     assert sorted(e["arch_key"] for e in final) == sorted(r["arch_key"] for r in done)
     assert all(e["by"] == "search" and e["passes"] == 3 and e["latency_ms"] > 0 for e in final)
+    assert all(e["method"] == "paired" and e["latency_unpaired_ms"] > 0 for e in final)
+    assert len({e["reference"]["latency_ms"] for e in final}) == 1  # one session's milliseconds
     assert "2 finalists re-measured quietly" in out.stdout
     assert all(r["node"]["node_id"] and r["device"]["torch"] for r in done)
     # search.keep_weights (3): both complete children's trained weights are kept, nothing else
