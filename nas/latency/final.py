@@ -119,20 +119,8 @@ def remeasure_archs(space: Space, archs: Sequence[Arch], config: LatencyConfig, 
     models = {key: target.build(arch) for key, arch in unique.items()}
     paired = config.paired if paired is None else paired
     reference = target.build(reference_arch(target)) if paired else None
-    results: dict[str, list[Any]] = {key: [] for key in models}
-    conditions: dict[str, list[dict[str, Any]]] = {key: [] for key in models}
-    order, rng, done = list(models), random.Random(seed), 0
-    for _ in range(passes):
-        rng.shuffle(order)
-        for key in order:
-            with measuring(activity, quiet=config.quiet,
-                           timeout_s=config.quiet_timeout_s) as cond:
-                results[key].append(_measure(models[key], reference, target.input_shape(),
-                                             config))
-            conditions[key].append(cond)
-            done += 1
-            if on_measured is not None:
-                on_measured(key, done, passes * len(models))
+    results, conditions = _passes(models, reference, target.input_shape(), config, passes,
+                                  random.Random(seed), activity, on_measured)
     if reference is None:
         return {key: combine_passes(results[key], conditions[key], config.round_tolerance)
                 for key in models}
@@ -141,6 +129,28 @@ def remeasure_archs(space: Space, archs: Sequence[Arch], config: LatencyConfig, 
     ref_key = reference_arch(target).key
     return {key: combine_paired(results[key], conditions[key], config.round_tolerance, ref_ms,
                                 ref_key) for key in models}
+
+
+def _passes(models: dict[str, Any], reference: Any, shape: tuple[int, ...],
+            config: LatencyConfig, passes: int, rng: random.Random, activity: str | None,
+            on_measured: Callable[[str, int, int], None] | None,
+            ) -> tuple[dict[str, list[Any]], dict[str, list[dict[str, Any]]]]:
+    """Every model measured once per pass, each pass in a new order, each in a quiet window;
+    returns (results, conditions) per model key."""
+    results: dict[str, list[Any]] = {key: [] for key in models}
+    conditions: dict[str, list[dict[str, Any]]] = {key: [] for key in models}
+    order, done = list(models), 0
+    for _ in range(passes):
+        rng.shuffle(order)
+        for key in order:
+            with measuring(activity, quiet=config.quiet,
+                           timeout_s=config.quiet_timeout_s) as cond:
+                results[key].append(_measure(models[key], reference, shape, config))
+            conditions[key].append(cond)
+            done += 1
+            if on_measured is not None:
+                on_measured(key, done, passes * len(models))
+    return results, conditions
 
 
 def _measure(model: Any, reference: Any, shape: tuple[int, ...],
