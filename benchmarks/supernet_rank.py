@@ -11,7 +11,7 @@ the time each side took.
     python benchmarks/supernet_rank.py [--json] [--children 30] [--dataset digits]
         [--child-epochs 6] [--gt-seeds 1] [--kernel shared|separate]
         [--sampling uniform|sandwich] [--seed 0] [--epochs N] [--threads 1]
-        [--checkpoint-dir DIR] [--cache FILE]
+        [--checkpoint-dir DIR] [--cache FILE] [--max-train N] [--val-fraction F] [--workers N]
 
 ``--gt-seeds N`` trains every child with N seeds (``seed`` .. ``seed + N - 1``) and ranks by the
 mean; with N >= 2 the table also gives the ground truth's own Kendall tau (the mean of the first
@@ -20,12 +20,16 @@ than the ground truth ranks itself. ``--epochs`` overrides the supernet's defaul
 ``--checkpoint-dir`` keeps (and resumes, or reuses) the supernet's folder instead of a temporary
 one; ``--cache`` keeps the ground-truth accuracies in a JSON file (keyed by dataset, child epochs,
 seed and architecture) so that supernet options can be compared without retraining the children.
+``--max-train N`` keeps N training images (a harder cut of the dataset; the supernet trains on the
+same cut) and ``--val-fraction`` sets the validation share; ``--workers N`` trains the ground
+truth in N processes (one thread each).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import multiprocessing
 import sys
 import tempfile
 import time
@@ -36,7 +40,7 @@ import numpy as np
 import torch
 from scipy import stats
 
-from nas._checks import check_choice, check_int
+from nas._checks import check_choice, check_int, check_number
 from nas.errors import UsageError
 from nas.evaluation.data import AnyDataset, load_dataset
 from nas.evaluation.evaluate import space_for_dataset
@@ -73,6 +77,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--checkpoint-dir", default=None)
     p.add_argument("--cache", default=None, help="JSON file of ground-truth accuracies")
+    p.add_argument("--max-train", type=int, default=None, help="keep this many training images")
+    p.add_argument("--val-fraction", type=float, default=0.2)
+    p.add_argument("--workers", type=int, default=1, help="processes training the ground truth")
     args = p.parse_args(argv)
     check_int("--children", args.children, minimum=2)
     check_int("--child-epochs", args.child_epochs)
@@ -82,6 +89,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     check_int("--seed", args.seed, minimum=0)
     check_int("--epochs", args.epochs, optional=True)
     check_int("--threads", args.threads)
+    check_int("--max-train", args.max_train, optional=True)
+    check_number("--val-fraction", args.val_fraction, strict=True, maximum=1.0, strict_max=True)
+    check_int("--workers", args.workers)
     return args
 
 
@@ -96,8 +106,24 @@ def sample_children(space: Space, n: int, seed: int) -> list[Arch]:
     return list(found.values())
 
 
-def _cache_key(arch: Arch, dataset: str, epochs: int, seed: int) -> str:
-    return f"{dataset}|{epochs}|{seed}|{arch.key}"
+def data_tag(args: argparse.Namespace) -> str:
+    """The dataset as the cache names it: ``digits``, or ``digits,max_train=300,val=0.5`` for a
+    cut or another validation share."""
+    tag = args.dataset
+    if args.max_train is not None:
+        tag += f",max_train={args.max_train}"
+    if args.val_fraction != 0.2:
+        tag += f",val={args.val_fraction:g}"
+    return tag
+
+
+def _cache_key(arch: Arch, tag: str, epochs: int, seed: int) -> str:
+    return f"{tag}|{epochs}|{seed}|{arch.key}"
+
+
+def load_data(args: argparse.Namespace) -> AnyDataset:
+    return load_dataset(args.dataset, val_fraction=args.val_fraction, seed=0,
+                        max_train=args.max_train)
 
 
 def _train_child(space: Space, arch: Arch, data: AnyDataset, epochs: int, seed: int,
@@ -109,26 +135,54 @@ def _train_child(space: Space, arch: Arch, data: AnyDataset, epochs: int, seed: 
     return {"accuracy": result.val_accuracy, "seconds": time.perf_counter() - t0}
 
 
+_WORKER: dict[str, Any] = {}
+
+
+def _worker_init(args: argparse.Namespace) -> None:
+    torch.set_num_threads(args.threads)
+    data = load_data(args)
+    space = space_for_dataset("mnasnet", data, **QUICKSTART_SPACE)
+    _WORKER.update(args=args, data=data, space=space)
+
+
+def _worker_train(values: dict[str, Any], seed: int) -> dict[str, float]:
+    args, space = _WORKER["args"], _WORKER["space"]
+    return _train_child(space, space.validate(values), _WORKER["data"], args.child_epochs, seed,
+                        args.threads)
+
+
 def ground_truth(space: Space, children: list[Arch], data: AnyDataset, args: argparse.Namespace
                  ) -> tuple[np.ndarray, float]:
-    """Stand-alone validation accuracies, ``(children, gt_seeds)`` (from the cache where known),
-    and the seconds their training took."""
+    """Stand-alone validation accuracies, ``(children, gt_seeds)`` (from the cache where known;
+    the others trained in ``args.workers`` processes), and the seconds their training took."""
     path = Path(args.cache) if args.cache else None
     cache = json.loads(path.read_text()) if path is not None and path.is_file() else {}
-    seeds = range(args.seed, args.seed + args.gt_seeds)
-    accuracies, seconds = np.zeros((len(children), len(seeds))), 0.0
-    for i, arch in enumerate(children):
-        for j, seed in enumerate(seeds):
-            key = _cache_key(arch, args.dataset, args.child_epochs, seed)
-            if key not in cache:
-                cache[key] = _train_child(space, arch, data, args.child_epochs, seed,
-                                          args.threads)
-                if path is not None:
-                    path.write_text(json.dumps(cache, indent=1))
-                _progress(args, f"child {i + 1}/{len(children)} seed {seed}: "
-                                f"{cache[key]['accuracy']:.4f}")
-            accuracies[i, j] = cache[key]["accuracy"]
-            seconds += cache[key]["seconds"]
+    seeds = list(range(args.seed, args.seed + args.gt_seeds))
+    tag = data_tag(args)
+    todo = [(i, seed) for i, arch in enumerate(children) for seed in seeds
+            if _cache_key(arch, tag, args.child_epochs, seed) not in cache]
+
+    def done(i: int, seed: int, result: dict[str, float]) -> None:
+        cache[_cache_key(children[i], tag, args.child_epochs, seed)] = result
+        if path is not None:
+            path.write_text(json.dumps(cache, indent=1))
+        _progress(args, f"child {i + 1}/{len(children)} seed {seed}: {result['accuracy']:.4f}")
+
+    if args.workers == 1 or len(todo) <= 1:
+        for i, seed in todo:
+            done(i, seed, _train_child(space, children[i], data, args.child_epochs, seed,
+                                       args.threads))
+    else:
+        context = multiprocessing.get_context("spawn")
+        with context.Pool(args.workers, _worker_init, (args,)) as pool:
+            pending = [(i, seed, pool.apply_async(_worker_train, (dict(children[i]), seed)))
+                       for i, seed in todo]
+            for i, seed, result in pending:
+                done(i, seed, result.get())
+    accuracies = np.array([[cache[_cache_key(arch, tag, args.child_epochs, seed)]["accuracy"]
+                            for seed in seeds] for arch in children])
+    seconds = sum(cache[_cache_key(arch, tag, args.child_epochs, seed)]["seconds"]
+                  for arch in children for seed in seeds)
     return accuracies, seconds
 
 
@@ -165,7 +219,7 @@ def supernet_scores(space: Space, children: list[Arch], data: AnyDataset,
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
-    data = load_dataset(args.dataset, val_fraction=0.2, seed=0)
+    data = load_data(args)
     space = space_for_dataset("mnasnet", data, **QUICKSTART_SPACE)
     children = sample_children(space, args.children, args.seed)
     runs, truth_s = ground_truth(space, children, data, args)
@@ -175,7 +229,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     tau = stats.kendalltau(truth, sn["scores"]).statistic
     rho = stats.spearmanr(truth, sn["scores"]).statistic
     return {"kendall_tau": float(tau), "spearman": float(rho), "n": len(children),
-            "dataset": args.dataset, "child_epochs": args.child_epochs, "seed": args.seed,
+            "dataset": data_tag(args), "child_epochs": args.child_epochs, "seed": args.seed,
             "ground_truth_s": truth_s, "ground_truth_s_per_child": truth_s / len(children),
             "supernet_train_s": sn["train_s"], "supernet_score_s_per_child":
             sn["score_s_per_child"], "options": sn["options"],

@@ -20,8 +20,23 @@ def _torch_threads():
     torch.set_num_threads(old)
 
 
+# tests that start Ray or look for a machine's stray Ray processes: under pytest-xdist
+# (``-n 2 --dist loadgroup``) they all run on one worker, one at a time
+_RAY_MODULES = ("test_strays.py",)
+
+
+def _group_ray_tests(config, items):
+    if not config.pluginmanager.hasplugin("xdist"):
+        return
+    for item in items:
+        if "ray" in item.keywords or item.path.name in _RAY_MODULES:
+            item.add_marker(pytest.mark.xdist_group("ray"))
+
+
 def pytest_collection_modifyitems(config, items):
-    """Skip tests marked ``gpu`` where CUDA is not available."""
+    """Group the Ray tests on one xdist worker; skip tests marked ``gpu`` where CUDA is not
+    available."""
+    _group_ray_tests(config, items)
     try:
         import torch
 

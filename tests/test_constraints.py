@@ -128,6 +128,8 @@ def test_rejections_give_their_trials_back_and_a_cap_stops_the_search(tmp_path, 
     assert stored[0].error == "over" and stored[0].metrics["constraint"]["bound"] == "macs"
 
 
+@pytest.mark.ray
+@pytest.mark.slow
 def test_a_bound_nothing_meets_stops_the_search_with_exit_1(tmp_path):
     cfg = config(tmp_path, constraints={"macs": 1, "max_rejections": 1},
                  search={"trials": 2, "concurrency": 1})

@@ -68,6 +68,8 @@ def test_supernet_options_are_checked_before_a_search_starts(tmp_path):
     assert not (tmp_path / "results" / "x").exists()
 
 
+@pytest.mark.ray
+@pytest.mark.slow
 def test_a_supernet_search_trains_once_and_exports_inherited_weights(tmp_path):
     cfg = config(tmp_path, space={"name": "mnasnet", "options": TINY_SPACE},
                  controller={"name": "random"},

@@ -4,9 +4,10 @@
 file ``options.gate`` exists, so a test decides when children may finish instead of hoping a
 timing works out on a loaded machine. A child arriving at the gate writes a file named by its
 process id into the folder ``options.arrived`` (if given); with ``options.orphan`` it first
-starts a detached process (its own session, so it outlives its worker and the driver, as a
-child's subprocess can) and writes that pid into the file: a process of this run's Ray that a
-crash leaves behind. ``options.timeout_s`` (default 300) bounds the wait.
+starts a detached process (its own session and no parent but init, so it outlives its worker and
+the driver, as a daemonised subprocess of a child can) and writes that pid into the file: a
+process of this run's Ray that a crash leaves behind. ``options.timeout_s`` (default 300)
+bounds the wait.
 """
 
 from __future__ import annotations
@@ -26,6 +27,19 @@ from nas.space import Arch
 __all__ = ["gated"]
 
 
+def _start_orphan(seconds: float) -> str:
+    """Pid of a sleeper started through a launcher that exits at once: the sleeper is nobody's
+    child (its parent is init), so Ray's clean-up of a worker's children never sees it, however
+    the driver's death and the worker's exit interleave."""
+    sleeper = f"import time; time.sleep({seconds})"
+    launcher = ("import subprocess, sys; "
+                f"print(subprocess.Popen([sys.executable, '-c', {sleeper!r}], "
+                "start_new_session=True, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, "
+                "stderr=subprocess.DEVNULL).pid)")
+    return subprocess.run([sys.executable, "-c", launcher], capture_output=True, text=True,
+                          check=True).stdout.strip()
+
+
 @evaluator(options=("gate", "arrived", "orphan", "timeout_s"))
 def gated(arch: Arch | None, model: nn.Module, ctx: Any) -> dict[str, Any]:
     """Block until ``options.gate`` exists, then return metrics derived from the architecture."""
@@ -34,9 +48,7 @@ def gated(arch: Arch | None, model: nn.Module, ctx: Any) -> dict[str, Any]:
     if options.get("arrived"):
         orphan = ""
         if options.get("orphan"):
-            sleeper = f"import time; time.sleep({float(options.get('timeout_s', 300))})"
-            orphan = str(subprocess.Popen([sys.executable, "-c", sleeper],
-                                          start_new_session=True).pid)
+            orphan = _start_orphan(float(options.get("timeout_s", 300)))
         os.makedirs(options["arrived"], exist_ok=True)
         with open(os.path.join(options["arrived"], str(os.getpid())), "w") as fh:
             fh.write(orphan)
