@@ -80,9 +80,15 @@ def real_run(tmp_path_factory):
 
 
 @contextmanager
-def serving(path):
-    """A dashboard server on a free loopback port, in a thread, for the block's length."""
+def serving(path, **settings):
+    """A dashboard server on a free loopback port, in a thread, for the block's length.
+
+    ``settings`` are set on the server before it serves (``conn_timeout=1``, ``max_handlers=4``).
+    """
     server = make_server(path, port=0)
+    for name, value in settings.items():
+        assert hasattr(server, name), name
+        setattr(server, name, value)
     thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
     thread.start()
     try:

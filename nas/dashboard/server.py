@@ -7,8 +7,14 @@ a file is malformed). Everything else is 404. The server is read-only: it never 
 run folder and never takes its lock.
 
 It binds 127.0.0.1 by default and refuses an address that is not a loopback one unless the caller
-passes ``allow_remote=True``; on a loopback address it also refuses requests whose ``Host`` header
-names another machine (a web page cannot reach it through a rebinding DNS name).
+passes ``allow_remote=True``; on a loopback address it also refuses (403) requests whose ``Host``
+header is not exactly a loopback name with an optional port (``127.0.0.1:8080``, ``localhost``,
+``[::1]:8080``), so a web page cannot reach it through a rebinding DNS name.
+
+Under load: the listen backlog holds :attr:`DashboardServer.request_queue_size` waiting
+connections, at most :attr:`DashboardServer.max_handlers` connections are served at once (the rest
+wait in the backlog), and a connection idle for :attr:`DashboardServer.conn_timeout` seconds is
+closed, so half-open or forgotten keep-alive connections cannot pin threads for ever.
 """
 
 from __future__ import annotations
@@ -17,6 +23,8 @@ import ipaddress
 import json
 import logging
 import socket
+import sys
+import threading
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -27,7 +35,8 @@ from nas.dashboard.data import RunSource
 from nas.dashboard.page import ASSETS, asset, served_page
 from nas.errors import UsageError
 
-__all__ = ["DashboardServer", "make_server", "is_loopback", "DEFAULT_HOST", "DEFAULT_PORT"]
+__all__ = ["DashboardServer", "make_server", "is_loopback", "host_allowed", "DEFAULT_HOST",
+           "DEFAULT_PORT"]
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +45,27 @@ DEFAULT_PORT = 8080
 # the page may run its own script and style and fetch from its own origin, nothing else
 POLICY = ("default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; "
           "img-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'")
+
+
+def host_allowed(value: str) -> bool:
+    """Whether a ``Host`` header value is exactly a loopback name with an optional port.
+
+    Args:
+        value: the header's value, e.g. ``127.0.0.1:8080``, ``localhost`` or ``[::1]:8080``.
+
+    Returns:
+        True for ``NAME`` or ``NAME:PORT`` where NAME passes :func:`is_loopback` (an IPv6 one in
+        brackets) and PORT is a decimal port; False for anything else, empty included.
+    """
+    try:
+        parts = urlsplit("//" + value)
+        name, port = parts.hostname, parts.port
+    except ValueError:  # a bad port, an unclosed bracket
+        return False
+    if not name or not is_loopback(name):
+        return False
+    shown = f"[{name}]" if ":" in name else name
+    return value.lower() == (shown if port is None else f"{shown}:{port}")
 
 
 def is_loopback(host: str) -> bool:
@@ -53,6 +83,14 @@ class _Handler(BaseHTTPRequestHandler):
     server: DashboardServer
     server_version = "mnas-dashboard"
     protocol_version = "HTTP/1.1"
+    # headers and body go out as two writes: without this, Nagle's algorithm and the client's
+    # delayed ACK hold every keep-alive response back by ~40 ms
+    disable_nagle_algorithm = True
+
+    def setup(self) -> None:
+        """Apply the server's idle timeout to this connection (before the stdlib's setup)."""
+        self.timeout = self.server.conn_timeout
+        super().setup()
 
     def do_GET(self) -> None:  # noqa: N802 (the stdlib's name)
         self._respond(body=True)
@@ -61,8 +99,7 @@ class _Handler(BaseHTTPRequestHandler):
         self._respond(body=False)
 
     def _respond(self, body: bool) -> None:
-        host = self._host_header()
-        if host and not self.server.allow_remote and not is_loopback(host):
+        if not self.server.allow_remote and not self._host_ok():
             return self._send(HTTPStatus.FORBIDDEN, b"Host not allowed\n", "text/plain", body)
         path = urlsplit(self.path).path
         if path in ("/", "/index.html"):
@@ -76,18 +113,13 @@ class _Handler(BaseHTTPRequestHandler):
             return self._send(HTTPStatus.NOT_FOUND, b"not found\n", "text/plain", body)
         return self._send(HTTPStatus.OK, data, ASSETS[name], body)
 
-    def _host_header(self) -> str:
-        host = self.headers.get("Host", "")
-        if host.startswith("["):
-            return host[: host.find("]") + 1]
-        return host.rsplit(":", 1)[0] if host.count(":") == 1 else host
+    def _host_ok(self) -> bool:
+        """No ``Host`` header (HTTP/1.0), or exactly one that :func:`host_allowed` accepts."""
+        hosts = self.headers.get_all("Host") or []
+        return not hosts or (len(hosts) == 1 and host_allowed(hosts[0].strip()))
 
     def _api(self, body: bool) -> None:
-        try:
-            status, data = HTTPStatus.OK, self.server.source.payload()
-        except UsageError as exc:
-            status, data = HTTPStatus.SERVICE_UNAVAILABLE, {"error": str(exc)}
-        text = json.dumps(data, allow_nan=False, separators=(",", ":")).encode()
+        status, text = self.server.api_body()
         self._send(status, text, "application/json", body)
 
     def _send(self, status: HTTPStatus, data: bytes, ctype: str, body: bool) -> None:
@@ -105,15 +137,100 @@ class _Handler(BaseHTTPRequestHandler):
         log.debug("%s %s", self.address_string(), format % args)
 
 
+def _dumps(data: Any) -> bytes:
+    return json.dumps(data, allow_nan=False, separators=(",", ":")).encode()
+
+
 class DashboardServer(ThreadingHTTPServer):
-    """A threading HTTP server for one run folder (:func:`make_server` builds it)."""
+    """A threading HTTP server for one run folder (:func:`make_server` builds it).
+
+    Attributes:
+        request_queue_size: the listen backlog (set before the server is bound).
+        conn_timeout: seconds a connection may sit idle (mid-request or between keep-alive
+            requests) before it is closed; set it before serving.
+        max_handlers: connections served at once; further ones wait in the backlog.
+        handlers: connections being served now; ``peak_handlers`` the most at once so far.
+    """
 
     daemon_threads = True
+    request_queue_size = 256
+    conn_timeout: float = 10.0
+    max_handlers = 64
 
     def __init__(self, source: RunSource, host: str, port: int, allow_remote: bool) -> None:
         self.address_family = socket.AF_INET6 if ":" in host else socket.AF_INET
         self.source, self.allow_remote = source, allow_remote
+        self.handlers = self.peak_handlers = 0
+        self._slots = threading.Condition()
+        self._stopping = False
+        self._api_cache: tuple[object, bytes] = (None, b"")
         super().__init__((host.strip("[]"), port), _Handler)
+
+    def api_body(self) -> tuple[HTTPStatus, bytes]:
+        """``/api/run``'s status and JSON body, serialised once per new payload."""
+        try:
+            data = self.source.payload()
+        except UsageError as exc:
+            return HTTPStatus.SERVICE_UNAVAILABLE, _dumps({"error": str(exc)})
+        cached, text = self._api_cache
+        if cached is not data:  # RunSource hands back the same object until a file changes
+            text = _dumps(data)
+            self._api_cache = (data, text)
+        return HTTPStatus.OK, text
+
+    def serve_forever(self, poll_interval: float = 0.5) -> None:
+        """Serve until :meth:`shutdown` (see :class:`socketserver.BaseServer`)."""
+        self._stopping = False
+        super().serve_forever(poll_interval)
+
+    def shutdown(self) -> None:
+        """Stop :meth:`serve_forever`, also while it waits for a free handler."""
+        with self._slots:
+            self._stopping = True
+            self._slots.notify_all()
+        super().shutdown()
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        """Serve the connection in a thread once fewer than ``max_handlers`` are busy."""
+        with self._slots:
+            while self.handlers >= self.max_handlers and not self._stopping:
+                self._slots.wait()
+            stopping = self._stopping
+            if not stopping:
+                self.handlers += 1
+                self.peak_handlers = max(self.peak_handlers, self.handlers)
+        if stopping:
+            self.shutdown_request(request)
+            return
+        try:
+            super().process_request(request, client_address)
+        except BaseException:
+            self._release()
+            raise
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        """Serve one connection, then free its handler slot."""
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self._release()
+
+    def _release(self) -> None:
+        with self._slots:
+            self.handlers -= 1
+            self._slots.notify_all()
+
+    def wait_handlers(self, at_most: int, timeout: float) -> bool:
+        """Wait until at most ``at_most`` connections are being served; False on timeout."""
+        with self._slots:
+            return self._slots.wait_for(lambda: self.handlers <= at_most, timeout)
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """Log a client that went away or stalled at debug level; anything else as the stdlib."""
+        if isinstance(sys.exc_info()[1], (ConnectionError, TimeoutError)):
+            log.debug("%s: connection lost", client_address, exc_info=True)
+        else:
+            super().handle_error(request, client_address)
 
     @property
     def url(self) -> str:
