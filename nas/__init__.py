@@ -84,20 +84,24 @@ def resume(run_dir: str, **options: Any) -> Run:
     return _resume(run_dir, **options)
 
 
-def load_run(path: str) -> Run:
-    """Load a run folder (finished or not): ``load_run(path).trials`` is a pandas DataFrame."""
+def load_run(path: str, *, trust_code: bool = False) -> Run:
+    """Load a run folder (finished or not): ``load_run(path).trials`` is a pandas DataFrame.
+
+    ``trust_code=True`` lets its export import a ``module:attr`` space its config names.
+    """
     from nas.run import load_run as _load_run
 
-    return _load_run(path)
+    return _load_run(path, trust_code=trust_code)
 
 
-def build_from_card(path: str, *, weights: bool = True) -> torch.nn.Module:
+def build_from_card(path: str, *, weights: bool = True,
+                    trust_code: bool = False) -> torch.nn.Module:
     """Rebuild the model of an architecture card (``arch.json`` or its export folder), eval mode.
 
     See :func:`nas.export.rebuild.build_from_card`: with the card's weights file the model gives the
-    same
-    outputs as the exported one.
+    same outputs as the exported one. ``trust_code=True`` imports a ``module:attr`` space the
+    card names (registered names never need it).
     """
     from nas.export.rebuild import build_from_card as _build_from_card
 
-    return _build_from_card(path, weights=weights)
+    return _build_from_card(path, weights=weights, trust_code=trust_code)

@@ -18,7 +18,11 @@ import numpy as np
 from nas.errors import ConfigError, unknown_key
 
 __all__ = ["check_int", "check_number", "check_choice", "check_bool", "check_device",
-           "check_known", "from_plain"]
+           "check_known", "from_plain", "MAX_INPUT_SIZE"]
+
+# the largest input height/width anything accepts (a 4096 x 4096 RGB image is 200 MB as float32);
+# a bound, so that a typo such as 100000 is refused before a 40 GB tensor is allocated
+MAX_INPUT_SIZE = 4096
 
 
 def _error(key: str, message: str) -> ConfigError:
@@ -26,11 +30,16 @@ def _error(key: str, message: str) -> ConfigError:
     return ConfigError(message, params=(key,) if key.isidentifier() else ())
 
 
+def _shown(bound: Any) -> str:
+    """A bound as written: integers in full (1000000, not 1e+06), other numbers short."""
+    return str(bound) if isinstance(bound, int) else f"{bound:g}"
+
+
 def _bounds(minimum: Any, maximum: Any, strict: bool, strict_max: bool) -> str:
-    low = "" if minimum is None else f" {'>' if strict else '>='} {minimum:g}"
+    low = "" if minimum is None else f" {'>' if strict else '>='} {_shown(minimum)}"
     if maximum is None:
         return low
-    return f"{low}{' and' if low else ''} {'<' if strict_max else '<='} {maximum:g}"
+    return f"{low}{' and' if low else ''} {'<' if strict_max else '<='} {_shown(maximum)}"
 
 
 def check_int(key: str, value: Any, *, minimum: int | None = 1, maximum: int | None = None,

@@ -51,14 +51,14 @@ def _view(progress: bool, config: SearchConfig | None) -> Any:
     return make_view(mode if progress else "none")
 
 
-def _outcome(result: Any) -> Run:
+def _outcome(result: Any, trust_code: bool = True) -> Run:
     if result.all_failed:
         raise SearchFailed(result.run_dir, result.failure_reasons)
     if result.stopped:  # the hard constraints rejected nearly every child
         raise SearchFailed(result.run_dir, [(result.stopped, result.rejected)])
     if not result.complete:
         raise SearchInterrupted(result.run_dir, result.trials, result.target)
-    return load_run(result.run_dir)
+    return load_run(result.run_dir, trust_code=trust_code)
 
 
 def search(config: str | Path | Mapping[str, Any] | SearchConfig, *, trials: int | None = None,
@@ -87,15 +87,19 @@ def search(config: str | Path | Mapping[str, Any] | SearchConfig, *, trials: int
 
 
 def resume(run_dir: str | Path, *, address: str | None = None, progress: bool = True,
-           rebuild_state: bool = False) -> Run:
-    """Continue a run folder to its trial budget and return its :class:`nas.run.Run`."""
+           rebuild_state: bool = False, trust_code: bool = False) -> Run:
+    """Continue a run folder to its trial budget and return its :class:`nas.run.Run`.
+
+    ``trust_code=True`` imports the ``module:attr`` names (a custom space, controller or
+    evaluator) the folder's ``config.yaml`` holds; without it they are refused (UsageError).
+    """
     from nas.results import RunDir
-    from nas.runner.driver import resume_search
+    from nas.runner.resume import resume_search
 
     try:
         cfg = parse_config(RunDir.open(run_dir).read_config())
     except UsageError:
         cfg = None  # resume_search reports the folder's problem
     result = resume_search(run_dir, address=address, progress=_view(progress, cfg),
-                           rebuild_state=rebuild_state)
-    return _outcome(result)
+                           rebuild_state=rebuild_state, trust_code=trust_code)
+    return _outcome(result, trust_code)

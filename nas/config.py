@@ -41,17 +41,21 @@ from nas._checks import (
     check_int,
     check_known,
     check_number,
-    from_plain,
 )
+from nas._fs import read_text
+from nas.constraints import Constraints
 from nas.errors import ConfigError, UsageError
 
 __all__ = ["SearchSettings", "RaySettings", "LoggingSettings", "SearchConfig", "load_config",
-           "apply_overrides", "Constraints", "BOUNDS", "violation"]
+           "apply_overrides", "check_run_name"]
 
 SECTIONS = ("name", "results_dir", "space", "controller", "evaluator", "latency", "reward",
             "constraints", "search", "ray", "logging")
 SCHEDULERS = ("none", "asha")
 PROGRESS = ("auto", "rich", "lines", "none")
+MAX_NAME_BYTES = 255  # a folder name on every common file system
+CONFIG_CAP = 4 << 20  # a config is a few kilobytes
+MAX_TRIALS = 1_000_000  # a bound, so that a typo cannot start a search that never ends
 
 
 @dataclass(frozen=True)
@@ -101,7 +105,7 @@ class SearchSettings:
     remeasure_passes: int = 3
 
     def __post_init__(self) -> None:
-        check_int("search.trials", self.trials)
+        check_int("search.trials", self.trials, maximum=MAX_TRIALS)
         check_int("search.concurrency", self.concurrency)
         check_number("search.cpus_per_trial", self.cpus_per_trial)
         check_number("search.gpus_per_trial", self.gpus_per_trial)
@@ -185,72 +189,6 @@ class RaySettings:
                 check_number(f"ray.resources.{name}", amount)
 
 
-# -- hard constraints (checked before training) -----------------------------------------------
-BOUNDS = ("macs", "params", "latency_ms")  # in the order a trial knows them
-
-
-@dataclass(frozen=True)
-class Constraints:
-    """Hard bounds checked before training (errors name ``constraints.<key>``).
-
-    A trial counts the child's parameters and MACs first, then measures its latency, and checks
-    each bound as soon as its number is known. A child over a bound ends ``rejected`` with the
-    bound it broke (``metrics.constraint``): never trained, not counted against
-    ``search.trials``, told to the controller as a failure or ``penalty``; more than
-    ``max_rejections`` rejections per trial of the budget stop the search (exit 1).
-
-    Args:
-        latency_ms: the most milliseconds a child may take on the target device.
-        macs: the most multiply-adds (fvcore's count) a child may have.
-        params: the most parameters.
-        penalty: what the controller is told for a rejected child (None: a failure).
-        max_rejections: rejections allowed per trial of the budget before the search stops.
-    """
-
-    latency_ms: float | None = None
-    macs: float | None = None
-    params: float | None = None
-    penalty: float | None = None
-    max_rejections: int = 10
-
-    def __post_init__(self) -> None:
-        for key in BOUNDS:
-            check_number(f"constraints.{key}", getattr(self, key), strict=True, optional=True)
-        check_number("constraints.penalty", self.penalty, minimum=None, optional=True)
-        check_int("constraints.max_rejections", self.max_rejections)
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any] | None) -> Constraints:
-        """From the ``constraints`` config section; an unknown key names the allowed ones."""
-        return from_plain(cls, data or {}, "constraints")
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @property
-    def active(self) -> bool:
-        """Whether any bound is set."""
-        return any(getattr(self, key) is not None for key in BOUNDS)
-
-    def check(self, metrics: Mapping[str, Any], keys: tuple[str, ...] = BOUNDS
-              ) -> dict[str, Any] | None:
-        """The first of ``keys`` whose bound ``metrics`` break: ``{"bound", "value", "limit",
-        "reason"}``, or None."""
-        for key in keys:
-            limit, value = getattr(self, key), metrics.get(key)
-            if limit is not None and isinstance(value, int | float) and value > limit:
-                return violation(key, float(value), float(limit))
-        return None
-
-
-def violation(key: str, value: float, limit: float) -> dict[str, Any]:
-    """The record of one broken bound."""
-    shown = f"{value:.4g}" if key == "latency_ms" else f"{value:,.0f}"
-    bound = f"{limit:.4g}" if key == "latency_ms" else f"{limit:,.0f}"
-    return {"bound": key, "value": value, "limit": limit,
-            "reason": f"{key}={shown} over the bound constraints.{key}={bound}"}
-
-
 @dataclass(frozen=True)
 class SearchConfig:
     """A validated search configuration (see the module docstring for the layout)."""
@@ -283,6 +221,26 @@ class SearchConfig:
     def latency_service(self) -> bool:
         """Whether latency is measured by the dedicated latency-service actor."""
         return bool(self.latency.get("service", False))
+
+
+
+
+def check_run_name(name: Any, key: str = "name") -> str:
+    """A run folder's name: one folder name (no ``/``, not ``.``/``..``, not ``-`` first), no
+    control characters, at most 255 bytes in UTF-8; else a ConfigError naming ``key``."""
+    if not isinstance(name, str) or not name:
+        raise ConfigError(f"{key}={name!r}: must be a non-empty folder name", params=(key,))
+    if name in (".", "..") or "/" in name or "\\" in name or name.startswith("-"):
+        raise ConfigError(f"{key}={name!r:.80}: must be one folder name (no '/', not '..', not "
+                          "starting with '-'), created inside results_dir", params=(key,))
+    if any(ord(ch) < 32 or ord(ch) == 127 for ch in name):
+        raise ConfigError(f"{key}={name!r:.80}: must not hold control characters (newlines, "
+                          "tabs, ...)", params=(key,))
+    size = len(name.encode("utf-8", "surrogatepass"))
+    if size > MAX_NAME_BYTES:
+        raise ConfigError(f"{key}={name[:40]!r}...: {size} bytes; a folder name holds at most "
+                          f"{MAX_NAME_BYTES}", params=(key,))
+    return name
 
 
 def _named_section(key: str, data: Any) -> dict[str, Any]:
@@ -321,11 +279,11 @@ def parse_config(data: Any) -> SearchConfig:
     if "controller" not in data:
         raise ConfigError("controller: missing section (e.g. controller: {name: evolution})")
     name = data.get("name")
-    if name is not None and (not isinstance(name, str) or not name or "/" in name):
-        raise ConfigError(f"name={name!r}: must be a folder name without '/'")
+    if name is not None:
+        check_run_name(name)
     results_dir = data.get("results_dir", "results")
-    if not isinstance(results_dir, str) or not results_dir:
-        raise ConfigError(f"results_dir={results_dir!r}: must be a path")
+    if not isinstance(results_dir, str) or not results_dir or "\0" in results_dir:
+        raise ConfigError(f"results_dir={results_dir!r:.80}: must be a path")
     reward = data.get("reward")
     return SearchConfig(
         space=_named_section("space", data["space"]),
@@ -381,15 +339,15 @@ def load_config(path: str | Path, overrides: Sequence[str] = ()) -> SearchConfig
     """Read a YAML config, apply overrides and validate its structure."""
     path = Path(path)
     try:
-        text = path.read_text()
+        text = read_text(path, "config", cap=CONFIG_CAP)
     except FileNotFoundError:
         raise UsageError(f"config {str(path)!r}: no such file") from None
-    except OSError as exc:
-        raise UsageError(f"config {str(path)!r}: cannot read ({exc})") from None
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         where = getattr(exc, "problem_mark", None)
         line = f" at line {where.line + 1}" if where else ""
         raise ConfigError(f"config {str(path)!r}: invalid YAML{line}") from None
+    except RecursionError:
+        raise ConfigError(f"config {str(path)!r}: nested too deeply") from None
     return parse_config(apply_overrides(data or {}, overrides))

@@ -18,6 +18,7 @@ __all__ = [
     "UnknownNameError",
     "UnknownOptionError",
     "RefusedNameError",
+    "UntrustedNameError",
     "RunLockedError",
     "TrialFailed",
     "SearchFailed",
@@ -69,6 +70,10 @@ class UnknownOptionError(UsageError):
 
 class RefusedNameError(UsageError):
     """A ``module:attr`` name points to something of the wrong kind; it was not called."""
+
+
+class UntrustedNameError(RefusedNameError):
+    """A ``module:attr`` name read from a file, refused without ``trust_code``; not imported."""
 
 
 class RunLockedError(UsageError):

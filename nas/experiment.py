@@ -25,7 +25,8 @@ if TYPE_CHECKING:
     from nas.search.controller import Controller
     from nas.space import Space
 
-__all__ = ["Experiment", "build_experiment", "eval_settings", "check_evaluator"]
+__all__ = ["Experiment", "build_experiment", "eval_settings", "check_evaluator",
+           "check_training_split"]
 
 
 @dataclass
@@ -56,6 +57,7 @@ def build_experiment(config: SearchConfig) -> Experiment:
     evaluator = check_evaluator(settings.evaluator, settings.evaluator_options)
     _check_devices(config, settings)
     dataset = _named_error("evaluator.dataset", get_dataset, settings)
+    check_training_split(settings, dataset)
     _named_error("space.name", SPACES.get, config.space["name"])
     _named_error("controller.name", CONTROLLERS.get, config.controller["name"])
     space = _prefixed("space", space_for_dataset, config.space["name"], dataset,
@@ -64,6 +66,25 @@ def build_experiment(config: SearchConfig) -> Experiment:
                            space=space, seed=config.search.seed,
                            **config.controller.get("options", {}))
     return Experiment(config, settings, dataset, space, controller, evaluator)
+
+
+def check_training_split(settings: EvalSettings, dataset: Any) -> None:
+    """A training split that can train: every class present and at least one full batch (the
+    last partial batch is dropped, so a batch larger than the split would train nothing and
+    every child would score at chance)."""
+    n_train, classes = int(dataset.summary()["train"]), int(dataset.num_classes)
+    labels = getattr(dataset, "y_train", None)
+    present = classes if labels is None else int((labels.bincount(minlength=classes) > 0).sum())
+    if n_train < classes or present < classes:
+        raise ConfigError(
+            f"evaluator.val_fraction={settings.val_fraction:g}: leaves {n_train} training images "
+            f"for {classes} classes ({classes - present} with none); every class needs at least "
+            "one (lower evaluator.val_fraction or raise evaluator.max_train)")
+    batch = settings.train.batch_size
+    if batch > n_train:
+        raise ConfigError(
+            f"evaluator.batch_size={batch}: larger than the {n_train} training images, so no "
+            f"training step would run; at most {n_train}")
 
 
 def eval_settings(config: SearchConfig) -> EvalSettings:
@@ -106,7 +127,7 @@ def check_evaluator(name: str, options: Mapping[str, Any]) -> Callable[..., Any]
     try:
         fn = EVALUATORS.get(name)
     except UsageError as exc:
-        raise ConfigError(f"evaluator.name: {exc}") from None
+        raise ConfigError(f"evaluator.name: {exc}", params=exc.params) from None
     takes = evaluator_options(fn) or ()
     for key in options:
         if key not in takes:
@@ -166,4 +187,4 @@ def _named_error(path: str, fn: Any, *args: Any) -> Any:
     except ConfigError:
         raise
     except UsageError as exc:
-        raise ConfigError(f"{path}: {exc}") from None
+        raise ConfigError(f"{path}: {exc}", params=exc.params) from None

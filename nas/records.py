@@ -11,13 +11,16 @@ compared through the enum only.
 
 from __future__ import annotations
 
+import math
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from enum import Enum
 from typing import Any
 
 from nas.errors import UsageError
 
-__all__ = ["TrialStatus", "TrialRecord", "STATUSES", "best_of", "budgeted"]
+__all__ = ["TrialStatus", "TrialRecord", "STATUSES", "best_of", "budgeted", "metric_problem",
+           "number_problem", "chance_bound", "at_chance"]
 
 
 class TrialStatus(str, Enum):
@@ -44,6 +47,62 @@ STATUSES = tuple(s.value for s in TrialStatus)
 
 _TYPES: dict[str, type | tuple[type, ...]] = {
     "trial_id": int, "arch_key": str, "arch": dict, "metrics": dict}
+# optional fields: what each may hold besides null
+_OPTIONAL: dict[str, tuple[str, tuple[type, ...]]] = {
+    "error": ("a string", (str,)), "tune_trial_id": ("a string", (str,)),
+    "latency_by": ("a string", (str,)), "timings": ("an object", (dict,)),
+    "device": ("an object", (dict,)), "node": ("an object", (dict,)),
+    "step": ("an integer", (int,)), "reward": ("a number", (int, float)),
+    "started_at": ("a number", (int, float)), "finished_at": ("a number", (int, float))}
+
+
+def _is_number(value: Any) -> bool:
+    return (isinstance(value, int | float) and not isinstance(value, bool)
+            and math.isfinite(value))
+
+
+def number_problem(key: str, value: Any) -> str | None:
+    """What is wrong with the raw metric ``key`` (None: nothing, or not a checked metric).
+
+    Accuracy is a fraction in [0, 1]; latencies are finite and > 0 milliseconds (their
+    percentiles and spread >= 0); params and MACs are non-negative integers. Null is allowed
+    (a failed child has no accuracy).
+    """
+    if value is None:
+        return None
+    if key in ("accuracy", "chance_accuracy"):
+        ok, allowed = _is_number(value) and 0 <= value <= 1, "a number in [0, 1]"
+    elif key == "latency_ms":
+        ok, allowed = _is_number(value) and value > 0, "a finite number > 0"
+    elif key in ("latency_p10_ms", "latency_p90_ms", "latency_spread"):
+        ok, allowed = _is_number(value) and value >= 0, "a finite number >= 0"
+    elif key in ("params", "macs"):
+        ok = isinstance(value, int) and not isinstance(value, bool) and value >= 0
+        allowed = "a non-negative integer"
+    else:
+        return None
+    return None if ok else f"{key}={value!r:.40}: must be {allowed}"
+
+
+def metric_problem(metrics: Mapping[str, Any]) -> str | None:
+    """The first problem of a record's raw metrics (see :func:`number_problem`), or None."""
+    for key, value in metrics.items():
+        problem = number_problem(key, value)
+        if problem:
+            return f"metrics.{problem}"
+    return None
+
+
+def _check_optional(data: Mapping[str, Any], where: str) -> None:
+    for key, (words, kinds) in _OPTIONAL.items():
+        value = data.get(key)
+        if value is None:
+            continue
+        bad = not isinstance(value, kinds) or isinstance(value, bool)
+        if not bad and kinds[0] in (int, float):
+            bad = not math.isfinite(value)
+        if bad:
+            raise UsageError(f"{where}: {key} {value!r:.40} is not {words}")
 
 
 @dataclass
@@ -99,12 +158,32 @@ class TrialRecord:
             value = data[key]
             if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
                 raise UsageError(f"{where}: {key} {value!r} is not a {kind.__name__}")
+        _check_optional(data, where)
+        problem = metric_problem(data["metrics"])
+        if problem:
+            raise UsageError(f"{where}: {problem}")
         known = {f for f in cls.__dataclass_fields__}
         values = {k: v for k, v in data.items() if k in known}
         values["status"] = TrialStatus.parse(data["status"], where)
         for key in ("timings", "device", "node"):
             values[key] = dict(values.get(key) or {})
         return cls(**values)
+
+
+def chance_bound(num_classes: int, n_val: int) -> float | None:
+    """The validation accuracy at or under which a child learned nothing: chance (1/K) plus two
+    standard errors of guessing on ``n_val`` images (None without two classes and an image)."""
+    if num_classes < 2 or n_val < 1:
+        return None
+    chance = 1.0 / num_classes
+    return chance + 2.0 * math.sqrt(chance * (1.0 - chance) / n_val)
+
+
+def at_chance(metrics: Mapping[str, Any]) -> bool:
+    """Whether a record's accuracy is at or under its ``chance_accuracy`` (see
+    :func:`chance_bound`; the evaluation stores it with every child)."""
+    bound, accuracy = metrics.get("chance_accuracy"), metrics.get("accuracy")
+    return _is_number(bound) and _is_number(accuracy) and accuracy <= bound
 
 
 def budgeted(records: list[TrialRecord]) -> int:
@@ -120,4 +199,5 @@ def best_of(records: list[TrialRecord]) -> dict[str, Any] | None:
         return None
     top = max(scored, key=lambda r: r.reward)
     return {"reward": top.reward, "trial_id": top.trial_id, "arch_key": top.arch_key,
-            "accuracy": top.metrics.get("accuracy"), "latency_ms": top.metrics.get("latency_ms")}
+            "accuracy": top.metrics.get("accuracy"), "latency_ms": top.metrics.get("latency_ms"),
+            "at_chance": at_chance(top.metrics)}

@@ -2,29 +2,42 @@
 
 Built-in entries live in the packages named by each registry (``search_spaces``, ``controllers``,
 ``nas.evaluation.evaluate``) and are imported the first time a registry is read, so registering
-costs nothing
-at import time. A name of the form ``"package.module:attribute"`` is imported instead of looked up,
-so users can point a config at their own code without registering it.
+costs nothing at import time. Installed packages add entries through entry points (groups
+``mnas.spaces``, ``mnas.controllers``, ``mnas.evaluators``), loaded when their name is asked for;
+user code adds them with the ``register_*`` decorators.
 
-Names come from files (configs, run folders, architecture cards), so nothing a name points to is
-called before its kind is checked: a space must be a :class:`nas.Space` subclass, a controller a
-:class:`nas.search.controller.Controller` subclass, an evaluator a Python function marked with
-:func:`evaluator` (or registered). ``"os:system"``, ``"subprocess:getoutput"`` or
-``"builtins:exec"`` are refused with a :class:`UsageError` naming what was found; importing the
-module is the only thing that happens (``os`` and the like run no code of the file's choosing).
+A name of the form ``"package.module:attribute"`` is imported instead of looked up, so users can
+point a config at their own code without registering it. Importing a module runs its top-level
+code, and the module is the name's choice, so where the name comes from decides:
+
+- typed by the user (the command line, the config they run, a call in their own code): imported;
+- read from a file mnas did not just get from the user (a run folder, an architecture card, a
+  weights file): refused with one line, unless the user says they trust it (``--trust-code``,
+  ``trust_code=True``); readers mark such names with :func:`names_from`.
+
+Either way the name must be dotted identifiers (no relative or ``__main__`` modules), and nothing
+it points to is called before its kind is checked: a space must be a :class:`nas.Space`
+subclass, a controller a :class:`nas.search.controller.Controller` subclass, an evaluator a
+Python function marked with :func:`evaluator` (or registered).
 """
 
 from __future__ import annotations
 
 import importlib
+import importlib.metadata
 import inspect
-from collections.abc import Callable, Collection
+import sys
+from collections.abc import Callable, Collection, Iterator, Mapping
+from contextlib import contextmanager
+from contextvars import ContextVar
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from nas.errors import (
     RefusedNameError,
     UnknownNameError,
     UnknownOptionError,
+    UntrustedNameError,
     UsageError,
     did_you_mean,
 )
@@ -38,6 +51,10 @@ __all__ = [
     "register_controller",
     "register_evaluator",
     "import_object",
+    "names_from",
+    "code_names",
+    "own_module",
+    "untrusted_error",
     "get_space",
     "get_controller",
     "evaluator",
@@ -52,11 +69,80 @@ if TYPE_CHECKING:
 T = TypeVar("T")
 
 
-def import_object(path: str, *, kind: str = "object") -> Any:
-    """Import ``"package.module:attribute"`` (attribute may be dotted)."""
+_SOURCE: ContextVar[tuple[str, bool] | None] = ContextVar("mnas_name_source", default=None)
+
+
+@contextmanager
+def names_from(source: str | Path, *, trust_code: bool = False) -> Iterator[None]:
+    """Names resolved inside the block were read from the file ``source``.
+
+    A ``"package.module:attribute"`` name is then refused (:class:`UntrustedNameError`, naming
+    ``source``) unless ``trust_code``; registered names work as everywhere.
+    """
+    token = _SOURCE.set((str(source), bool(trust_code)))
+    try:
+        yield
+    finally:
+        _SOURCE.reset(token)
+
+
+OWN_PACKAGES = ("nas", "search_spaces", "controllers")
+
+
+def own_module(module_name: str) -> bool:
+    """Whether ``module_name`` lies in mnas's own packages: importing it runs only mnas's code,
+    which is running already (its ``__main__`` modules are refused anyway)."""
+    return module_name.split(".")[0] in OWN_PACKAGES
+
+
+def code_names(config: Mapping[str, Any]) -> list[str]:
+    """The names of plain config data's ``space``, ``controller`` and ``evaluator`` that would
+    import code from outside mnas (``package.module:attr``), as ``"space.name 'pkg.mod:S'"``;
+    a run folder holding one resumes only with ``trust_code``."""
+    found = []
+    for section in ("space", "controller", "evaluator"):
+        part = config.get(section)
+        name = part.get("name") if isinstance(part, Mapping) else None
+        if isinstance(name, str) and ":" in name and not own_module(name.partition(":")[0]):
+            found.append(f"{section}.name {name!r}")
+    return found
+
+
+def untrusted_error(names: list[str], source: str | Path) -> UntrustedNameError:
+    """The refusal of the ``module:attr`` ``names`` a file ``source`` holds (one line); each
+    name is shown as given (e.g. ``"space.name 'pkg.mod:Space'"``)."""
+    shown = ", ".join(names)
+    return UntrustedNameError(
+        f"{shown} in {source}: a 'module:attribute' name read from a file is not imported "
+        "(importing runs that module's code); pass trust_code=True if you trust the file, or "
+        "register the object under a name", params=("trust_code",))
+
+
+def _check_path(path: str, kind: str) -> tuple[str, str]:
+    """``(module, attribute)`` of a well-formed name, else a one-line UsageError."""
     module_name, sep, attr = path.partition(":")
     if not sep or not module_name or not attr:
         raise UsageError(f"{kind} {path!r}: expected 'package.module:attribute'")
+    if not all(part.isidentifier() for part in module_name.split(".")):
+        raise UsageError(f"{kind} {path!r}: the module must be an absolute dotted name "
+                         "(no relative '.module', no spaces)")
+    if "__main__" in module_name.split("."):
+        raise RefusedNameError(f"{kind} {path!r}: a __main__ module runs a program when "
+                               "imported; refusing to import it")
+    if not all(part.isidentifier() for part in attr.split(".")):
+        raise UsageError(f"{kind} {path!r}: the attribute must be a dotted name")
+    source = _SOURCE.get()
+    if source is not None and not source[1] and not own_module(module_name):
+        raise untrusted_error([f"{kind} {path!r}"], source[0])
+    return module_name, attr
+
+
+def import_object(path: str, *, kind: str = "object") -> Any:
+    """Import ``"package.module:attribute"`` (attribute may be dotted).
+
+    Inside :func:`names_from` without ``trust_code`` it is refused before anything is imported.
+    """
+    module_name, attr = _check_path(path, kind)
     try:
         obj: Any = importlib.import_module(module_name)
     except ImportError as exc:
@@ -128,13 +214,16 @@ class Registry:
     """
 
     def __init__(self, kind: str, builtin_modules: tuple[str, ...] = (),
-                 accepts: Callable[[Any], bool] | None = None, expected: str = "") -> None:
+                 accepts: Callable[[Any], bool] | None = None, expected: str = "",
+                 group: str | None = None) -> None:
         self.kind = kind
         self._builtin_modules = builtin_modules
         self._accepts = accepts
         self.expected = expected
+        self.group = group
         self._loaded = False
         self._entries: dict[str, Any] = {}
+        self._scanned: tuple[tuple[str, ...], dict[str, Any]] | None = None
 
     def register(self, name: str) -> Callable[[T], T]:
         """Decorator registering its target under ``name`` (a second, different target raises)."""
@@ -167,14 +256,39 @@ class Registry:
             for module in self._builtin_modules:
                 importlib.import_module(module)
 
+    def _entry_points(self) -> dict[str, importlib.metadata.EntryPoint]:
+        """Installed packages' entry points of this registry's group, by name (not loaded)."""
+        if self.group is None:
+            return {}
+        key = tuple(sys.path)  # scanned again when the import path changes
+        if self._scanned is None or self._scanned[0] != key:
+            found = {ep.name: ep for ep in importlib.metadata.entry_points(group=self.group)}
+            self._scanned = (key, found)
+        return self._scanned[1]
+
+    def _load_entry_point(self, name: str) -> bool:
+        """Register the installed entry point ``name`` (its package is trusted: the user
+        installed it); False when there is none."""
+        ep = self._entry_points().get(name)
+        if ep is None or ":" in name:
+            return False
+        try:
+            obj = ep.load()
+        except Exception as exc:  # a broken plug-in: one line naming it
+            raise UsageError(f"{self.kind} {name!r}: entry point {ep.value!r} of "
+                             f"{self.group!r} cannot be loaded ({type(exc).__name__}: {exc})"
+                             ) from None
+        self.register(name)(obj)
+        return True
+
     def names(self) -> list[str]:
-        """Registered names, sorted."""
+        """Registered names and installed entry points, sorted."""
         self._load_builtins()
-        return sorted(self._entries)
+        return sorted({*self._entries, *self._entry_points()})
 
     def __contains__(self, name: object) -> bool:
         self._load_builtins()
-        return name in self._entries
+        return name in self._entries or (isinstance(name, str) and name in self._entry_points())
 
     def _check_kind(self, name: str, obj: Any) -> None:
         if self._accepts is not None and not self._accepts(obj):
@@ -188,12 +302,15 @@ class Registry:
             self._check_kind(name, obj)
             return obj
         self._load_builtins()
+        if isinstance(name, str) and name not in self._entries:
+            self._load_entry_point(name)
         try:
             return self._entries[name]
         except (KeyError, TypeError):
+            known = self.names()
             raise UnknownNameError(
-                f"unknown {self.kind} {name!r}{did_you_mean(name, self._entries)}; known: "
-                f"{', '.join(sorted(self._entries))} (or 'package.module:attribute')"
+                f"unknown {self.kind} {name!r}{did_you_mean(name, known)}; known: "
+                f"{', '.join(known)} (or 'package.module:attribute')"
             ) from None
 
     def create(self, name: str, /, **options: Any) -> Any:
@@ -222,12 +339,13 @@ def _qualname(obj: Any) -> str:
     return f"{getattr(obj, '__module__', '?')}.{getattr(obj, '__qualname__', repr(obj))}"
 
 
-SPACES = Registry("space", ("search_spaces",), _is_subclass("space"), "a nas.Space subclass")
+SPACES = Registry("space", ("search_spaces",), _is_subclass("space"), "a nas.Space subclass",
+                  group="mnas.spaces")
 CONTROLLERS = Registry("controller", ("controllers",), _is_subclass("controller"),
-                       "a nas.search.controller.Controller subclass")
+                       "a nas.search.controller.Controller subclass", group="mnas.controllers")
 EVALUATORS = Registry("evaluator", ("nas.evaluation.evaluate", "nas.supernet.evaluator"),
                       lambda f: evaluator_options(f) is not None,
-                      "a function marked with @nas.evaluator")
+                      "a function marked with @nas.evaluator", group="mnas.evaluators")
 
 register_space = SPACES.register
 register_controller = CONTROLLERS.register

@@ -22,6 +22,7 @@ Every file is checked when read: a malformed line of ``trials.jsonl``, ``run.jso
 from __future__ import annotations
 
 import fcntl
+import io
 import json
 import logging
 import math
@@ -35,29 +36,33 @@ from typing import Any
 import yaml
 
 from nas._faults import crash_point
+from nas._fs import (
+    SymlinkError,
+    append_line,
+    check_writable_folder,
+    open_lock,
+    read_bytes,
+    read_text,
+    remove_files,
+    user_dir,
+    write_atomic,
+)
+from nas.config import check_run_name
 from nas.errors import RunLockedError, UsageError
 from nas.frame import trials_frame
+from nas.readback import JSONL_CAP, TRIALS, read_final, read_trials
 from nas.records import TrialRecord
 
 __all__ = ["RunDir", "read_trials", "trials_frame", "clean_json"]
 
 log = logging.getLogger(__name__)
 
-TRIALS = "trials.jsonl"
 CONFIG = "config.yaml"
 CONTROLLER = "controller.json"
 META = "run.json"
 LOCK = "driver.lock"
 FINAL = "remeasured.jsonl"
-
-
-def _atomic_write(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", encoding="utf-8") as fh:
-        fh.write(text)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
+TEXT_CAP = 16 << 20  # config.yaml, run.json
 
 
 def clean_json(obj: Any) -> Any:
@@ -73,40 +78,6 @@ def clean_json(obj: Any) -> Any:
     return str(obj)
 
 
-def read_trials(path: str | Path) -> list[TrialRecord]:
-    """Records of ``trials.jsonl`` (a file or a run folder), each checked.
-
-    A torn last line (a crash mid-write) is skipped; any other bad line (not JSON, not an object,
-    a missing key, an unknown status, a trial id seen before) raises :class:`UsageError` naming
-    the file and the line.
-    """
-    path = Path(path)
-    if path.is_dir():
-        path = path / TRIALS
-    if not path.exists():
-        return []
-    lines = path.read_text(encoding="utf-8").split("\n")
-    records: list[TrialRecord] = []
-    seen: dict[int, int] = {}
-    for i, line in enumerate(lines):
-        if not line.strip():
-            continue
-        try:
-            data = json.loads(line)
-        except json.JSONDecodeError:
-            if i == len(lines) - 1:  # the unterminated last line: torn by a crash
-                log.warning("%s: skipping a torn last line", path)
-                continue
-            raise UsageError(f"{path}: line {i + 1} is not valid JSON") from None
-        record = TrialRecord.from_dict(data, f"{path}: line {i + 1}")
-        first = seen.setdefault(record.trial_id, i + 1)
-        if first != i + 1:
-            raise UsageError(f"{path}: line {i + 1} repeats trial_id {record.trial_id} of line "
-                             f"{first}; remove one of them")
-        records.append(record)
-    return records
-
-
 class RunDir:
     """One run folder. Create with :meth:`create`, reopen with :meth:`open`."""
 
@@ -116,13 +87,12 @@ class RunDir:
 
     @staticmethod
     def new_path(results_dir: str | Path, name: str) -> Path:
-        """``results_dir/name`` for a new run: one folder name, inside ``results_dir``, unused."""
-        if (not isinstance(name, str) or not name or name in (".", "..") or "/" in name
-                or "\\" in name or name.startswith("-") or "\0" in name):
-            raise UsageError(f"name={name!r}: must be one folder name (no '/', not '..'), "
-                             "created inside results_dir", params=("name",))
+        """``results_dir/name`` for a new run: one folder name (:func:`nas.config.check_run_name`),
+        inside a ``results_dir`` that is (or can be made) a writable folder, unused."""
+        check_run_name(name)
+        check_writable_folder(results_dir, "results_dir")
         path = Path(results_dir) / name
-        if path.exists():
+        if os.path.lexists(path):
             raise UsageError(f"run folder {str(path)!r} exists; continue it with `nas resume "
                              f"{path}` or choose another name", params=("name",))
         return path
@@ -133,15 +103,15 @@ class RunDir:
         """Make ``results_dir/name`` (which must not exist) and write ``config.yaml``; with
         ``lock`` (the command's name), hold the folder's lock from the start."""
         path = cls.new_path(results_dir, name)
-        path.parent.mkdir(parents=True, exist_ok=True)
+        user_dir(path.parent, "results_dir")  # the user's folder: a link there is their choice
         try:
-            path.mkdir()
+            path.mkdir()  # never through a link: one planted under the name fails as existing
         except FileExistsError:
             raise UsageError(f"run folder {str(path)!r} exists; choose another --name") from None
         run = cls(path)
         if lock:
             run.lock(lock)
-        _atomic_write(run.config_path, yaml.safe_dump(clean_json(config), sort_keys=False))
+        write_atomic(run.config_path, yaml.safe_dump(clean_json(config), sort_keys=False))
         run.write_meta({"status": "created", "segments": 0})
         return run
 
@@ -154,7 +124,7 @@ class RunDir:
         """
         if self._lock_fd is not None:
             return
-        fd = os.open(self.path / LOCK, os.O_RDWR | os.O_CREAT, 0o644)
+        fd = open_lock(self.path / LOCK)  # a planted link or pipe is refused
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
@@ -181,8 +151,8 @@ class RunDir:
     def lock_holder(self) -> dict[str, Any] | None:
         """Who holds (or last held) the lock: ``{pid, host, since, command}``."""
         try:
-            data = json.loads((self.path / LOCK).read_text(encoding="utf-8"))
-        except (OSError, ValueError):
+            data = json.loads(read_bytes(self.path / LOCK, "lock file", cap=TEXT_CAP))
+        except (OSError, ValueError, UsageError):
             return None
         return data if isinstance(data, dict) else None
 
@@ -191,7 +161,7 @@ class RunDir:
         if self._lock_fd is not None:
             return False
         try:
-            fd = os.open(self.path / LOCK, os.O_RDONLY)
+            fd = os.open(self.path / LOCK, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
         except OSError:
             return False
         try:
@@ -249,13 +219,15 @@ class RunDir:
     def read_config(self) -> dict[str, Any]:
         """The resolved configuration (a YAML mapping; errors name the file and line)."""
         try:
-            data = yaml.safe_load(self.config_path.read_text(encoding="utf-8"))
+            data = yaml.safe_load(read_text(self.config_path, "run config", cap=TEXT_CAP))
         except yaml.YAMLError as exc:
             mark = getattr(exc, "problem_mark", None)
             line = f" at line {mark.line + 1}" if mark is not None else ""
             raise UsageError(f"{self.config_path}: invalid YAML{line}") from None
-        except (OSError, UnicodeDecodeError) as exc:
-            raise UsageError(f"{self.config_path}: cannot read ({exc})") from None
+        except FileNotFoundError:
+            raise UsageError(f"{self.config_path}: no such file") from None
+        except RecursionError:
+            raise UsageError(f"{self.config_path}: nested too deeply to be ours") from None
         if not isinstance(data, dict):
             raise UsageError(f"{self.config_path}: must hold a mapping of config sections")
         return data
@@ -263,12 +235,9 @@ class RunDir:
     def append_trial(self, record: TrialRecord | Mapping[str, Any]) -> None:
         """Append one finished trial (one line, flushed and fsynced); a mapping is checked."""
         if not isinstance(record, TrialRecord):
-            record = TrialRecord.from_dict(dict(record), "append_trial")
+            record = TrialRecord.from_dict(clean_json(dict(record)), "append_trial")
         line = json.dumps(clean_json(record.to_dict()), allow_nan=False, separators=(",", ":"))
-        with open(self.trials_path, "a", encoding="utf-8") as fh:
-            fh.write(line + "\n")
-            fh.flush()
-            os.fsync(fh.fileno())
+        append_line(self.trials_path, line)
 
     def trials(self) -> list[TrialRecord]:
         """Finished trial records, in the order they finished."""
@@ -284,40 +253,21 @@ class RunDir:
         if not isinstance(entry.get("arch_key"), str):
             raise UsageError(f"append_final_latency: entry needs an arch_key, got {entry!r:.80}")
         line = json.dumps(clean_json(dict(entry)), allow_nan=False, separators=(",", ":"))
-        with open(self.final_path, "a", encoding="utf-8") as fh:
-            fh.write(line + "\n")
-            fh.flush()
-            os.fsync(fh.fileno())
+        append_line(self.final_path, line)
 
     def final_latencies(self) -> dict[str, dict[str, Any]]:
         """Architecture key -> its latest final latency (empty when none was re-measured)."""
-        if not self.final_path.exists():
-            return {}
-        out: dict[str, dict[str, Any]] = {}
-        lines = self.final_path.read_text(encoding="utf-8").splitlines()
-        for number, line in enumerate(lines, start=1):
-            try:
-                entry = json.loads(line)
-            except json.JSONDecodeError as exc:
-                if number == len(lines):  # a torn last line (a crash mid-write)
-                    break
-                raise UsageError(f"{self.final_path}:{number}: not JSON ({exc.msg})") from None
-            number_ok = isinstance(entry, dict) and isinstance(entry.get("latency_ms"), int | float)
-            if not number_ok or not isinstance(entry.get("arch_key"), str):
-                raise UsageError(f"{self.final_path}:{number}: expected an object with arch_key "
-                                 "and latency_ms")
-            out[entry["arch_key"]] = entry
-        return out
+        return read_final(self.final_path)
 
     def repair_trials(self) -> int:
         """Drop a torn last line (after a crash) so appends start on a clean line."""
-        if not self.trials_path.exists():
+        try:
+            data = read_bytes(self.trials_path, "run file", cap=JSONL_CAP)
+        except FileNotFoundError:
             return 0
-        text = self.trials_path.read_text(encoding="utf-8")
-        if not text or text.endswith("\n"):
+        if not data or data.endswith(b"\n"):
             return 0
-        keep = text[: text.rfind("\n") + 1]
-        _atomic_write(self.trials_path, keep)
+        write_atomic(self.trials_path, data[: data.rfind(b"\n") + 1])
         return 1
 
     def save_controller(self, controller: Any) -> None:
@@ -335,11 +285,11 @@ class RunDir:
     def meta(self) -> dict[str, Any]:
         """``run.json`` contents (errors name the file and line)."""
         path = self.path / META
-        if not path.exists():
-            return {}
         try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except (ValueError, UnicodeDecodeError) as exc:
+            data = json.loads(read_bytes(path, "run file", cap=TEXT_CAP))
+        except FileNotFoundError:
+            return {}
+        except (ValueError, RecursionError) as exc:
             line = f" (line {exc.lineno})" if isinstance(exc, json.JSONDecodeError) else ""
             raise UsageError(f"{path}: not valid JSON{line}; `nas resume {self.path} "
                              "--rebuild-state` rewrites it") from None
@@ -350,31 +300,32 @@ class RunDir:
 
     def reset_meta(self, updates: Mapping[str, Any]) -> None:
         """Replace ``run.json`` (a rebuild)."""
-        _atomic_write(self.path / META, json.dumps(clean_json(updates), indent=2))
+        write_atomic(self.path / META, json.dumps(clean_json(updates), indent=2))
 
     def write_meta(self, updates: Mapping[str, Any]) -> dict[str, Any]:
         """Merge ``updates`` into ``run.json``."""
         meta = {**self.meta(), **clean_json(updates)}
-        _atomic_write(self.path / META, json.dumps(meta, indent=2))
+        write_atomic(self.path / META, json.dumps(meta, indent=2))
         return meta
 
     def write_parquet(self) -> Path | None:
         """``trials.parquet`` from the trials store (None if pyarrow is unavailable)."""
         frame = trials_frame(self.trials(), self.final_latencies())
         out = self.path / "trials.parquet"
-        tmp = out.with_name(out.name + ".tmp")
+        buffer = io.BytesIO()
         try:
-            frame.to_parquet(tmp, index=False)
+            frame.to_parquet(buffer, index=False)
         except ImportError:
             log.warning("pyarrow is not installed: skipping %s", out)
             return None
         crash_point("final_write")
-        os.replace(tmp, out)  # a kill mid-write leaves the old file (or none), never a torn one
-        return out
+        return write_atomic(out, buffer.getvalue())  # a kill leaves the old file (or none)
 
     def drop_tune_pickles(self) -> int:
-        """Delete the pickles Ray Tune wrote into ``tune/`` (mnas never reads them)."""
-        found = list(self.tune_dir.rglob("*.pkl")) if self.tune_dir.exists() else []
-        for path in found:
-            path.unlink(missing_ok=True)
-        return len(found)
+        """Delete the pickles Ray Tune wrote into ``tune/`` (mnas never reads them); a linked
+        ``tune/`` is left alone and linked sub-folders are not entered."""
+        try:
+            return remove_files(self.tune_dir, ".pkl")
+        except SymlinkError as exc:  # refused before Tune started; runs in a finally block
+            log.warning("%s", exc)
+            return 0

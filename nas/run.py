@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +26,8 @@ class Run:
         run.export(rank=1)                  # arch.json, model.pt2, model.onnx, weights
     """
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, *, trust_code: bool = False) -> None:
+        self.trust_code = bool(trust_code)
         self.dir = RunDir.open(path)
         self.path = self.dir.path
         self.config = self.dir.read_config()
@@ -80,7 +82,15 @@ class Run:
         from nas.export.card import export_trial
 
         reward = self.reward(target_ms, target=target, alpha=alpha, beta=beta)
-        return export_trial(self, rank=rank, trial_id=trial_id, reward=reward, **options)
+        with self.names():
+            return export_trial(self, rank=rank, trial_id=trial_id, reward=reward, **options)
+
+    def names(self) -> AbstractContextManager[None]:
+        """A block in which the names of the run's config are read from its ``config.yaml``: a
+        ``module:attr`` one is imported only if the run was loaded with ``trust_code=True``."""
+        from nas.registry import names_from
+
+        return names_from(self.dir.config_path, trust_code=self.trust_code)
 
     def __len__(self) -> int:
         return len(self.records)
@@ -89,6 +99,10 @@ class Run:
         return f"Run({str(self.path)!r}, trials={len(self)})"
 
 
-def load_run(path: str | Path) -> Run:
-    """Load a run folder, finished or not; ``load_run(p).trials`` is the trials DataFrame."""
-    return Run(path)
+def load_run(path: str | Path, *, trust_code: bool = False) -> Run:
+    """Load a run folder, finished or not; ``load_run(p).trials`` is the trials DataFrame.
+
+    ``trust_code``: import the ``module:attr`` names its ``config.yaml`` holds (a custom space)
+    when a method needs the space (export, block strings); registered names never need it.
+    """
+    return Run(path, trust_code=trust_code)

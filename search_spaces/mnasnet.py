@@ -44,7 +44,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from nas._checks import check_choice, check_int, check_number
+from nas._checks import MAX_INPUT_SIZE, check_choice, check_int, check_number
 from nas.errors import UsageError
 from nas.registry import register_space
 from nas.space import Arch, Choice, LatencyUnit, Space
@@ -127,6 +127,9 @@ def _unique(values: Sequence[int]) -> tuple[int, ...]:
 
 
 OPT = "mnasnet option "
+# bounds that keep a typo from building a network that never finishes (MobileNetV2's skeleton:
+# 7 rows, at most 4 repeats, at most 320 channels)
+MAX_ROWS, MAX_REPEATS, MAX_CHANNELS = 16, 16, 4096
 
 
 def _check_skeleton(skeleton: Any) -> tuple[tuple[int, int, int], ...]:
@@ -138,8 +141,9 @@ def _check_skeleton(skeleton: Any) -> tuple[tuple[int, int, int], ...]:
             )
         return SKELETONS[skeleton]
     rows = []
-    if not isinstance(skeleton, Sequence) or not skeleton:
-        raise UsageError("mnasnet option skeleton: must be a name or a non-empty list of rows")
+    if not isinstance(skeleton, Sequence) or not skeleton or len(skeleton) > MAX_ROWS:
+        raise UsageError(f"mnasnet option skeleton: must be a name or a list of 1 to {MAX_ROWS} "
+                         "rows")
     for i, row in enumerate(skeleton):
         if isinstance(row, dict):
             row = (row.get("channels"), row.get("repeats"), row.get("stride"))
@@ -147,8 +151,8 @@ def _check_skeleton(skeleton: Any) -> tuple[tuple[int, int, int], ...]:
             raise UsageError(
                 f"mnasnet option skeleton[{i}]={row!r}: expected [channels, repeats, stride]"
             )
-        c = check_int(f"{OPT}skeleton[{i}].channels", row[0])
-        r = check_int(f"{OPT}skeleton[{i}].repeats", row[1])
+        c = check_int(f"{OPT}skeleton[{i}].channels", row[0], maximum=MAX_CHANNELS)
+        r = check_int(f"{OPT}skeleton[{i}].repeats", row[1], maximum=MAX_REPEATS)
         s = row[2]
         if s not in (1, 2) or isinstance(s, bool):
             raise UsageError(f"mnasnet option skeleton[{i}].stride={s!r}: allowed values: 1, 2")
@@ -192,12 +196,14 @@ class MnasNetSpace(Space):
     ) -> None:
         rows = _check_skeleton(skeleton)
         options = {
-            "input_size": check_int(OPT + "input_size", input_size),
-            "num_classes": check_int(OPT + "num_classes", num_classes),
-            "in_channels": check_int(OPT + "in_channels", in_channels),
+            "input_size": check_int(OPT + "input_size", input_size, maximum=MAX_INPUT_SIZE),
+            "num_classes": check_int(OPT + "num_classes", num_classes, maximum=100_000),
+            "in_channels": check_int(OPT + "in_channels", in_channels, maximum=64),
             "width_mult": check_number(OPT + "width_mult", width_mult, maximum=8, strict=True),
-            "stem_channels": check_int(OPT + "stem_channels", stem_channels),
-            "head_channels": check_int(OPT + "head_channels", head_channels),
+            "stem_channels": check_int(OPT + "stem_channels", stem_channels,
+                                       maximum=MAX_CHANNELS),
+            "head_channels": check_int(OPT + "head_channels", head_channels,
+                                       maximum=4 * MAX_CHANNELS),
             "skeleton": skeleton if isinstance(skeleton, str) else [list(r) for r in rows],
             "activation": check_choice(OPT + "activation", activation, tuple(ACTIVATIONS)),
             "dropout": check_number(OPT + "dropout", dropout, maximum=1, strict_max=True),

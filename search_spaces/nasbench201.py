@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from nas._checks import MAX_INPUT_SIZE
 from nas.errors import InvalidArchError, UsageError
 from nas.registry import register_space
 from nas.space import Arch, Choice, Space
@@ -29,9 +30,17 @@ def _label(to: int, frm: int) -> str:
     return f"node{to}.from{frm}"
 
 
+# bounds that keep a typo from building a network that never finishes (the benchmark's own
+# network: 16 channels, 5 cells per stage, 32 px)
+_MAXIMA = {"num_classes": 100_000, "input_size": MAX_INPUT_SIZE, "in_channels": 64,
+           "channels": 1024, "cells_per_stage": 32}
+
+
 def _positive_int(name: str, value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-        raise UsageError(f"nasbench201 option {name}={value!r}: must be a positive integer")
+    top = _MAXIMA[name]
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 < value <= top:
+        raise UsageError(f"nasbench201 option {name}={value!r}: must be an integer in "
+                         f"[1, {top:,}]")
     return value
 
 

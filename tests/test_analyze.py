@@ -260,3 +260,31 @@ def test_repeated_architectures_are_one_row_with_mean_and_spread():
     assert math.isnan(top.iloc[0]["reward_std"])  # one evaluation: no spread
     front = pareto_front(frame)
     assert sorted(front["arch_key"]) == ["a", "b"] and front["arch_key"].is_unique
+
+
+def test_children_at_chance_are_named_in_the_warnings(tmp_path):
+    """Accuracy at or under the stored chance bound: the analysis says how many, and how many
+    of them the top table holds."""
+    from nas.records import chance_bound
+
+    bound = chance_bound(10, 288)
+    assert bound == pytest.approx(0.1 + 2 * math.sqrt(0.1 * 0.9 / 288))
+    run = RunDir.create(tmp_path, "chance", CONFIG)
+    for record in crafted_records():
+        record["metrics"]["chance_accuracy"] = bound
+        if record["trial_id"] in (0, 6):
+            record["metrics"]["accuracy"] = 0.1
+        run.append_trial(record)
+    result = nas.load_run(run.path).analyze(k=3)
+    warned = [w for w in result.warnings if "at chance" in w]
+    assert len(warned) == 1 and warned[0].startswith("2 of 5 complete children scored at chance")
+    assert "in the top 3" in warned[0]
+    assert not [w for w in analyze_warnings(tmp_path) if "at chance" in w]
+
+
+def analyze_warnings(tmp_path):
+    run = RunDir.create(tmp_path, "fine", CONFIG)
+    for record in crafted_records():
+        record["metrics"]["chance_accuracy"] = 0.15
+        run.append_trial(record)
+    return nas.load_run(run.path).analyze().warnings

@@ -7,7 +7,8 @@ import json
 import numpy as np
 import pytest
 
-from nas.config import Constraints, parse_config
+from nas.config import parse_config
+from nas.constraints import Constraints
 from nas.errors import ConfigError
 from nas.evaluation.data import load_dataset
 from nas.evaluation.evaluate import EvalSettings, evaluate_arch

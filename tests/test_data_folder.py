@@ -268,7 +268,8 @@ def test_search_config_maps_the_image_keys(folder, monkeypatch):
     base = {"space": {"name": "nasbench201", "options": {"channels": 4, "cells_per_stage": 1}},
             "controller": {"name": "random"}, "search": {"trials": 1}}
     monkeypatch.chdir(folder.parent)  # a relative folder reaches the workers as an absolute one
-    ev = {"dataset": f"folder:{folder.name}", "stream": True, "num_workers": 0, "image_size": 8}
+    ev = {"dataset": f"folder:{folder.name}", "stream": True, "num_workers": 0, "image_size": 8,
+          "batch_size": 8}
     exp = build_experiment(parse_config({**base, "evaluator": ev}))
     assert exp.settings.dataset == f"folder:{folder}"
     assert isinstance(exp.dataset, StreamedImages) and exp.dataset.input_shape == (3, 8, 8)

@@ -263,7 +263,7 @@ def test_bad_cards(exported, tmp_path):
     with pytest.raises(UsageError, match="b1.kernel: value 7 is not allowed"):
         build_from_card(edited)
     (edited / "arch.json").write_text("{not json")
-    with pytest.raises(UsageError, match="cannot read JSON"):
+    with pytest.raises(UsageError, match="not valid JSON"):
         build_from_card(edited)
     with pytest.raises(UsageError, match="no such file"):
         build_from_card(tmp_path / "missing.json")

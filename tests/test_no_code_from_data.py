@@ -1,6 +1,7 @@
-"""No code from data: a name in a card, a config or a run folder is kind-checked before anything
-is called. Each payload would create a marker file if it ran; every command must refuse it with
-exit 2 and one line naming the key and what was found, and the marker must not exist."""
+"""No code from data: a ``module:attr`` name read from a card or a run folder is not even imported
+without ``--trust-code``, and any name (typed in a config, or trusted) is kind-checked before
+anything is called. Each payload would create a marker file if it ran; every command must refuse
+it with exit 2 and one line naming the key and what was found, and the marker must not exist."""
 
 from __future__ import annotations
 
@@ -37,24 +38,34 @@ def no_ray(monkeypatch):
     monkeypatch.setattr(nas.runner.driver, "start_ray", refuse)
 
 
-def refused(capsys, command, key, marker):
+def refused(capsys, command, key, marker, trusted=True):
     err = capsys.readouterr().err.strip()
     assert err.startswith(f"nas {command}: error:") and "\n" not in err, err
-    assert key in err and "refusing to use it" in err and "found the" in err, err
+    if trusted:  # imported, then refused for its kind
+        assert key in err and "refusing to use it" in err and "found the" in err, err
+    else:  # never imported
+        assert key in err and "read from a file is not imported" in err, err
+        assert "pass --trust-code" in err, err
     assert not marker.exists(), "the payload ran"
+
+
+TRUST = pytest.mark.parametrize("trust", [[], ["--trust-code"]], ids=["untrusted", "trusted"])
 
 
 @pytest.mark.parametrize("index", range(5))
 @pytest.mark.parametrize("argv", [["build"], ["cost", "--arch"], ["latency", "--arch"],
                                   ["evaluate", "--arch"]])
-def test_cards(tmp_path, capsys, index, argv):
+@TRUST
+def test_cards(tmp_path, capsys, index, argv, trust):
     marker = tmp_path / "pwned"
     name, options = payloads(marker)[index]
     card = tmp_path / "arch.json"
     card.write_text(json.dumps({"format": "mnas-card/1", "space": {"name": name,
-                                "options": options}, "decisions": {"width": 16, "depth": 1}}))
-    assert main([*argv, str(card)]) == 2
-    refused(capsys, argv[0], f"space {name!r}: expected a nas.Space subclass", marker)
+                                "options": options}, "decisions": {"width": 16, "depth": 1},
+                                "input_shape": [1, 8, 8]}))
+    assert main([*argv, str(card), *trust]) == 2
+    key = f"space {name!r}: expected a nas.Space subclass" if trust else f"space {name!r} in"
+    refused(capsys, argv[0], key, marker, trusted=bool(trust))
 
 
 @pytest.mark.parametrize("index", range(5))
@@ -86,13 +97,14 @@ def run_folder(tmp_path, section, name, options):
     ("controller", [["resume"]]),
     ("evaluator", [["resume"]]),  # export trains with the standard loop, no evaluator
 ])
-def test_run_folders(tmp_path, capsys, index, section, commands):
+@TRUST
+def test_run_folders(tmp_path, capsys, index, section, commands, trust):
     marker = tmp_path / "pwned"
     name, options = payloads(marker)[index]
     run = run_folder(tmp_path, section, name, options)
     for command in commands:
         extra = ["--out", str(tmp_path / "out")] if command[0] in ("analyze", "compare",
                                                                    "export") else []
-        code = main([command[0], str(run.path), *command[1:], *extra])
+        code = main([command[0], str(run.path), *command[1:], *extra, *trust])
         assert code == 2, command
-        refused(capsys, command[0], name, marker)
+        refused(capsys, command[0], name, marker, trusted=bool(trust))

@@ -93,3 +93,62 @@ def test_import_object_errors():
 def test_get_space_requires_a_space():
     with pytest.raises(UsageError, match="expected a nas.Space subclass, found the class"):
         nas.get_space("collections:OrderedDict")
+
+
+@pytest.mark.parametrize("name, needle", [
+    (".relative:X", "absolute dotted name"),
+    ("pkg..mod:X", "absolute dotted name"),
+    ("os path:X", "absolute dotted name"),
+    ("os:a b", "dotted name"),
+    ("venv.__main__:x", "__main__ module runs a program"),
+    ("unittest.__main__:x", "__main__ module runs a program"),
+])
+def test_malformed_or_program_names_are_refused_before_any_import(name, needle, monkeypatch):
+    imported = []
+    monkeypatch.setattr("importlib.import_module", lambda *a, **k: imported.append(a))
+    with pytest.raises(UsageError, match=needle):
+        nas.get_space(name)
+    assert imported == []
+
+
+def test_names_read_from_files_are_not_imported_without_trust(tmp_path, monkeypatch):
+    from nas.errors import UntrustedNameError
+    from nas.registry import names_from
+
+    (tmp_path / "side_effect.py").write_text(
+        f"open({str(tmp_path / 'ran')!r}, 'w').close()\nfrom nas.testing.fixtures import "
+        "ToySpace as S\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    with names_from(tmp_path / "config.yaml"):
+        with pytest.raises(UntrustedNameError, match=r"'side_effect:S' in .*config.yaml: a "
+                                                     "'module:attribute' name read from a file"):
+            nas.get_space("side_effect:S")
+        assert nas.get_space("mnasnet", input_size=32).options["input_size"] == 32
+    assert not (tmp_path / "ran").exists()  # the module's top-level code never ran
+    with names_from(tmp_path / "config.yaml", trust_code=True):
+        assert nas.get_space("side_effect:S").size() > 1
+    assert (tmp_path / "ran").exists()
+    sys.modules.pop("side_effect", None)
+
+
+def test_entry_points_register_installed_spaces(tmp_path, monkeypatch):
+    """An installed package's ``mnas.spaces`` entry point is a registered name: usable from a
+    file without trust, listed, loaded only when asked for."""
+    from nas.registry import SPACES, names_from
+
+    (tmp_path / "plugin_spaces.py").write_text(
+        "from nas.testing.fixtures import ToySpace\n\nclass PluginSpace(ToySpace):\n"
+        "    name = None\n")
+    info = tmp_path / "mnas_plugin-1.0.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: mnas-plugin\nVersion: 1.0\n")
+    (info / "entry_points.txt").write_text(
+        "[mnas.spaces]\nplugin = plugin_spaces:PluginSpace\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    assert "plugin" in SPACES.names() and "plugin" in SPACES
+    assert "plugin_spaces" not in sys.modules  # listed, not imported
+    with names_from(tmp_path / "arch.json"):  # a name read from a file: still fine
+        space = nas.get_space("plugin")
+    assert type(space).__name__ == "PluginSpace" and type(space).name == "plugin"
+    sys.modules.pop("plugin_spaces", None)
+    SPACES._entries.pop("plugin", None)

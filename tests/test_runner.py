@@ -10,7 +10,7 @@ import pytest
 import nas
 from nas.records import TrialRecord, TrialStatus
 from nas.results import RunDir
-from nas.runner.driver import _reconcile
+from nas.runner.resume import _reconcile
 from nas.runner.search import ControllerSearcher, SearchProgress, make_record
 from nas.testing.fixtures import ToySpace
 
@@ -88,3 +88,37 @@ def test_reconcile_tells_recorded_but_untold(controller):
     _reconcile(controller, [record])
     assert [o.id for o in controller.outstanding()] == [q.id]
     assert controller.num_told == 1
+
+
+def test_impossible_numbers_from_an_evaluator_fail_the_child_and_are_never_stored(controller):
+    """An accuracy in percent (a custom evaluator's slip) is not a score: the child fails, naming
+    the number, and the stored metrics read back (every read checks them)."""
+    p = controller.ask()
+    record = make_record(p, "t1", final({"status": "complete", "accuracy": 93.5,
+                                         "latency_ms": 2.0, "params": 10, "reward": 0.9}), False)
+    assert record.status is TrialStatus.FAILED and record.reward is None
+    assert "accuracy=93.5: must be a number in [0, 1]" in record.error
+    assert "accuracy" not in record.metrics and record.metrics["latency_ms"] == 2.0
+    assert TrialRecord.from_dict(record.to_dict()).status is TrialStatus.FAILED
+    bad_latency = make_record(p, "t1", final({"status": "failed", "error": "boom",
+                                              "latency_ms": -1.0}), False)
+    assert "latency_ms" not in bad_latency.metrics and bad_latency.error == "boom"
+
+
+def test_children_at_chance_are_counted_and_flagged(tmp_path, controller):
+    run = RunDir.create(tmp_path, "r", {"search": {"trials": 2}})
+    progress = SearchProgress(total=2)
+    searcher = ControllerSearcher(controller, run, pending=[], max_new=2, record_fn=make_record,
+                                  progress=progress)
+    searcher.suggest("t0")
+    searcher.suggest("t1")
+    searcher.on_trial_complete("t0", final({"status": "complete", "accuracy": 0.12,
+                                            "chance_accuracy": 0.15, "reward": 0.12}))
+    assert progress.at_chance == 1 and progress.best["at_chance"] is True
+    searcher.on_trial_complete("t1", final({"status": "complete", "accuracy": 0.9,
+                                            "chance_accuracy": 0.15, "reward": 0.9}))
+    assert progress.at_chance == 1 and progress.best["at_chance"] is False
+    from nas.runner.progress import best_text, progress_line
+
+    assert "at chance 1 " in progress_line(progress)
+    assert "AT CHANCE" in best_text({**progress.best, "at_chance": True})

@@ -376,13 +376,14 @@ def records(frame: pd.DataFrame) -> list[dict[str, Any]]:
 def analyze(frame: pd.DataFrame, config: Mapping[str, Any], *, name: str = "run",
             path: str = "", k: int = 10, reward: RewardConfig | None = None) -> Analysis:
     """All tables of one run; ``reward``: the settings to rank with (:func:`reward_settings`)."""
-    from nas.analysis.conditions import latency_warnings
+    from nas.analysis.conditions import chance_warnings, latency_warnings
 
     counts, failures = failure_summary(frame)
     stats = decision_stats(frame, reward)
     top = top_k(frame, k, reward)
     return Analysis(
-        name=name, path=path, reward=reward, counts=counts, warnings=latency_warnings(frame, top),
+        name=name, path=path, reward=reward, counts=counts,
+        warnings=latency_warnings(frame, top) + chance_warnings(frame, top),
         ranked=rank_trials(frame, reward), top=top,
         front_latency=pareto_front(frame, "latency_ms", reward),
         front_macs=pareto_front(frame, "macs", reward),

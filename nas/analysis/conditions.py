@@ -12,7 +12,7 @@ from typing import Any
 
 import pandas as pd
 
-__all__ = ["latency_warnings", "latency_condition", "BUSY"]
+__all__ = ["latency_warnings", "latency_condition", "chance_warnings", "BUSY"]
 
 BUSY = "latency_conditions.training_children"
 LOAD = "latency_conditions.load_1m"
@@ -60,3 +60,22 @@ def latency_warnings(frame: pd.DataFrame, top: pd.DataFrame) -> list[str]:
         worst += f", load average up to {max(loads):.1f}"
     return [f"{len(contended)} of the top {len(top)} latencies were measured while other children "
             f"trained on the same node ({worst}): their ranking may be reordered by contention"]
+
+
+def chance_warnings(frame: pd.DataFrame, top: pd.DataFrame) -> list[str]:
+    """One line when complete children scored at chance (accuracy at or under the bound their
+    evaluation stored, ``chance_accuracy``): they learned nothing, and ranking them ranks noise.
+    No line when none did, or the run predates the record."""
+    if "chance_accuracy" not in frame or "accuracy" not in frame or "status" not in frame:
+        return []
+    done = frame[frame["status"] == "complete"]
+    bound = pd.to_numeric(done["chance_accuracy"], errors="coerce")
+    accuracy = pd.to_numeric(done["accuracy"], errors="coerce")
+    chance = done[(accuracy <= bound) & bound.notna()]
+    if chance.empty:
+        return []
+    in_top = int(chance["trial_id"].isin(top.get("trial_id", [])).sum())
+    return [f"{len(chance)} of {len(done)} complete children scored at chance (accuracy <= "
+            f"{float(bound.max()):.4f}), {in_top} of them in the top {len(top)}: they learned "
+            "nothing, so their ranking is noise; train longer or check evaluator.lr, "
+            "evaluator.batch_size and the data"]

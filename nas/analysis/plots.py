@@ -11,12 +11,13 @@ Each returns PNG bytes; :func:`save_png` writes them atomically.
 from __future__ import annotations
 
 import io
-import os
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
+
+from nas._fs import write_atomic
 
 __all__ = ["pareto_figure", "progress_figure", "compare_figure", "save_png"]
 
@@ -41,12 +42,8 @@ def _png(fig: Any) -> bytes:
 
 
 def save_png(data: bytes, path: str | Path) -> Path:
-    """Write PNG bytes atomically (temporary file + rename)."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
-    return path
+    """Write PNG bytes atomically (a unique temporary file + rename; never through a link)."""
+    return write_atomic(path, data)
 
 
 def _num(frame: pd.DataFrame, col: str) -> np.ndarray:

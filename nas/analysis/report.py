@@ -6,7 +6,8 @@ views (:mod:`nas.dashboard.page`: progress, a sortable and filterable trial tabl
 accuracy-latency front with hover, learning curves, parallel coordinates, decision importance)
 drawn from an inlined payload, then the figures (PNG inlined as base64) and the tables;
 :func:`write_comparison` does the same for ``nas compare``. Every file is written to a temporary
-name and renamed into place.
+name and renamed into place, never through a link: the default folders (``RUN/analysis``,
+``RESULTS/compare``) are refused when they are links, a folder the user named is theirs.
 """
 
 from __future__ import annotations
@@ -15,14 +16,15 @@ import base64
 import html
 import json
 import math
-import os
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
+
+from nas._fs import check_no_link, safe_dir, user_dir, write_atomic
 
 __all__ = ["format_value", "display_rows", "to_markdown", "html_table", "html_page",
            "reward_text", "chosen_blocks", "dashboard_html", "write_analysis", "write_comparison",
@@ -117,13 +119,17 @@ def html_page(title: str, intro: Mapping[str, Any], figures: Mapping[str, bytes]
 
 
 def _write_text(path: Path, text: str | bytes) -> Path:
-    tmp = path.with_name(f".{path.name}.tmp")
-    if isinstance(text, bytes):
-        tmp.write_bytes(text)
-    else:
-        tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
-    return path
+    return write_atomic(path, text)
+
+
+def _folder(out: str | Path, root: str | Path | None, names: Iterable[str]) -> Path:
+    """``out``, made: below ``root`` (a run folder) without a link on the way, or without
+    ``root`` as the user's own folder; none of ``names`` in it may be a link (checked before
+    anything is written, so a refusal leaves the folder as it was)."""
+    folder = safe_dir(out, root=root) if root is not None else user_dir(out, "out")
+    for name in names:
+        check_no_link(folder / name)
+    return folder
 
 
 def reward_text(reward: Any) -> str:
@@ -167,36 +173,48 @@ def dashboard_html(analysis: Any, records: Any = None, meta: Mapping[str, Any] |
     return inline_head(), "<h2>Dashboard</h2>" + inline_body(payload)
 
 
+def _intro(analysis: Any) -> dict[str, Any]:
+    """The key/value table at the top of ``report.html``."""
+    counts = analysis.counts
+    chosen = analysis.chosen or {}
+    return {"run": analysis.path or analysis.name,
+            "space": (analysis.config.get("space") or {}).get("name"),
+            "controller": (analysis.config.get("controller") or {}).get("name"),
+            "trials": sum(counts.values()), "complete": counts["complete"],
+            "failed": counts["failed"], "pruned": counts["pruned"],
+            "reward": reward_text(analysis.reward),
+            "chosen": f"trial {chosen.get('trial_id')} ({chosen.get('arch_key')})"
+            if chosen else None, "chosen blocks": chosen_blocks(analysis)}
+
+
 def write_analysis(analysis: Any, out: str | Path, *, records: Any = None,
-                   meta: Mapping[str, Any] | None = None) -> dict[str, Path]:
+                   meta: Mapping[str, Any] | None = None,
+                   root: str | Path | None = None) -> dict[str, Path]:
     """Write figures, CSV tables, ``analysis.json`` and ``report.html`` of one analysis.
 
     ``records`` and ``meta``: see :func:`dashboard_html` (the report's dashboard views).
+    ``root``: the run folder when ``out`` is inside it (``RUN/analysis``): no folder from there
+    down may be a link; without it ``out`` is the user's folder, made as named.
 
     Returns:
         File name -> path of everything written.
+
+    Raises:
+        UsageError: a folder or file on the way is a symbolic link (nothing is written then).
     """
     from nas.analysis.plots import pareto_figure, progress_figure
 
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    all_tables = analysis.tables()
+    out = _folder(out, root, ["pareto.png", "progress.png", "analysis.json", "report.html",
+                              *(f"{name}.csv" for name in all_tables)])
     figures = {"pareto.png": pareto_figure(analysis), "progress.png": progress_figure(analysis)}
     written = {name: _write_text(out / name, data) for name, data in figures.items()}
-    for name, table in analysis.tables().items():
+    for name, table in all_tables.items():
         written[f"{name}.csv"] = _write_text(out / f"{name}.csv", table.to_csv(index=False))
     data = json.dumps(analysis.to_dict(), indent=2, default=str)
     written["analysis.json"] = _write_text(out / "analysis.json", data + "\n")
-    counts = analysis.counts
-    chosen = analysis.chosen or {}
-    intro = {"run": analysis.path or analysis.name,
-             "space": (analysis.config.get("space") or {}).get("name"),
-             "controller": (analysis.config.get("controller") or {}).get("name"),
-             "trials": sum(counts.values()), "complete": counts["complete"],
-             "failed": counts["failed"], "pruned": counts["pruned"],
-             "reward": reward_text(analysis.reward),
-             "chosen": f"trial {chosen.get('trial_id')} ({chosen.get('arch_key')})"
-             if chosen else None, "chosen blocks": chosen_blocks(analysis)}
-    tables = {k: v for k, v in analysis.tables().items() if k != "decision_values"}
+    intro = _intro(analysis)
+    tables = {k: v for k, v in all_tables.items() if k != "decision_values"}
     head, lead = dashboard_html(analysis, records, meta)
     page = html_page(f"mnas analysis: {analysis.name}", intro,
                      {"Pareto fronts": figures["pareto.png"],
@@ -205,12 +223,16 @@ def write_analysis(analysis: Any, out: str | Path, *, records: Any = None,
     return written
 
 
-def write_comparison(comparison: Any, out: str | Path) -> dict[str, Path]:
-    """Write ``compare.png``, ``compare.csv``, ``compare.json`` and ``compare.html``."""
+def write_comparison(comparison: Any, out: str | Path, *,
+                     root: str | Path | None = None) -> dict[str, Path]:
+    """Write ``compare.png``, ``compare.csv``, ``compare.json`` and ``compare.html``.
+
+    ``root``: as for :func:`write_analysis` (the results folder for the default
+    ``RESULTS/compare``).
+    """
     from nas.analysis.plots import compare_figure
 
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    out = _folder(out, root, ["compare.png", "compare.csv", "compare.json", "compare.html"])
     figure = compare_figure(comparison)
     written = {"compare.png": _write_text(out / "compare.png", figure),
                "compare.csv": _write_text(out / "compare.csv",

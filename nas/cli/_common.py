@@ -9,6 +9,7 @@ from typing import Any
 
 import yaml
 
+from nas._fs import read_json
 from nas.errors import UsageError
 from nas.registry import SPACES
 from nas.space import Arch, Space
@@ -22,7 +23,17 @@ __all__ = [
     "parse_key_values",
     "print_json",
     "print_table",
+    "add_trust_arg",
 ]
+
+
+def add_trust_arg(parser: argparse.ArgumentParser) -> None:
+    """``--trust-code``: import ``module:attr`` names read from the files this command reads."""
+    parser.add_argument(
+        "--trust-code", dest="trust_code", action="store_true",
+        help="import 'package.module:attr' names read from the run folder or card (this runs "
+             "that module's code; registered names never need it); no config key (a file "
+             "cannot vouch for itself)")
 
 
 def parse_key_values(items: list[str] | None, what: str) -> dict[str, Any]:
@@ -60,6 +71,7 @@ def add_model_args(parser: argparse.ArgumentParser) -> None:
     which = parser.add_mutually_exclusive_group(required=True)
     which.add_argument("--preset", help="a published network of the space (see `nas space show`)")
     which.add_argument("--arch", type=Path, help="architecture JSON (arch.json, or an export card)")
+    add_trust_arg(parser)
 
 
 def _space_options(args: argparse.Namespace) -> dict[str, Any]:
@@ -81,13 +93,23 @@ def space_from_args(args: argparse.Namespace, base_options: dict[str, Any] | Non
 
 
 def read_json_file(path: Path, what: str) -> Any:
-    """Parse a JSON file with a one-line error for a missing or malformed file."""
+    """Parse a JSON file with a one-line error for a missing, malformed or unusual file."""
     try:
-        return json.loads(Path(path).read_text())
+        return read_json(path, what)
     except FileNotFoundError:
         raise UsageError(f"{what} {str(path)!r}: no such file") from None
-    except (OSError, json.JSONDecodeError) as exc:
-        raise UsageError(f"{what} {str(path)!r}: cannot read JSON ({exc})") from None
+
+
+def _file_space(data: dict[str, Any], path: Path) -> tuple[Any, dict[str, Any]]:
+    """``(name, options)`` an architecture file names (a name, or ``{name, options}``)."""
+    field = data.get("space")
+    if not isinstance(field, dict):
+        return field, {}
+    options = field.get("options") or {}
+    if not isinstance(options, dict):
+        raise UsageError(f"--arch {str(path)!r}: space.options must be a mapping, got "
+                         f"{type(options).__name__}")
+    return field.get("name"), dict(options)
 
 
 def load_arch_file(path: Path, args: argparse.Namespace | None = None) -> tuple[Space, Arch]:
@@ -95,23 +117,25 @@ def load_arch_file(path: Path, args: argparse.Namespace | None = None) -> tuple[
 
     Accepted forms: ``Arch.to_json()`` (``{"space": name, "decisions": {...}}``), an export card
     (``{"space": {"name": ..., "options": {...}}, "decisions": {...}}``), or, with ``--space``, a
-    bare
-    ``{label: value}`` mapping.
+    bare ``{label: value}`` mapping. A ``module:attr`` space the file names is imported only
+    with ``--trust-code`` (one typed with ``--space`` always is).
     """
+    from nas import get_space
+    from nas.registry import names_from
+
     data = read_json_file(path, "--arch")
     if not isinstance(data, dict):
         raise UsageError(f"--arch {str(path)!r}: expected a JSON object")
-    space_field = data.get("space")
-    name, options = space_field, {}
-    if isinstance(space_field, dict):
-        name, options = space_field.get("name"), dict(space_field.get("options") or {})
-    if args is not None and getattr(args, "space", None):
+    name, options = _file_space(data, path)
+    typed = bool(args is not None and getattr(args, "space", None))
+    if typed:
         name = args.space
     if not name:
         raise UsageError(f"--arch {str(path)!r}: the file names no space; pass --space")
-    from nas import get_space
-
-    space = get_space(name, **{**options, **(_space_options(args) if args else {})})
+    if not isinstance(name, str):
+        raise UsageError(f"--arch {str(path)!r}: space.name must be a string")
+    with names_from(path, trust_code=typed or bool(getattr(args, "trust_code", False))):
+        space = get_space(name, **{**options, **(_space_options(args) if args else {})})
     decisions = data.get("decisions", data)
     return space, space.validate(decisions)
 

@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from nas.cli._common import print_table
+from nas.cli._common import add_trust_arg, print_table
 from nas.errors import UsageError
 
 __all__ = ["register", "add_reward_args", "reward_from_args"]
@@ -49,6 +49,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", type=Path, help="folder for figures, CSVs and report.html "
                    "(default RUN_DIR/analysis)")
     p.add_argument("--no-files", action="store_true", help="print only; write no files")
+    add_trust_arg(p)
     p.set_defaults(func=cmd_analyze)
 
     p = sub.add_parser("compare", help="best-so-far curves and fronts of several runs overlaid")
@@ -67,12 +68,12 @@ def _check_format(fmt: str) -> str:
     return fmt
 
 
-def _load(path: Path) -> Any:
+def _load(path: Path, trust_code: bool = False) -> Any:
     from nas.run import load_run
 
     if not path.is_dir():
         raise UsageError(f"run folder {str(path)!r}: no such folder")
-    run = load_run(path)
+    run = load_run(path, trust_code=trust_code)
     if not run.records:
         raise UsageError(f"run folder {str(path)!r}: no finished trials yet")
     return run
@@ -104,7 +105,7 @@ def cmd_analyze(args: argparse.Namespace) -> int:
     fmt = _check_format(args.format)
     if args.top < 1:
         raise UsageError(f"--top {args.top}: must be an integer >= 1")
-    run = _load(args.run_dir)
+    run = _load(args.run_dir, args.trust_code)
     reward = reward_from_args(args, run.config)
     result = analyze(run.trials, run.config, name=run.path.name, path=str(run.path),
                      k=args.top, reward=reward)
@@ -112,8 +113,10 @@ def cmd_analyze(args: argparse.Namespace) -> int:
     if not args.no_files:
         from nas.analysis.report import write_analysis
 
-        written = write_analysis(result, args.out or run.path / "analysis", records=run.records,
-                                 meta=run.dir.meta())
+        with run.names():  # the space's block strings
+            written = write_analysis(result, args.out or run.path / "analysis",
+                                     records=run.records, meta=run.dir.meta(),
+                                     root=None if args.out else run.path)
     if fmt == "json":
         print(json.dumps({**result.to_dict(), "files": {k: str(v) for k, v in written.items()}},
                          indent=2, default=str))
@@ -176,7 +179,8 @@ def cmd_compare(args: argparse.Namespace) -> int:
     if not args.no_files:
         from nas.analysis.report import write_comparison
 
-        written = write_comparison(result, args.out or runs[0].path.parent / "compare")
+        written = write_comparison(result, args.out or runs[0].path.parent / "compare",
+                                   root=None if args.out else runs[0].path.parent)
     if fmt == "json":
         print(json.dumps({**result.to_dict(), "files": {k: str(v) for k, v in written.items()}},
                          indent=2, default=str))

@@ -14,13 +14,12 @@ Then a warning line on stderr for each of:
 from __future__ import annotations
 
 import argparse
-import math
 import sys
 from typing import Any
 
 from nas.cli._common import add_model_args, load_arch_file, print_json, print_table, space_from_args
 from nas.errors import ConfigError, UsageError
-from nas.records import TrialStatus
+from nas.records import TrialStatus, chance_bound
 
 __all__ = ["register", "SPREAD_WARNING", "warnings_for"]
 
@@ -233,14 +232,12 @@ def warnings_for(record: dict[str, Any], num_classes: int | None = None,
                    f"p90 {record['latency_p90_ms']:.3f} ms): the timing was disturbed, likely "
                    "by other processes; rerun on idle cores or with more repeats")
     accuracy, done = record.get("accuracy"), record.get("status", "complete") == "complete"
-    if done and accuracy is not None and num_classes and n_val:
-        chance = 1.0 / num_classes
-        margin = 2.0 * math.sqrt(chance * (1.0 - chance) / n_val)
-        if accuracy <= chance + margin:
-            out.append(f"warning: accuracy {accuracy:.4f} is at chance (1/{num_classes} = "
-                       f"{chance:.4f}, + 2 standard errors on {n_val} validation images = "
-                       f"{chance + margin:.4f}): the child learned nothing; train longer or "
-                       "check the learning rate and the data")
+    bound = chance_bound(num_classes or 0, n_val)
+    if done and accuracy is not None and bound is not None and accuracy <= bound:
+        out.append(f"warning: accuracy {accuracy:.4f} is at chance (1/{num_classes} = "
+                   f"{1.0 / num_classes:.4f}, + 2 standard errors on {n_val} validation images = "
+                   f"{bound:.4f}): the child learned nothing; train longer or "
+                   "check the learning rate and the data")
     return out
 
 

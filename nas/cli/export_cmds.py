@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from nas.cli._common import print_json
+from nas.cli._common import add_trust_arg, print_json
 from nas.cli.analyze_cmds import add_reward_args, reward_from_args
 from nas.errors import UsageError
 
@@ -37,12 +37,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--force", dest="overwrite", action="store_true",
                    help="replace an existing --out folder")
     p.add_argument("--json", action="store_true", help="print the card as JSON")
+    add_trust_arg(p)
     p.set_defaults(func=cmd_export)
 
     p = sub.add_parser("build", help="rebuild the model of an architecture card and check it")
     p.add_argument("card", type=Path, help="arch.json or the export folder")
     p.add_argument("--no-weights", action="store_true", help="do not load the card's weights")
     p.add_argument("--json", action="store_true", help="print JSON")
+    add_trust_arg(p)
     p.set_defaults(func=cmd_build)
 
 
@@ -107,18 +109,19 @@ def cmd_export(args: argparse.Namespace) -> int:
     formats = parse_formats(args.formats)  # fail fast on a bad --format
     if not args.run_dir.is_dir():
         raise UsageError(f"run folder {str(args.run_dir)!r}: no such folder")
-    run = load_run(args.run_dir)
+    run = load_run(args.run_dir, trust_code=args.trust_code)
     if not run.records:
         raise UsageError(f"run folder {str(args.run_dir)!r}: no finished trials yet")
     if args.opset < 7:
         raise UsageError(f"--opset {args.opset}: must be >= 7")
     if args.from_scratch and not args.train_epochs:
         raise UsageError("--from-scratch: needs --train-epochs E (nothing to train otherwise)")
-    result = export_trial(run, rank=args.rank, trial_id=args.trial_id, formats=formats,
-                          out=args.out, train_epochs=args.train_epochs,
-                          from_scratch=args.from_scratch,
-                          reward=reward_from_args(args, run.config), opset=args.opset,
-                          overwrite=args.overwrite)
+    with run.names():
+        result = export_trial(run, rank=args.rank, trial_id=args.trial_id, formats=formats,
+                              out=args.out, train_epochs=args.train_epochs,
+                              from_scratch=args.from_scratch,
+                              reward=reward_from_args(args, run.config), opset=args.opset,
+                              overwrite=args.overwrite)
     if args.json:
         print_json(result.card)
     else:
@@ -132,7 +135,7 @@ def cmd_build(args: argparse.Namespace) -> int:
     from nas.export.rebuild import build_from_card, load_card, verify_card
 
     card, folder = load_card(args.card)
-    model = build_from_card(args.card, weights=not args.no_weights)
+    model = build_from_card(args.card, weights=not args.no_weights, trust_code=args.trust_code)
     check = verify_card(args.card, model, weights=not args.no_weights)
     shape = tuple(card.get("input_shape") or ())
     cost = count_cost(model, shape) if shape else None

@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from nas.cli._common import print_table
+from nas.cli._common import add_trust_arg, print_table
 
 __all__ = ["register", "finalist_rows"]
 
@@ -24,6 +24,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="re-measure the top K architectures (5), plus the Pareto front")
     p.add_argument("--passes", type=int, default=3, metavar="P",
                    help="interleaved passes over the finalists, each with the run's repeats (3)")
+    add_trust_arg(p)
     p.set_defaults(func=cmd_remeasure)
 
 
@@ -45,7 +46,8 @@ def cmd_remeasure(args: argparse.Namespace) -> int:
     from nas.runner.remeasure import remeasure_run
 
     entries = remeasure_run(args.run_dir, top=args.top, passes=args.passes,
-                            say=lambda line: print(line, file=sys.stderr))
+                            say=lambda line: print(line, file=sys.stderr),
+                            trust_code=args.trust_code)
     if not entries:
         print(f"{args.run_dir}: no complete trial with a measured latency to re-measure",
               file=sys.stderr)

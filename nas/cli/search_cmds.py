@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from nas.cli._common import print_json, print_table
+from nas.cli._common import add_trust_arg, print_json, print_table
 from nas.errors import UsageError
 from nas.records import TrialStatus
 
@@ -42,6 +42,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="replay trials.jsonl into a fresh controller (and rewrite run.json) "
                         "instead of loading controller.json: the repair for a lost or corrupt "
                         "state (a one-off repair: no config key)")
+    add_trust_arg(p)
     p.set_defaults(func=cmd_resume)
 
     p = sub.add_parser("status", help="summarise a run, finished or not")
@@ -91,6 +92,18 @@ def _latency_summary(result: Any) -> None:
         print(f"quiet latency windows paused training for {result.quiet_lost:.1%} of its time")
 
 
+def _trust_flag(run_dir: Path) -> str:
+    """`` --trust-code`` when the run's config names code by ``module:attr`` (its own user's
+    names: a resume reads them back from the folder)."""
+    from nas.registry import code_names
+    from nas.results import RunDir
+
+    try:
+        return " --trust-code" if code_names(RunDir.open(run_dir).read_config()) else ""
+    except UsageError:
+        return ""
+
+
 def _summary(result: Any) -> int:
     state = "complete" if result.complete else "stopped early (resumable)"
     rejected = f", {result.rejected} rejected by constraints (not trained)" \
@@ -114,7 +127,7 @@ def _summary(result: Any) -> int:
     if result.stopped:
         return 1
     if not result.complete:
-        print(f"continue with: nas resume {result.run_dir}")
+        print(f"continue with: nas resume {result.run_dir}{_trust_flag(result.run_dir)}")
         return 130
     print(f"next: nas analyze {result.run_dir}  |  nas export {result.run_dir}  |  "
           f"nas dashboard {result.run_dir}")
@@ -160,7 +173,8 @@ def cmd_resume(args: argparse.Namespace) -> int:
     except UsageError:
         mode = "auto"  # resume_search reports what is wrong with the folder
     result = resume_search(args.run_dir, address=args.address, progress=_view(args.quiet, mode),
-                           rebuild_state=args.rebuild_state, on_ready=_banner("resuming"))
+                           rebuild_state=args.rebuild_state, on_ready=_banner("resuming"),
+                           trust_code=args.trust_code)
     return _summary(result)
 
 
@@ -171,7 +185,7 @@ def run_status(run_dir: Path) -> dict[str, Any]:
 
     run = RunDir.open(run_dir)
     config, meta, records = run.read_config(), run.meta(), run.trials()
-    target = int((config.get("search") or {}).get("trials", 0))
+    target = _parsed(run, config).search.trials
     counts = {s.value: sum(r.status is s for r in records) for s in TrialStatus}
     state = meta.get("status", "created")
     if run.held_elsewhere():
@@ -187,6 +201,16 @@ def run_status(run_dir: Path) -> dict[str, Any]:
             "segments": meta.get("segments", 0),
             "wall_s": (max(times) - min(starts)) if times and starts else None,
             "best": best}
+
+
+def _parsed(run: Any, config: dict[str, Any]) -> Any:
+    """The run's config checked, its errors naming the file."""
+    from nas.config import parse_config
+
+    try:
+        return parse_config(config)
+    except UsageError as exc:
+        raise UsageError(f"{run.config_path}: {exc}") from None
 
 
 def cmd_status(args: argparse.Namespace) -> int:

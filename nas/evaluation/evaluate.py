@@ -28,7 +28,7 @@ from typing import Any
 
 import torch
 
-from nas.config import Constraints
+from nas.constraints import Constraints
 from nas.errors import ConfigError, TrialFailed, TrialRejected, UsageError
 from nas.evaluation.data import AnyDataset, ImageOptions, load_dataset
 from nas.evaluation.settings import EvalSettings
@@ -36,7 +36,7 @@ from nas.evaluation.train import train
 from nas.latency.conditions import measuring, training
 from nas.latency.lut import LatencyTable, latency_space, measure_arch
 from nas.latency.measure import LatencyConfig, measure_latency
-from nas.records import TrialStatus
+from nas.records import TrialStatus, chance_bound
 from nas.registry import EVALUATORS, register_evaluator
 from nas.reward import RewardConfig
 from nas.space import Arch, Space
@@ -251,6 +251,7 @@ def evaluate_arch(space: Space, arch: Arch | Mapping[str, Any] | None,
         "space": space.name, "arch": None if arch is None else arch.to_dict()["decisions"],
         "arch_key": None if arch is None else arch.key, "preset": preset, "dataset": data.name,
         "status": TrialStatus.COMPLETE.value, "error": None,
+        "chance_accuracy": chance_bound(int(data.num_classes), int(data.summary()["val"])),
     }
     with ctx.timed("total"):
         record.update(_run(space, arch, preset, EVALUATORS.get(settings.evaluator), ctx))

@@ -167,7 +167,8 @@ def _image_paths(folder: Path) -> list[str]:
     for top, dirs, files in os.walk(folder, followlinks=True):
         dirs[:] = sorted(d for d in dirs if not d.startswith("."))
         out += [os.path.join(top, f) for f in sorted(files)
-                if not f.startswith(".") and os.path.splitext(f)[1].lower() in IMAGE_EXTENSIONS]
+                if not f.startswith(".") and os.path.splitext(f)[1].lower() in IMAGE_EXTENSIONS
+                and os.path.isfile(os.path.join(top, f))]  # never a pipe or device: it blocks
     return out
 
 

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field, fields
 from typing import Any
 
 from nas._checks import check_bool, check_int, check_number
-from nas.config import Constraints
+from nas.constraints import Constraints
 from nas.errors import ConfigError, unknown_key
 from nas.evaluation.images import ImageOptions
 from nas.evaluation.train import TrainConfig

@@ -35,6 +35,14 @@ import torch
 from torch import nn
 
 from nas._checks import check_int
+from nas._fs import (
+    check_no_link,
+    check_writable_folder,
+    read_json,
+    safe_dir,
+    user_dir,
+    write_atomic,
+)
 from nas.errors import UsageError
 from nas.export.formats import (
     onnx_available,
@@ -182,8 +190,16 @@ class ExportResult:
         return (self.card["checks"].get("onnx") or {}).get("max_abs_diff")
 
 
-def _check_out(out: Path, overwrite: bool) -> None:
-    """A new or empty folder, or (with ``overwrite``) one holding nothing but an earlier export."""
+def _check_out(out: Path, overwrite: bool, root: Path | None = None) -> None:
+    """A new or empty folder, or (with ``overwrite``) one holding nothing but an earlier export.
+
+    With ``root`` (the run folder, for the default ``RUN/export/trial-<id>``) neither ``export/``
+    nor the folder itself may be a symbolic link; a folder the user named is theirs.
+    """
+    if root is not None:
+        safe_dir(out.parent, root=root, create=False)
+        check_no_link(out)
+    check_writable_folder(out, "out")  # before any work: nothing fails half-way
     if out.exists() and not out.is_dir():
         raise UsageError(f"out={str(out)!r}: exists and is not a folder", params=("out",))
     if not out.exists() or not any(out.iterdir()):
@@ -200,8 +216,8 @@ def _check_out(out: Path, overwrite: bool) -> None:
 def _is_export(folder: Path) -> bool:
     """Whether ``folder`` holds an export card and only files an export writes."""
     try:
-        card = json.loads((folder / CARD).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+        card = read_json(folder / CARD, "card")
+    except (OSError, UsageError):
         return False
     if not isinstance(card, dict) or card.get("format") != CARD_FORMAT:
         return False
@@ -209,22 +225,17 @@ def _is_export(folder: Path) -> bool:
     return all(p.is_file() and p.name in ours for p in folder.iterdir())
 
 
-def _fix_modes(folder: Path) -> None:
-    """Give every file the usual mode under the umask (some writers create 0600 files)."""
-    mask = os.umask(0)
-    os.umask(mask)
-    for path in folder.iterdir():
-        os.chmod(path, 0o666 & ~mask)
-
-
 def _commit(tmp: Path, out: Path) -> None:
+    """Swap ``tmp`` in as ``out``; an earlier ``out`` goes to a fresh unique name, then away."""
     old = None
-    if out.exists():
-        old = out.with_name(f".{out.name}.old-{os.getpid()}")
-        os.replace(out, old)
+    if os.path.lexists(out):
+        old = out.with_name(f".{out.name}.old-{uuid.uuid4().hex[:12]}")
+        os.replace(out, old)  # moves a link itself (a folder the user linked), never its target
     os.replace(tmp, out)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
+    if old is not None and old.is_symlink():
+        old.unlink()
+    elif old is not None:
+        shutil.rmtree(old, ignore_errors=True)  # rmtree removes links inside, never follows
 
 
 def _write_artifacts(folder: Path, model: nn.Module, input_shape: Sequence[int],
@@ -275,31 +286,40 @@ def export_trial(run: Any, *, rank: int | None = None, trial_id: int | None = No
     reward = reward if reward is not None else reward_settings(run.config)
     record, found_rank, value = select_trial(run, rank=rank, trial_id=trial_id, reward=reward)
     target = Path(out) if out is not None else run.path / "export" / f"trial-{record.trial_id}"
-    _check_out(target, overwrite)
+    root = None if out is not None else run.path  # RUN/export is the run's: links refused
+    _check_out(target, overwrite, root)
     space, arch, model = _rebuild(run.config, record)
     selection = {"rank": found_rank, "reward": value,
                  "reward_settings": None if reward is None else reward.to_dict()}
     card = _card(run, record, space, arch, model, selection)
     card["weights"] = load_card_weights(run, record, model, train_epochs, from_scratch)
     model.eval()
-    card = _write_folder(target, model, space.input_shape(), wanted, card, opset)
+    card = _write_folder(target, model, space.input_shape(), wanted, card, opset, root)
     sizes = {p.name: p.stat().st_size for p in sorted(target.iterdir()) if p.is_file()}
     log.info("exported trial %s to %s", record.trial_id, target)
     return ExportResult(path=target, card=card, sizes=sizes)
 
 
 def _write_folder(target: Path, model: nn.Module, input_shape: Sequence[int],
-                  formats: Sequence[str], card: dict[str, Any], opset: int) -> dict[str, Any]:
-    """Write every file into a temp folder beside ``target``, then swap it in (all or nothing)."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(f".{target.name}.tmp-{uuid.uuid4().hex[:8]}")
-    tmp.mkdir()  # the umask applies, unlike tempfile.mkdtemp's 0700
+                  formats: Sequence[str], card: dict[str, Any], opset: int,
+                  root: Path | None = None) -> dict[str, Any]:
+    """Write every file into a temp folder beside ``target``, then swap it in (all or nothing).
+
+    ``target``'s parent is made below ``root`` without links (see :func:`_check_out`), or as the
+    user named it; the temp folder is new (a unique name made with ``mkdir``, which never
+    follows a link), and each file in it is written atomically without following links.
+    """
+    if root is not None:
+        safe_dir(target.parent, root=root)
+    else:
+        user_dir(target.parent, "out", params=("out",))
+    tmp = target.with_name(f".{target.name}.tmp-{uuid.uuid4().hex[:12]}")
+    tmp.mkdir()  # fails on anything already there; the umask applies (unlike mkdtemp's 0700)
     try:
         _write_artifacts(tmp, model, input_shape, formats, card, opset)
         card = clean_json(card)  # NaN -> null, tuples -> lists: the card is plain JSON data
         text = json.dumps(card, indent=2, allow_nan=False)
-        (tmp / CARD).write_text(text + "\n", encoding="utf-8")
-        _fix_modes(tmp)
+        write_atomic(tmp / CARD, text + "\n")
         _commit(tmp, target)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

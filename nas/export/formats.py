@@ -15,6 +15,7 @@ made yourself. Rebuilding from the card (:func:`nas.export.rebuild.build_from_ca
 from __future__ import annotations
 
 import importlib.util
+import io
 import logging
 import math
 import warnings
@@ -28,6 +29,7 @@ import torch
 from torch import nn
 
 from nas._checks import check_int
+from nas._fs import read_bytes, write_atomic
 from nas.errors import TrialFailed, UsageError
 
 __all__ = [
@@ -48,6 +50,7 @@ log = logging.getLogger(__name__)
 
 ONNX_TOLERANCE = 1e-4  # max |ORT - torch| relative to max(1, max |torch|) counted as a match
 WEIGHT_FILES = {"safetensors": "model.safetensors", "state_dict": "model_weights.pt"}
+WEIGHTS_CAP = 2 << 30  # read whole into memory: larger than any child mnas builds
 
 
 def onnx_available() -> bool:
@@ -101,7 +104,9 @@ def write_pt2(model: nn.Module, input_shape: Sequence[int], path: Path) -> dict[
     x = example if dynamic else example[:1]
     with torch.inference_mode():
         diff = _max_abs_diff(program.module()(x), _eager(model, x))
-    torch.export.save(program, str(path))
+    buffer = io.BytesIO()
+    torch.export.save(program, buffer)
+    write_atomic(path, buffer.getvalue())  # never through a link
     return {"file": path.name, "dynamic_batch": dynamic, "max_abs_diff": diff}
 
 
@@ -134,23 +139,29 @@ def write_onnx(model: nn.Module, input_shape: Sequence[int], path: Path,
     ref = _eager(model, x)
     diff = _max_abs_diff(ours, ref)
     scale = max(1.0, float(np.max(np.abs(ref))))
-    path.write_bytes(data)
+    write_atomic(path, data)  # never through a link
     return {"file": path.name, "opset": opset, "input_shape": list(shape), "max_abs_diff": diff,
             "tolerance": ONNX_TOLERANCE * scale, "ok": bool(diff <= ONNX_TOLERANCE * scale),
             "onnxruntime": ort.__version__}
 
 
 def write_weights(model: nn.Module, folder: Path) -> dict[str, Any]:
-    """Save the state dict as safetensors (or a weights-only ``.pt``); returns file and format."""
+    """Save the state dict as safetensors (or a weights-only ``.pt``); returns file and format.
+
+    The bytes are made in memory and written atomically, never through a link.
+    """
     state = {k: v.detach().to("cpu").contiguous().clone() for k, v in model.state_dict().items()}
     if safetensors_available():
-        from safetensors.torch import save_file
+        from safetensors.torch import save
 
         fmt = "safetensors"
-        save_file(state, str(folder / WEIGHT_FILES[fmt]), metadata={"format": "pt"})
+        data = save(state, metadata={"format": "pt"})
     else:
         fmt = "state_dict"
-        torch.save(state, folder / WEIGHT_FILES[fmt])
+        buffer = io.BytesIO()
+        torch.save(state, buffer)
+        data = buffer.getvalue()
+    write_atomic(folder / WEIGHT_FILES[fmt], data)
     return {"file": WEIGHT_FILES[fmt], "format": fmt,
             "tensors": len(state), "numel": int(sum(t.numel() for t in state.values()))}
 
@@ -159,25 +170,42 @@ def load_weights(model: nn.Module, path: Path, fmt: str) -> None:
     """Load weights written by :func:`write_weights` into ``model`` (strict: every key must match).
 
     Raises:
-        UsageError: a missing file, an unknown format, missing safetensors, or mismatched keys.
+        UsageError: a missing, unusual, truncated or garbled file, an unknown format, missing
+            safetensors, or mismatched keys (one line naming the file).
     """
-    if not path.is_file():
-        raise UsageError(f"weights file {str(path)!r}: no such file")
-    if fmt == "safetensors":
-        if not safetensors_available():
-            raise UsageError(f"{path.name}: reading safetensors needs `pip install safetensors`")
-        from safetensors.torch import load_file
-
-        state = load_file(str(path))
-    elif fmt == "state_dict":
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    else:
+    if fmt not in WEIGHT_FILES:
         raise UsageError(f"weights format {fmt!r}: allowed values: {', '.join(WEIGHT_FILES)}")
+    if fmt == "safetensors" and not safetensors_available():
+        raise UsageError(f"{path.name}: reading safetensors needs `pip install safetensors`")
+    try:
+        data = read_bytes(path, "weights file", cap=WEIGHTS_CAP)
+    except FileNotFoundError:
+        raise UsageError(f"weights file {str(path)!r}: no such file") from None
+    state = _decode_weights(data, path, fmt)
     try:
         model.load_state_dict(state, strict=True)
     except RuntimeError as exc:
         first = (str(exc).splitlines() or [""])[0]
         raise UsageError(f"{path.name} does not fit the card's model: {first}") from None
+
+
+def _decode_weights(data: bytes, path: Path, fmt: str) -> dict[str, torch.Tensor]:
+    """The tensors of a weights file's bytes (safetensors, or a weights-only state dict)."""
+    try:
+        if fmt == "safetensors":
+            from safetensors.torch import load as load_safetensors
+
+            state = load_safetensors(data)
+        else:
+            state = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+    except Exception as exc:  # safetensors and torch.load raise many types: one line
+        first = (str(exc).splitlines() or [type(exc).__name__])[0][:160]
+        raise UsageError(f"weights file {str(path)!r}: not a readable {fmt} file "
+                         f"({first})") from None
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor)
+                                              for v in state.values()):
+        raise UsageError(f"weights file {str(path)!r}: does not hold a mapping of tensors")
+    return state
 
 
 def reference_output(model: nn.Module, input_shape: Sequence[int], n: int = 10) -> dict[str, Any]:

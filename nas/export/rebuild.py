@@ -8,7 +8,6 @@ parameter count and reference outputs the card stores.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -16,13 +15,14 @@ from typing import Any
 import torch
 from torch import nn
 
+from nas._fs import read_json
 from nas.errors import UsageError
+from nas.export.card_checks import CARD, CARD_FORMAT, card_file, check_card
 from nas.export.formats import check_reference, load_weights
 
 __all__ = ["CARD", "CARD_FORMAT", "card_space", "load_card", "build_from_card", "verify_card"]
 
-CARD = "arch.json"
-CARD_FORMAT = "mnas-card/1"
+CARD_CAP = 16 << 20  # a card is kilobytes
 
 
 def card_space(config: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
@@ -30,68 +30,83 @@ def card_space(config: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
     section = config.get("space")
     if not isinstance(section, Mapping) or not isinstance(section.get("name"), str):
         raise UsageError("the run config/card has no space.name")
-    return section["name"], dict(section.get("options") or {})
+    options = section.get("options") or {}
+    if not isinstance(options, Mapping):
+        raise UsageError("the run config/card's space.options is not a mapping")
+    return section["name"], dict(options)
 
+
+def _card_path(path: str | Path) -> Path:
+    path = Path(path)
+    return path / CARD if path.is_dir() else path
 
 
 def load_card(path: str | Path) -> tuple[dict[str, Any], Path]:
-    """Read a card (``arch.json`` or the folder holding it); returns ``(card, folder)``."""
-    path = Path(path)
-    file = path / CARD if path.is_dir() else path
+    """Read and check a card (``arch.json`` or the folder holding it); returns ``(card,
+    folder)``. Every field mnas uses is checked (:func:`nas.export.card_checks.check_card`)."""
+    file = _card_path(path)
     try:
-        card = json.loads(file.read_text(encoding="utf-8"))
+        card = read_json(file, "card", cap=CARD_CAP)
     except FileNotFoundError:
         raise UsageError(f"card {str(file)!r}: no such file") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise UsageError(f"card {str(file)!r}: cannot read JSON ({exc})") from None
-    if not isinstance(card, dict) or not isinstance(card.get("decisions"), dict):
-        raise UsageError(f"card {str(file)!r}: expected a JSON object with 'space' and 'decisions'")
-    return card, file.parent
+    return check_card(card, file), file.parent
 
 
-def build_from_card(path: str | Path, *, weights: bool = True) -> nn.Module:
+def build_from_card(path: str | Path, *, weights: bool = True,
+                    trust_code: bool = False) -> nn.Module:
     """Rebuild the model of an architecture card, in eval mode.
 
     Args:
         path: ``arch.json`` or the export folder holding it.
         weights: load the card's weights file when it has one (trained or initial weights).
+        trust_code: import a ``module:attr`` space the card names (it runs that module's code);
+            without it only registered spaces are built.
 
     Raises:
-        UsageError: unreadable card, unknown space, decisions not in the space, a key that does
+        UsageError: an unreadable or malformed card, an unknown or untrusted space, decisions
+            not in the space, an input shape the space's options do not give, a key that does
             not match the decisions, or a missing/mismatched weights file.
     """
-    from nas.registry import get_space
+    from nas.registry import get_space, names_from
 
     card, folder = load_card(path)
     name, options = card_space(card)
-    space = get_space(name, **options)
+    file = _card_path(path)
+    with names_from(file, trust_code=trust_code):
+        space = get_space(name, **options)
+    if list(space.input_shape()) != list(card["input_shape"]):
+        raise UsageError(f"card {str(file)!r}: input_shape {card['input_shape']} disagrees with "
+                         f"its space options (they give {list(space.input_shape())})")
     arch = space.validate(card["decisions"])
     if card.get("arch_key") not in (None, arch.key):
         raise UsageError(f"card arch_key {card['arch_key']!r} does not match its decisions "
                          f"({arch.key}); the card was edited or the space changed")
-    torch.manual_seed(int((card.get("model") or {}).get("seed", 0)))
+    torch.manual_seed(int((card.get("model") or {}).get("seed") or 0))
     model = space.build(arch)
-    files, info = card.get("files") or {}, card.get("weights") or {}
-    if weights and files.get("weights"):
-        load_weights(model, folder / files["weights"], info.get("format", "safetensors"))
+    weights_file = card_file(card, folder, "weights")
+    if weights and weights_file is not None:
+        load_weights(model, weights_file, (card.get("weights") or {}).get("format",
+                                                                          "safetensors"))
     return model.eval()
 
 
 def verify_card(path: str | Path, model: nn.Module | None = None, *,
-                weights: bool = True) -> dict[str, Any]:
+                weights: bool = True, trust_code: bool = False) -> dict[str, Any]:
     """Compare a card's model (rebuilt unless given) with the card.
 
     Args:
         path: the card or its folder.
         model: the model built from it (default: :func:`build_from_card`).
         weights: whether the model holds the card's weights (outputs are compared only then).
+        trust_code: passed to :func:`build_from_card` when the model is rebuilt here.
 
     Returns:
         ``{"params", "card_params", "params_match", "reference_max_abs_diff", "outputs_match"}``
         (the last two None without weights or a stored reference).
     """
     card, _ = load_card(path)
-    model = model if model is not None else build_from_card(path, weights=weights)
+    model = model if model is not None else build_from_card(path, weights=weights,
+                                                            trust_code=trust_code)
     params = int(sum(p.numel() for p in model.parameters()))
     expected = (card.get("model") or {}).get("params")
     reference = (card.get("checks") or {}).get("reference")

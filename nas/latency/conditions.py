@@ -31,6 +31,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from nas._fs import open_lock, safe_dir, write_atomic
+
 __all__ = ["activity_dir", "training", "TrainingMarker", "measuring", "node_conditions",
            "merge_conditions", "QUIET_TIMEOUT_S"]
 
@@ -77,9 +79,9 @@ class TrainingMarker:
         self.pauses = 0
         self.path: Path | None = None
         if self.folder is not None:
-            self.folder.mkdir(parents=True, exist_ok=True)
+            safe_dir(self.folder)  # a shared temp folder: a planted link is refused
             self.path = self.folder / f"{os.getpid()}-{uuid.uuid4().hex[:8]}.train"
-            self.path.write_text(str(os.getpid()))
+            write_atomic(self.path, str(os.getpid()), fsync=False)
 
     def pause_point(self, before_pause: Callable[[], None] | None = None) -> None:
         """Called between steps: wait out a quiet window of another process, if one is open.
@@ -94,9 +96,9 @@ class TrainingMarker:
             before_pause()
         t0 = time.perf_counter()
         ack = self.path.with_name(self.path.name + ".paused")
-        ack.write_text(str(os.getpid()))
+        write_atomic(ack, str(os.getpid()), fsync=False)
         try:
-            with open(self.folder / _LOCK, "a+") as lock:  # blocks while the window is open
+            with os.fdopen(open_lock(self.folder / _LOCK), "rb+") as lock:  # blocks meanwhile
                 fcntl.flock(lock, fcntl.LOCK_SH)
                 fcntl.flock(lock, fcntl.LOCK_UN)
         finally:
@@ -185,12 +187,11 @@ def measuring(folder: str | None, *, quiet: bool = True,
         yield conditions
         conditions.update(merge_conditions(before, node_conditions(folder)), quiet=None)
         return
-    path = Path(folder)
-    path.mkdir(parents=True, exist_ok=True)
+    path = safe_dir(folder)  # files in a shared temp folder: never through a planted link
     t0 = time.perf_counter()
-    with open(path / _LOCK, "a+") as lock:
+    with os.fdopen(open_lock(path / _LOCK), "rb+") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # one window at a time; released if this process dies
-        (path / _QUIET).write_text(str(os.getpid()))
+        write_atomic(path / _QUIET, str(os.getpid()), fsync=False)
         try:
             calm, paused = _wait_for_pauses(path, timeout_s)
             waited = time.perf_counter() - t0

@@ -26,6 +26,7 @@ from typing import Any
 
 import numpy as np
 
+from nas._fs import read_json, write_atomic
 from nas.errors import ConfigError, UsageError
 from nas.latency.measure import LatencyConfig, LatencyResult, measure_latency
 from nas.space import Arch, LatencyUnit, Space
@@ -210,20 +211,19 @@ class LatencyTable:
                 "scale": self.scale, "entries": dict(sorted(self.entries.items()))}
 
     def save(self, path: str | os.PathLike[str]) -> None:
-        """Write JSON atomically (a temporary file replaced into place)."""
-        path = Path(path)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(self.to_dict(), indent=1), encoding="utf-8")
-        os.replace(tmp, path)
+        """Write JSON atomically (a unique temporary file replaced into place; a link at
+        ``path`` is refused, never written through)."""
+        write_atomic(path, json.dumps(self.to_dict(), indent=1))
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> LatencyTable:
         """Read a table written by :meth:`save`."""
         path = Path(path)
-        if not path.is_file():
-            raise UsageError(f"latency table {str(path)!r} does not exist")
         try:
-            data = json.loads(path.read_text(encoding="utf-8"))
+            data = read_json(path, "latency table")
+        except FileNotFoundError:
+            raise UsageError(f"latency table {str(path)!r} does not exist") from None
+        try:
             config = LatencyConfig.from_dict(data["config"])
             entries = {str(k): float(v) for k, v in data["entries"].items()}
             return cls(config, entries=entries, fingerprint=data["fingerprint"],

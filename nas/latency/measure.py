@@ -39,6 +39,7 @@ import torch
 from torch import nn
 
 from nas._checks import (
+    MAX_INPUT_SIZE,
     check_bool,
     check_choice,
     check_device,
@@ -116,7 +117,7 @@ class LatencyConfig:
         check_number(k + "outlier_mads", self.outlier_mads, minimum=1.0)
         check_number(k + "round_tolerance", self.round_tolerance)
         check_bool(k + "steady_malloc", self.steady_malloc)
-        check_int(k + "input_size", self.input_size, optional=True)
+        check_int(k + "input_size", self.input_size, maximum=MAX_INPUT_SIZE, optional=True)
         check_choice(k + "mode", self.mode, ("measure", "lut", "skip"))
         check_bool(k + "quiet", self.quiet)
         check_number(k + "quiet_timeout_s", self.quiet_timeout_s)

@@ -1,7 +1,9 @@
 """Everything that touches Ray. ``nas.runner`` is the only package of mnas that imports Ray.
 
-- :mod:`nas.runner.driver`: a search from a config (run folder, controller state, resume);
-- :mod:`nas.runner.search`: the Tune ``Searcher`` adapter, the trainable and the ``Tuner``;
+- :mod:`nas.runner.driver`: a search from a config (run folder, Ray, Tune segments, the end);
+- :mod:`nas.runner.resume`: continuing a run folder (checks, controller state, strays);
+- :mod:`nas.runner.search`: the Tune ``Searcher`` adapter, the trial records and the ``Tuner``;
+- :mod:`nas.runner.trainable`: what runs in Tune's workers for one child;
 - :mod:`nas.runner.session`: starting, joining and cleaning up Ray;
 - :mod:`nas.runner.latency_service`: the dedicated latency-measuring actor;
 - :mod:`nas.runner.progress`: live progress (counters, ETA, the rich and line views);
@@ -12,7 +14,7 @@
 
 from __future__ import annotations
 
-from nas.runner.driver import SearchResult, resume_search, start_search
+from nas.runner.driver import SearchResult, start_search
 from nas.runner.latency_service import (
     LATENCY_ACTOR,
     LATENCY_RESOURCE,
@@ -21,6 +23,7 @@ from nas.runner.latency_service import (
     start_latency_service,
     stop_latency_service,
 )
+from nas.runner.resume import resume_search
 
 __all__ = [
     "SearchResult",

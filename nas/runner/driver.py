@@ -1,10 +1,9 @@
-"""Driver side of a search: validation, the run folder and its lock, Ray, Tune segments, resume.
+"""Driver side of a search: validation, the run folder and its lock, Ray, Tune segments.
 
 The order is the contract: everything that can be checked is checked before anything starts.
 A new search validates the config, starts (or joins) Ray, checks the cluster can place the trials,
-and only then creates and locks the run folder. A resume locks the folder first (one writer),
-then reads and checks every file in it, stops Ray processes a dead driver of this run left
-behind, and starts Ray.
+and only then creates and locks the run folder. A resume (:mod:`nas.runner.resume`) locks the
+folder first, checks its files, stops what a dead driver left, and runs the same segment loop.
 """
 
 from __future__ import annotations
@@ -20,8 +19,7 @@ from typing import Any
 import ray
 
 from nas._faults import crash_point
-from nas.config import SearchConfig, parse_config
-from nas.errors import UsageError
+from nas.config import SearchConfig, check_run_name, parse_config
 from nas.experiment import Experiment, build_experiment
 from nas.latency.conditions import activity_dir
 from nas.records import TrialRecord, TrialStatus, best_of, budgeted
@@ -33,17 +31,21 @@ from nas.runner.search import (
     ControllerSearcher,
     ProgressFn,
     SearchProgress,
-    _metric_value,
     make_record,
     run_trials,
     trial_payload,
 )
 from nas.runner.session import RaySession, run_tag, start_ray
-from nas.runner.strays import MARKER, kill_stray_ray, new_marker, snapshot
+from nas.runner.strays import (
+    MARKER,
+    new_marker,
+    segment_clock,
+    segment_record,
+    snapshot,
+)
 from nas.runner.supernet import check_named_supernet, prepare_supernet
-from nas.search.controller import Controller
 
-__all__ = ["SearchResult", "start_search", "resume_search", "default_run_name"]
+__all__ = ["SearchResult", "start_search", "default_run_name"]
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +68,8 @@ def start_search(config: SearchConfig, *, name: str | None = None, address: str 
     Raises:
         ConfigError / UsageError: before the run folder is created and before any child starts.
     """
+    if name is not None:
+        check_run_name(name)  # an empty --name is refused, not ignored
     exp = build_experiment(config)
     name = name or config.name or default_run_name(config_path)
     path = RunDir.new_path(config.results_dir, name)
@@ -90,118 +94,6 @@ def start_search(config: SearchConfig, *, name: str | None = None, address: str 
                 run.unlock()
 
 
-def resume_search(run_path: str | Path, *, address: str | None = None,
-                  progress: ProgressFn | None = None, rebuild_state: bool = False,
-                  on_ready: ReadyFn | None = None) -> SearchResult:
-    """Continue a run folder to its configured number of trials from the saved controller state.
-
-    ``rebuild_state`` replays ``trials.jsonl`` into a fresh controller (and rewrites ``run.json``)
-    instead of loading ``controller.json``: the repair for a lost or corrupt state.
-    """
-    run = RunDir.open(run_path)
-    run.lock("resume")
-    try:
-        exp = build_experiment(_read_config(run))
-        controller, target = exp.controller, exp.config.search.trials
-        if run.repair_trials():
-            log.warning("%s: dropped a torn last line of trials.jsonl", run.trials_path)
-        records = run.trials()
-        penalty = exp.config.constraints.penalty
-        if rebuild_state:
-            _rebuild(run, controller, records, penalty)
-        else:
-            _restore(run, controller, records, penalty)
-        _clean_strays(run)
-        if budgeted(records) >= target:
-            _finish(run, target)
-            return search_result(run, target, 0.0, 0.0)
-        crash_point("before_ray")
-        trackers = _trackers(exp, run.path)
-        with RayOutput(run.path / LOG_NAME):
-            session = _start_ray(exp, address, run.path)
-            try:
-                return _search(run, exp, session, progress, on_ready, trackers)
-            finally:
-                session.stop()
-    finally:
-        run.unlock()
-
-
-def _read_config(run: RunDir) -> SearchConfig:
-    try:
-        return parse_config(run.read_config())
-    except UsageError as exc:
-        if str(exc).startswith(str(run.config_path)):
-            raise
-        raise UsageError(f"{run.config_path}: {exc}") from None
-
-
-def _restore(run: RunDir, controller: Controller, records: list[TrialRecord],
-             penalty: float | None = None) -> None:
-    """Load ``controller.json`` and check it agrees with the trials store."""
-    run.meta()  # a corrupt run.json fails here, naming the fix
-    fix = f"rebuild it from trials.jsonl with `nas resume {run.path} --rebuild-state`"
-    try:
-        state = run.load_controller_state()
-    except UsageError as exc:
-        raise UsageError(f"{exc}; {fix}") from None
-    if state is None:
-        if records:
-            raise UsageError(f"{run.controller_path} is missing but trials.jsonl holds "
-                             f"{len(records)} trials; {fix}")
-        return
-    try:
-        controller.load_state_dict(state)
-    except UsageError as exc:
-        raise UsageError(f"{run.controller_path}: {exc}; {fix}") from None
-    unknown = [r.trial_id for r in records if r.trial_id >= controller.num_asked]
-    if unknown:
-        raise UsageError(f"{run.controller_path} is older than trials.jsonl (trial "
-                         f"{unknown[0]} was never proposed by it); {fix}")
-    _reconcile(controller, records, penalty)
-
-
-def _rebuild(run: RunDir, controller: Controller, records: list[TrialRecord],
-             penalty: float | None = None) -> None:
-    """Replay every stored trial into the fresh ``controller``; rewrite the bookkeeping."""
-    space = controller.space
-    for record in sorted(records, key=lambda r: r.step or 0):
-        try:
-            arch = space.validate(record.arch)
-        except UsageError as exc:
-            raise UsageError(f"{run.trials_path}: trial {record.trial_id}: {exc}") from None
-        controller.replay(record.trial_id, arch, _metric_value(controller, record, penalty))
-    run.save_controller(controller)
-    try:
-        segments = int(run.meta().get("segments", 0))
-    except UsageError:
-        segments = len(list(run.tune_dir.glob("segment-*"))) if run.tune_dir.exists() else 0
-    run.reset_meta({"status": "interrupted", "segments": segments, "driver_pid": None,
-                    "rebuilt_at": time.time()})
-    log.warning("rebuilt the controller state from %d trials of %s", len(records),
-                run.trials_path)
-
-
-def _reconcile(controller: Controller, records: list[TrialRecord],
-               penalty: float | None = None) -> None:
-    """Tell proposals that finished but whose tell was not saved (crash between the two)."""
-    by_id = {r.trial_id: r for r in records}
-    for proposal in controller.outstanding():
-        record = by_id.get(proposal.id)
-        if record is not None and record.arch_key == proposal.arch.key:
-            controller.tell(proposal, _metric_value(controller, record, penalty))
-
-
-def _clean_strays(run: RunDir) -> None:
-    """Stop the Ray processes that a dead driver of this run recorded as its own (lock held)."""
-    meta = run.meta()
-    marker, recorded = meta.get("ray_marker"), meta.get("ray_pids")
-    if marker and run.locked:
-        killed = kill_stray_ray(marker, recorded if isinstance(recorded, list) else None)
-        if killed:
-            log.warning("stopped %d Ray processes left behind by an earlier driver", killed)
-
-
 def _start_ray(exp: Experiment, address: str | None, path: Path) -> RaySession:
     """Start or join Ray, with this driver's marker; check the cluster can place the trials."""
     from nas.runner.preflight import check_cluster
@@ -211,7 +103,9 @@ def _start_ray(exp: Experiment, address: str | None, path: Path) -> RaySession:
     if config.latency_service and "latency_device" not in (config.ray.resources or {}):
         extra["latency_device"] = 1.0  # the local Ray holds the target device
     os.environ[MARKER] = new_marker()
+    began = segment_clock()  # before any Ray process starts: the bound on their start times
     session = start_ray(config.ray, address=address, run_path=path, resources=extra)
+    session.began = began
     try:
         check_cluster(config, exp.settings)
     except BaseException:
@@ -304,12 +198,15 @@ def _close(*things: Any) -> None:
 
 
 def _begin_segment(run: RunDir, session: RaySession) -> int:
-    """Record a new segment and this driver's Ray (its token and processes) in ``run.json``."""
+    """Record a new segment and this driver's Ray in ``run.json``: its token, its processes
+    (hints), and ``ray_segment`` (when it began, this folder's identity, this driver)."""
+
     segment = int(run.meta().get("segments", 0)) + 1
     marker = os.environ.get(MARKER) if session.local else None
     run.write_meta({"status": "running", "segments": segment, "driver_pid": os.getpid(),
                     "ray_temp_dir": session.temp_dir, "ray_address": session.address,
                     "ray_marker": marker, "ray_pids": snapshot(marker) if marker else None,
+                    "ray_segment": segment_record(run.path, session.began),
                     "ray_startup_s": round(session.startup_s, 3)})
     return segment
 

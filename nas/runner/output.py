@@ -19,6 +19,8 @@ import tempfile
 from pathlib import Path
 from typing import Any, TextIO
 
+from nas._fs import open_append
+
 __all__ = ["RayOutput", "LOG_NAME"]
 
 LOG_NAME = "ray.log"
@@ -54,15 +56,17 @@ class RayOutput:
         if self.path is None:
             fd, self._temp = tempfile.mkstemp(prefix="mnas-ray-", suffix=".log")
             os.close(fd)
-        target = self.path or Path(self._temp)
-        sys.stdout.flush()
-        sys.stderr.flush()
-        self._saved_fds = [os.dup(1), os.dup(2)]
-        self._saved_streams = (sys.stdout, sys.stderr)
-        sys.stdout = self._terminal(sys.stdout, 0)
-        sys.stderr = self._terminal(sys.stderr, 1)
-        self._keep_our_handlers()
-        self._point_at(target)
+        # opened first: a link (or pipe) planted at the log is refused before anything moves
+        with open_append(self.path or Path(self._temp), text=False) as log:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            self._saved_fds = [os.dup(1), os.dup(2)]
+            self._saved_streams = (sys.stdout, sys.stderr)
+            sys.stdout = self._terminal(sys.stdout, 0)
+            sys.stderr = self._terminal(sys.stderr, 1)
+            self._keep_our_handlers()
+            os.dup2(log.fileno(), 1)
+            os.dup2(log.fileno(), 2)
         return self
 
     def _terminal(self, stream: TextIO, index: int) -> TextIO:
@@ -81,7 +85,7 @@ class RayOutput:
                 self._handlers.append((handler, handler.setStream(new)))
 
     def _point_at(self, target: Path) -> None:
-        with open(target, "ab") as log:
+        with open_append(target, text=False) as log:  # never through a link
             os.dup2(log.fileno(), 1)
             os.dup2(log.fileno(), 2)
 
@@ -90,7 +94,7 @@ class RayOutput:
         self.path = Path(path)
         if not self.enabled or self._temp is None:
             return
-        with open(self._temp, "rb") as src, open(self.path, "ab") as dst:
+        with open(self._temp, "rb") as src, open_append(self.path, text=False) as dst:
             shutil.copyfileobj(src, dst)
         self._point_at(self.path)
         os.unlink(self._temp)

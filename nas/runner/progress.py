@@ -32,6 +32,7 @@ class SearchProgress:
     failed: int = 0
     pruned: int = 0
     rejected: int = 0
+    at_chance: int = 0
     running: int = 0
     started_at: float = field(default_factory=time.time)
     done_at_start: int = 0
@@ -104,16 +105,23 @@ def _fmt(value: Any, spec: str) -> str:
 def best_text(best: dict[str, Any] | None) -> str:
     if not best:
         return "-"
+    flag = ", AT CHANCE: learned nothing" if best.get("at_chance") else ""
     return (f"{best['reward']:.4f} (trial {best['trial_id']}, acc "
-            f"{_fmt(best.get('accuracy'), '.4f')}, lat {_fmt(best.get('latency_ms'), '.3f')} ms)")
+            f"{_fmt(best.get('accuracy'), '.4f')}, lat {_fmt(best.get('latency_ms'), '.3f')} ms"
+            f"{flag})")
+
+
+def chance_text(p: SearchProgress) -> str:
+    """`` at chance N`` when complete children scored at chance (they learned nothing)."""
+    return f"at chance {p.at_chance} " if p.at_chance else ""
 
 
 def progress_line(p: SearchProgress) -> str:
     """One line of progress."""
     rejected = f"rejected {p.rejected} " if p.rejected else ""
     line = (f"[{p.done:>{len(str(p.total))}}/{p.total}] failed {p.failed} pruned {p.pruned} "
-            f"{rejected}running {len(p.live) or p.running} | best reward {best_text(p.best)} | "
-            f"elapsed {duration(p.elapsed_s)} ETA {duration(p.eta_s)}")
+            f"{rejected}{chance_text(p)}running {len(p.live) or p.running} | best reward "
+            f"{best_text(p.best)} | elapsed {duration(p.elapsed_s)} ETA {duration(p.eta_s)}")
     if p.failed and p.last_failure:
         line += f" | last failure: {p.last_failure}"
     return line
@@ -167,7 +175,7 @@ class LiveView:
             return Text("starting...")
         rejected = f"rejected {p.rejected}  " if p.rejected else ""
         head = Text(f"done {p.done}/{p.total}  failed {p.failed}  pruned {p.pruned}  {rejected}"
-                    f"running {len(p.live)}   elapsed {duration(p.elapsed_s)}  "
+                    f"{chance_text(p)}running {len(p.live)}   elapsed {duration(p.elapsed_s)}  "
                     f"ETA {duration(p.eta_s)}")
         parts: list[Any] = [head, Text(f"best so far: {best_text(p.best)}")]
         if p.failed and p.last_failure:

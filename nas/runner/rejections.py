@@ -1,9 +1,10 @@
 """Rejected children (``constraints``) counted, and the search stopped when nearly all are.
 
-A child over a hard bound (:class:`nas.config.Constraints`) is never trained and gives its trial
-back to the budget; :class:`Rejections` counts them per bound and keeps the smallest latency, MACs
-and parameters seen, so that a search whose bounds reject more than ``max_rejections`` per trial
-of ``search.trials`` stops with a message naming the bound and the smallest value seen.
+A child over a hard bound (:class:`nas.constraints.Constraints`) is never trained and gives its
+trial back to the budget; :class:`Rejections` counts them per bound and keeps the smallest
+latency, MACs and parameters seen, so that a search whose bounds reject more than
+``max_rejections`` per trial of ``search.trials`` stops with a message naming the bound and the
+smallest value seen.
 """
 
 from __future__ import annotations

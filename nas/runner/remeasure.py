@@ -118,19 +118,21 @@ def _write(run: RunDir, key: str, records: list[TrialRecord], result: Mapping[st
 
 
 def remeasure_run(path: str | Path, *, top: int = 5, passes: int = 3,
-                  say: Callable[[str], None] | None = None) -> list[dict[str, Any]]:
+                  say: Callable[[str], None] | None = None,
+                  trust_code: bool = False) -> list[dict[str, Any]]:
     """``nas remeasure RUN``: lock the run folder (one writer), rebuild its space and latency
     settings, and re-measure its finalists here, on this machine's target device.
 
     Raises:
-        UsageError: not a run folder, bad ``top``/``passes``, or latency not measured.
+        UsageError: not a run folder, bad ``top``/``passes``, or latency not measured; a
+            ``module:attr`` space of its config without ``trust_code``.
         RunLockedError: a search or another command holds the folder.
     """
     from nas.analysis.analyze import reward_settings
     from nas.config import parse_config
     from nas.experiment import eval_settings
     from nas.latency.conditions import activity_dir
-    from nas.registry import get_space
+    from nas.registry import get_space, names_from
     from nas.runner.session import run_tag
 
     check_int("top", top, minimum=0)
@@ -140,7 +142,8 @@ def remeasure_run(path: str | Path, *, top: int = 5, passes: int = 3,
     try:
         raw = run.read_config()
         settings = eval_settings(parse_config(raw))
-        space = get_space(raw["space"]["name"], **dict(raw["space"].get("options") or {}))
+        with names_from(run.config_path, trust_code=trust_code):
+            space = get_space(raw["space"]["name"], **dict(raw["space"].get("options") or {}))
         return remeasure_finalists(run, space, settings.latency, reward_settings(raw), top=top,
                                    passes=passes, activity=activity_dir(run_tag(run.path)),
                                    say=say)

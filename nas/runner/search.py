@@ -1,4 +1,6 @@
-"""The search on Ray Tune: a Searcher adapter around any controller, the trainable, the Tuner.
+"""The search on Ray Tune: a Searcher adapter around any controller, records, the Tuner.
+
+The trainable that runs in Tune's workers is :mod:`nas.runner.trainable`.
 
 The controller lives in the driver. :class:`ControllerSearcher` maps Tune's ``suggest`` to
 ``controller.ask()`` and ``on_trial_complete`` to ``controller.tell()``; after every tell the driver
@@ -18,20 +20,26 @@ import json
 import logging
 import math
 import os
-import socket
 import time
-import traceback
 from collections.abc import Callable
 from typing import Any
 
-import ray
 from ray import tune
 from ray.tune.search import ConcurrencyLimiter, Searcher
 
-from nas.records import TrialRecord, TrialStatus, best_of
+from nas._fs import safe_dir, write_atomic
+from nas.records import (
+    TrialRecord,
+    TrialStatus,
+    at_chance,
+    best_of,
+    metric_problem,
+    number_problem,
+)
 from nas.results import RunDir
 from nas.runner.progress import SearchProgress
 from nas.runner.rejections import Rejections
+from nas.runner.trainable import evaluate_trial, trial_payload
 from nas.search.controller import Controller, Proposal
 
 __all__ = ["ControllerSearcher", "SearchProgress", "run_trials", "trial_payload", "make_record"]
@@ -204,6 +212,7 @@ class ControllerSearcher(Searcher):
         if record.status is TrialStatus.FAILED:
             p.last_failure = str(record.error or "unknown").strip().splitlines()[0][:160]
         p.pruned += record.status is TrialStatus.PRUNED
+        p.at_chance += record.complete and at_chance(record.metrics)
         if record.started_at and record.finished_at and record.status is not TrialStatus.PRUNED:
             p.child_s.append(record.finished_at - record.started_at)
         reward = record.reward
@@ -214,111 +223,17 @@ class ControllerSearcher(Searcher):
 
     def save(self, checkpoint_path: str) -> None:
         """Tune's checkpoint hook: our state is in the run folder already (JSON, not pickle)."""
-        with open(checkpoint_path, "w", encoding="utf-8") as fh:
-            json.dump({"controller_state": str(self.run.controller_path)}, fh)
+        state = {"controller_state": str(self.run.controller_path)}
+        write_atomic(checkpoint_path, json.dumps(state))  # never through a link
 
     def restore(self, checkpoint_path: str) -> None:
         """Not used: ``nas resume`` restores from the run folder's JSON state."""
         raise NotImplementedError("resume with `nas resume RUN_DIR`")
 
 
-# -- the trainable (runs in Tune's workers) ----------------------------------------------------
-_CACHE: dict[str, Any] = {}
-
-
-def trial_payload(space: Any, settings: Any, *, latency_service: bool,
-                  weight_store: dict[str, Any] | None = None,
-                  activity: str | None = None,
-                  supernet: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Plain data the trainable needs to rebuild the space and the evaluation settings
-    (``supernet``: the supernet checkpoint's files, for workers on other nodes)."""
-    from nas.runner.latency_service import space_ref
-
-    return {"space": space_ref(space), "space_options": dict(space.options),
-            "settings": settings.to_dict(), "latency_service": latency_service,
-            "weight_store": weight_store, "activity": activity, "supernet": supernet}
-
-
-def _worker_state(payload: dict[str, Any]) -> tuple[Any, Any]:
-    from nas.evaluation.evaluate import EvalSettings
-    from nas.registry import SPACES
-
-    key = json.dumps([payload["space"], payload["space_options"], payload["settings"]],
-                     sort_keys=True, default=str)
-    if _CACHE.get("key") != key:
-        from nas.runner.supernet import materialize
-
-        settings = materialize(EvalSettings.from_dict(payload["settings"]),
-                               payload.get("supernet"))
-        _CACHE.update(key=key, space=SPACES.create(payload["space"], **payload["space_options"]),
-                      settings=settings)
-    return _CACHE["space"], _CACHE["settings"]
-
-
-def _node() -> dict[str, Any]:
-    ctx = ray.get_runtime_context()
-    return {"node_id": ctx.get_node_id(), "hostname": socket.gethostname(),
-            "ip": ray.util.get_node_ip_address(), "pid": os.getpid()}
-
-
-def _weights_sender(config: dict[str, Any], payload: dict[str, Any]) -> Callable[..., None] | None:
-    """Sends a finished child's weights to the run folder (``search.keep_weights``): written
-    directly on the driver's node, through the weight-store actor from another node."""
-    where = payload.get("weight_store")
-    if not where:
-        return None
-
-    def send(model: Any) -> None:
-        from nas.runner.weights import serialize_weights, write_incoming
-
-        epochs = str(payload["settings"]["train"].get("epochs"))
-        data = serialize_weights(model, {"trial": str(config["proposal_id"]), "epochs": epochs})
-        if ray.get_runtime_context().get_node_id() == where["node"] or not where["store"]:
-            write_incoming(where["dir"], config["proposal_id"], data)
-        else:
-            ray.get(ray.get_actor(where["store"]).put.remote(config["proposal_id"], data))
-
-    return send
-
-
-def evaluate_trial(config: dict[str, Any], payload: dict[str, Any]) -> None:
-    """Tune function trainable: evaluate one child, report per epoch and a final record."""
-    from nas.evaluation.evaluate import evaluate_arch
-
-    started = time.time()
-    record: dict[str, Any]
-    try:
-        space, settings = _worker_state(payload)
-        latency_fn = None
-        if payload["latency_service"]:
-            from nas.runner.latency_service import LatencyClient
-
-            latency_fn = LatencyClient.connect(activity=payload.get("activity")).latency_fn()
-
-        def report(metrics: dict[str, Any]) -> None:
-            tune.report({"val_accuracy": float(metrics.get("val_accuracy", 0.0)),
-                         "epoch": metrics.get("epoch"), "final": False,
-                         "train_loss": metrics.get("train_loss"), "lr": metrics.get("lr"),
-                         "node": socket.gethostname()})
-
-        record = evaluate_arch(space, space.validate(config["arch"]), settings, report=report,
-                               latency_fn=latency_fn, on_model=_weights_sender(config, payload),
-                               activity=payload.get("activity"))
-    except Exception as exc:  # a broken child must not take the search down
-        record = {"status": TrialStatus.FAILED.value, "error": f"{type(exc).__name__}: {exc}",
-                  "traceback": traceback.format_exc(limit=5)}
-    record["node"] = _node()
-    record["latency_by"] = "service" if payload["latency_service"] else \
-        payload["settings"]["latency"].get("mode", "measure")
-    record["started_at"], record["finished_at"] = started, time.time()
-    accuracy = record.get("accuracy")
-    tune.report({"final": True, "record_json": json.dumps(record, default=str),
-                 "val_accuracy": float(accuracy) if isinstance(accuracy, int | float) else 0.0})
-
-
 # -- records -----------------------------------------------------------------------------------
 RAW_METRICS = ("accuracy", "latency_ms", "latency_p10_ms", "latency_p90_ms", "latency_spread",
-               "latency_n", "params", "macs")
+               "latency_n", "params", "macs", "chance_accuracy")
 
 
 def make_record(proposal: Proposal, tune_id: str, result: dict[str, Any] | None, error: bool,
@@ -340,8 +255,13 @@ def make_record(proposal: Proposal, tune_id: str, result: dict[str, Any] | None,
         if extra in raw:
             metrics[extra] = raw[extra]
     status, reason = TrialStatus.parse(raw.get("status")), raw.get("error")
+    problem = metric_problem(metrics)
     if status is TrialStatus.COMPLETE and not _finite(metrics.get("accuracy")):
         status, reason = TrialStatus.FAILED, "accuracy is NaN or missing"
+    elif problem and status is TrialStatus.COMPLETE:  # e.g. a custom evaluator's percent
+        status, reason = TrialStatus.FAILED, f"the evaluator reported {problem}"
+    if problem:  # what is stored always reads back (nas.records checks every number)
+        metrics = {k: v for k, v in metrics.items() if number_problem(k, v) is None}
     reward = raw.get("reward") if status is TrialStatus.COMPLETE else None
     keep_error = status in (TrialStatus.FAILED, TrialStatus.REJECTED)
     return TrialRecord(
@@ -368,6 +288,9 @@ def run_trials(searcher: ControllerSearcher, payload: dict[str, Any], *, run: Ru
                                   max_t=max(epochs, 1) + 1, grace_period=search.grace_period,
                                   reduction_factor=search.reduction_factor)
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # with verbose=0: Tune prints nothing
+    # Tune writes into RUN/tune/segment-N: neither may be a link (refused before Tune starts)
+    safe_dir(run.tune_dir, root=run.path)
+    safe_dir(run.tune_dir / f"segment-{segment}", root=run.path, create=False)
     resources = {"cpu": search.cpus_per_trial, "gpu": search.gpus_per_trial}
     trainable = tune.with_resources(tune.with_parameters(evaluate_trial, payload=payload),
                                     resources)

@@ -30,6 +30,7 @@ from typing import Any
 
 import ray
 
+from nas._fs import safe_dir
 from nas.errors import UsageError
 from nas.runner.strays import MARKER
 
@@ -55,6 +56,8 @@ class RaySession:
     """What :func:`start_ray` did: ``local`` (we own the cluster) or joined ``address``.
 
     ``node_ip`` is the address of the node this driver runs on (``127.0.0.1`` for a local Ray).
+    ``began`` is the driver's clock taken just before Ray started
+    (:func:`nas.runner.strays.segment_clock`), set by the driver.
     """
 
     local: bool
@@ -62,6 +65,7 @@ class RaySession:
     temp_dir: str | None
     startup_s: float
     node_ip: str | None = None
+    began: dict[str, Any] | None = None
 
     def stop(self) -> None:
         """Disconnect; a local cluster we started is shut down with it."""
@@ -99,6 +103,7 @@ def start_ray(settings: Any, *, address: str | None, run_path: Path,
         _join(target, common)
         return RaySession(False, target, None, time.perf_counter() - started, _node_ip())
     temp_dir = ray_temp_dir(run_path)
+    safe_dir(temp_dir, root=tempfile.gettempdir(), create=False)  # shared: no planted link
     # inherited by the Ray processes started below; the driver sets its own token first, and
     # left-over processes are found by it (nas.runner.strays), never by a command line
     os.environ.setdefault(MARKER, temp_dir)

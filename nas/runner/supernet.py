@@ -21,6 +21,7 @@ from typing import Any
 
 import ray
 
+from nas._fs import safe_dir, write_atomic
 from nas.errors import ConfigError
 from nas.results import RunDir
 
@@ -85,7 +86,8 @@ def prepare_supernet(run: RunDir, exp: Any, *, local: bool) -> tuple[Any, dict[s
     from nas.supernet.options import TRAINING_KEYS, SupernetOptions
 
     options, named = split_options(exp.settings.evaluator_options)
-    folder = checkpoint_folder(named) if named else run.path / "supernet"
+    # RUN/supernet is the run folder's content: made here, refused when it is a link
+    folder = checkpoint_folder(named) if named else safe_dir(run.path / "supernet", root=run.path)
     stored = check_named_supernet(exp)
     if stored is not None:  # reused as it was trained (an unfinished one is finished first)
         trained = {k: v for k, v in (stored.get("options") or {}).items() if k in TRAINING_KEYS}
@@ -117,12 +119,11 @@ def materialize(settings: Any, blob: dict[str, Any] | None) -> Any:
     checkpoint = settings.evaluator_options.get("checkpoint")
     if checkpoint and (Path(checkpoint) / SUPERNET_FILES[0]).is_file():
         return settings
-    here = Path(tempfile.gettempdir()) / f"mnas-supernet-{blob['id']}"
+    temp = Path(tempfile.gettempdir())
+    # a shared temp folder: a link planted under the name is refused, never read or written
+    here = safe_dir(temp / f"mnas-supernet-{blob['id']}", root=temp)
     if not (here / SUPERNET_FILES[0]).is_file():
-        here.mkdir(parents=True, exist_ok=True)
         for name, data in blob["files"].items():
-            tmp = here / f".{name}.tmp"
-            tmp.write_bytes(data)
-            tmp.replace(here / name)
+            write_atomic(here / name, data)
     return dataclasses.replace(settings, evaluator_options={**settings.evaluator_options,
                                                             "checkpoint": str(here)})

@@ -19,6 +19,7 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
+from nas._fs import safe_dir, user_dir
 from nas.config import LoggingSettings
 from nas.errors import UsageError
 from nas.records import TrialRecord, TrialStatus
@@ -182,7 +183,11 @@ class TensorBoardTracker:
         self._writers: dict[int, Any] = {}
 
     def open(self, trial_id: int, params: Mapping[str, Any]) -> None:
-        self._writers[trial_id] = self._tb.EventFileWriter(str(self._root / f"trial-{trial_id}"))
+        # RUN/tensorboard/trial-<id>: made below the run folder (the driver's, or a bare path
+        # given here), refused when a link
+        run = user_dir(self._root.parent, "run folder")
+        folder = safe_dir(self._root / f"trial-{trial_id}", root=run)
+        self._writers[trial_id] = self._tb.EventFileWriter(str(folder))
         start = self._tb.plugin_data_pb2.SessionStartInfo(start_time_secs=time.time())
         for key, value in params.items():
             slot = start.hparams[key]

@@ -18,6 +18,7 @@ from typing import Any
 
 import ray
 
+from nas._fs import safe_dir, write_atomic
 from nas.records import TrialRecord
 from nas.results import RunDir
 
@@ -39,14 +40,14 @@ def incoming_dir(run_path: str | Path) -> Path:
 
 
 def write_incoming(folder: str | Path, trial_id: int, data: bytes) -> Path:
-    """Write one child's weights into ``folder`` atomically (temp file, then rename)."""
+    """Write one child's weights into ``folder`` (``RUN/weights/incoming``) atomically.
+
+    Raises:
+        SymlinkError: ``weights/``, ``incoming/`` or the file is a symbolic link.
+    """
     folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / f"trial-{int(trial_id)}.safetensors"
-    tmp = path.with_suffix(".tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
-    return path
+    safe_dir(folder, root=folder.parent.parent)  # made below the run folder, never via a link
+    return write_atomic(folder / f"trial-{int(trial_id)}.safetensors", data)
 
 
 def serialize_weights(model: Any, metadata: dict[str, str]) -> bytes:
@@ -91,6 +92,7 @@ class WeightKeeper:
         self.run_path, self.k = Path(run_path), k
         self.margin = margin if k > 0 else 0
         self.folder = RunDir(self.run_path).weights_dir
+        safe_dir(self.folder / INCOMING, root=self.run_path, create=False)  # no linked folder
         rewards = {r.trial_id: r.reward for r in records if r.complete and r.reward is not None}
         self.kept: dict[int, float] = {}
         for path in sorted(self.folder.glob("trial-*.safetensors")):

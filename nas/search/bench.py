@@ -29,6 +29,7 @@ Python use::
 from __future__ import annotations
 
 import inspect
+import io
 import itertools
 import logging
 import math
@@ -40,6 +41,7 @@ import numpy as np
 import pandas as pd
 
 from nas._checks import check_int, check_number
+from nas._fs import read_bytes
 from nas.errors import UsageError
 from nas.registry import CONTROLLERS
 from nas.reward import mnas_reward
@@ -56,6 +58,9 @@ CURVE_COLUMNS = ["controller", "seed", "trial", "metric", "cost", "reward", "bes
 MAX_REPEATS = 100  # repeated proposals in a row answered from the records before one is re-run
 
 
+TABLE_CAP = 1 << 30  # NAS-Bench-201's full table is a few megabytes
+
+
 def load_table(table: str | Path, *, key: str, metric: str,
                latency_column: str | None = None) -> pd.DataFrame:
     """Read a CSV lookup table and check that the named columns exist.
@@ -64,12 +69,18 @@ def load_table(table: str | Path, *, key: str, metric: str,
         UsageError: the file is missing or unreadable, or a column is absent (named in the message).
     """
     path = Path(table)
-    if not path.is_file():
-        raise UsageError(f"table: file not found: {path}", params=("table",))
     try:
-        frame = pd.read_csv(path)
+        data = read_bytes(path, "table", cap=TABLE_CAP)
+    except FileNotFoundError:
+        raise UsageError(f"table: file not found: {path}", params=("table",)) from None
+    except UsageError as exc:
+        raise UsageError(str(exc), params=("table",)) from None
+    try:
+        frame = pd.read_csv(io.BytesIO(data))
     except (OSError, ValueError, pd.errors.ParserError) as exc:
-        raise UsageError(f"table: cannot read {path} as CSV ({exc})", params=("table",)) from None
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise UsageError(f"table: cannot read {path} as CSV ({first})",
+                         params=("table",)) from None
     named = (("key", key), ("metric", metric), ("latency_column", latency_column))
     for param, column in named:
         if column is not None and column not in frame.columns:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -10,6 +11,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from nas._fs import user_dir, write_atomic
 from nas.errors import UsageError
 from nas.search.bench import checkpoints
 
@@ -111,7 +113,8 @@ def hypervolume_table(curves: pd.DataFrame, norm: HVNorm,
 
 
 def plot_curves(curves: pd.DataFrame, path: str | Path, *, metric: str = "metric") -> Path:
-    """PNG of the mean best-metric curve of each controller with a +-1 std band (Agg backend)."""
+    """PNG of the mean best-metric curve of each controller with a +-1 std band (Agg backend),
+    written atomically (never through a link)."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
@@ -129,24 +132,26 @@ def plot_curves(curves: pd.DataFrame, path: str | Path, *, metric: str = "metric
     ax.grid(alpha=0.3)
     ax.legend()
     fig.tight_layout()
-    fig.savefig(path)
-    return Path(path)
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format=Path(path).suffix.lstrip(".") or "png")
+    return write_atomic(path, buffer.getvalue())
 
 
 def write_outputs(curves: pd.DataFrame, summary: pd.DataFrame, out: str | Path, *,
                   metric: str = "metric", hv: pd.DataFrame | None = None) -> dict[str, Path]:
-    """Write ``curves.csv``, ``summary.csv``, ``curves.png`` (and ``hypervolume.csv``)."""
-    out = Path(out)
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise UsageError(f"out: cannot create {out} ({exc})", params=("out",)) from None
+    """Write ``curves.csv``, ``summary.csv``, ``curves.png`` (and ``hypervolume.csv``) into
+    ``out`` (the user's folder, made if missing), each atomically and never through a link.
+
+    Raises:
+        UsageError: ``out`` cannot be made, or one of the files is a symbolic link.
+    """
+    out = user_dir(out, "out", params=("out",))
     paths = {"curves": out / "curves.csv", "summary": out / "summary.csv",
              "plot": out / "curves.png"}
-    curves.to_csv(paths["curves"], index=False)
-    summary.to_csv(paths["summary"], index=False)
+    write_atomic(paths["curves"], curves.to_csv(index=False))
+    write_atomic(paths["summary"], summary.to_csv(index=False))
     plot_curves(curves, paths["plot"], metric=metric)
     if hv is not None:
         paths["hypervolume"] = out / "hypervolume.csv"
-        hv.to_csv(paths["hypervolume"], index=False)
+        write_atomic(paths["hypervolume"], hv.to_csv(index=False))
     return paths

@@ -17,6 +17,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from nas._fs import read_bytes, read_text, write_atomic
 from nas.errors import UsageError
 
 __all__ = ["save_state", "load_state", "FILE_FORMAT"]
@@ -30,8 +31,9 @@ def save_state(state: Mapping[str, Any] | Any, path: str | os.PathLike[str]) -> 
 
     ``path`` (e.g. ``controller.json``) gets the JSON. Tensors, if any, are saved with
     ``torch.save`` to ``<stem>.<content hash>.pt`` next to it and referenced from the JSON, which
-    is written last (to a temporary name, then renamed): a crash at any point leaves the previous
-    JSON and the tensor file it names intact. Tensor files no longer referenced are removed.
+    is written last (to a unique temporary name, then renamed; never through a link): a crash at
+    any point leaves the previous JSON and the tensor file it names intact. Tensor files no longer
+    referenced are removed.
 
     Returns:
         The path of the JSON file.
@@ -49,29 +51,26 @@ def save_state(state: Mapping[str, Any] | Any, path: str | os.PathLike[str]) -> 
         torch.save(tensors, buffer)
         data = buffer.getvalue()
         tensor_name = f"{path.stem}.{hashlib.sha256(data).hexdigest()[:12]}.pt"
-        _write_atomic(path.with_name(tensor_name), data)
+        write_atomic(path.with_name(tensor_name), data)
     doc = {"format": _FILE_FORMAT, "tensor_file": tensor_name, "state": body}
-    _write_atomic(path, json.dumps(doc, allow_nan=False).encode("utf-8"))
+    write_atomic(path, json.dumps(doc, allow_nan=False))
     for old in path.parent.glob(f"{path.stem}.*.pt"):
         if old.name != tensor_name and re.fullmatch(r"[0-9a-f]{12}", old.suffixes[-2][1:]):
-            old.unlink(missing_ok=True)
+            old.unlink(missing_ok=True)  # removes a link itself, never what it points to
     return path
 
 
-def _write_atomic(path: Path, data: bytes) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
+STATE_CAP = 1 << 30  # a controller state is kilobytes to megabytes (a predictor's weights)
 
 
 def load_state(path: str | os.PathLike[str]) -> dict[str, Any]:
     """Read a :func:`save_state` file (tensors via ``torch.load(..., weights_only=True)``)."""
     path = Path(path)
     try:
-        doc = json.loads(path.read_text(encoding="utf-8"))
+        doc = json.loads(read_text(path, "controller state file", cap=STATE_CAP))
     except FileNotFoundError:
         raise UsageError(f"controller state file not found: {path}") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+    except (json.JSONDecodeError, RecursionError) as exc:
         raise UsageError(f"controller state file {path} is not valid JSON: {exc}") from None
     if not isinstance(doc, dict) or doc.get("format") != _FILE_FORMAT:
         raise UsageError(f"controller state file {path}: not a {_FILE_FORMAT!r} file")
@@ -79,9 +78,14 @@ def load_state(path: str | os.PathLike[str]) -> dict[str, Any]:
     if doc.get("tensor_file"):
         import torch
 
-        tensor_path = path.with_name(str(doc["tensor_file"]))
+        name = str(doc["tensor_file"])
+        if "/" in name or name in (".", ".."):
+            raise UsageError(f"controller state file {path}: tensor_file {name!r:.60} must be a "
+                             "file name beside it")
+        tensor_path = path.with_name(name)
         try:
-            tensors = torch.load(tensor_path, weights_only=True)
+            tensors = torch.load(io.BytesIO(read_bytes(tensor_path, "controller tensor file",
+                                                       cap=STATE_CAP)), weights_only=True)
         except Exception as exc:  # missing, torn or not weights-only: torch raises many kinds
             raise UsageError(f"controller tensor file {tensor_path}: cannot load ({exc})") from None
     return _join_tensors(doc["state"], tensors)

@@ -3,10 +3,11 @@
 ``supernet.safetensors`` holds the model's state (``model.<name>``: parameters and BN buffers) and
 the SGD momentum buffers (``optimizer.<parameter name>``), so a resumed run continues exactly as if
 it had not stopped; its metadata ``mnas`` holds the same JSON as ``supernet.json``. Both files are
-written to a temporary name and moved into place with ``os.replace``; the tensor file goes first
-and is the commit point: its metadata names the epochs its weights have seen, and a JSON left one
-epoch behind by a kill between the two moves is rewritten from it on resume. Nothing is ever
-unpickled: tensors are read with :func:`safetensors.torch.load_file`.
+written to a unique temporary name (never through a link) and moved into place with
+``os.replace``; the tensor file goes first and is the commit point: its metadata names the epochs
+its weights have seen, and a JSON left one epoch behind by a kill between the two moves is
+rewritten from it on resume. Nothing is ever unpickled: tensors are read with
+:func:`safetensors.torch.load_file`.
 
 ``supernet.json`` (format ``mnas-supernet/1``): ``space`` (name and options), ``dataset`` (name,
 shape, classes, sizes), ``options`` (:class:`~nas.supernet.options.SupernetOptions`), ``seed``,
@@ -23,9 +24,11 @@ from typing import Any
 
 import torch
 from safetensors import safe_open
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file, save
 
-from nas.errors import ConfigError
+from nas._fs import read_json as read_json_file
+from nas._fs import write_atomic
+from nas.errors import ConfigError, UsageError
 from nas.supernet.model import SuperNet
 from nas.supernet.options import SupernetOptions
 from search_spaces.mnasnet import MnasNetSpace
@@ -49,17 +52,9 @@ def _plain(value: Any) -> Any:
     return json.loads(json.dumps(value))
 
 
-def _fsync_replace(tmp: Path, path: Path) -> None:
-    with open(tmp, "rb") as f:
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
 def write_info(folder: Path, info: dict[str, Any]) -> None:
     """``supernet.json``, atomically."""
-    tmp = folder / (INFO_FILE + ".tmp")
-    tmp.write_text(json.dumps(info, indent=2, allow_nan=False) + "\n")
-    _fsync_replace(tmp, folder / INFO_FILE)
+    write_atomic(folder / INFO_FILE, json.dumps(info, indent=2, allow_nan=False) + "\n")
 
 
 def save_checkpoint(folder: Path, model: SuperNet, optimizer: torch.optim.Optimizer | None,
@@ -72,9 +67,8 @@ def save_checkpoint(folder: Path, model: SuperNet, optimizer: torch.optim.Optimi
             buf = optimizer.state.get(p, {}).get("momentum_buffer")
             if buf is not None:
                 tensors[f"optimizer.{name}"] = buf.detach().cpu().contiguous()
-    tmp = folder / (MODEL_FILE + ".tmp")
-    save_file(tensors, str(tmp), metadata={"mnas": json.dumps(info, allow_nan=False)})
-    _fsync_replace(tmp, folder / MODEL_FILE)
+    data = save(tensors, metadata={"mnas": json.dumps(info, allow_nan=False)})
+    write_atomic(folder / MODEL_FILE, data)
     write_info(folder, info)
 
 
@@ -91,12 +85,12 @@ def _tensor_info(path: Path) -> dict[str, Any]:
 def read_json(folder: Path) -> dict[str, Any] | None:
     """``supernet.json`` of ``folder`` (None when there is none)."""
     path = folder / INFO_FILE
-    if not path.is_file():
-        return None
     try:
-        info = json.loads(path.read_text())
-    except (OSError, ValueError) as exc:
-        raise ConfigError(f"supernet checkpoint {str(path)!r}: not readable JSON: {exc}") from None
+        info = read_json_file(path, "supernet checkpoint")
+    except FileNotFoundError:
+        return None
+    except UsageError as exc:
+        raise ConfigError(str(exc)) from None
     if not isinstance(info, dict):
         raise ConfigError(f"supernet checkpoint {str(path)!r}: expected a JSON object")
     return info
@@ -139,7 +133,11 @@ def check_info(folder: Path, old: dict[str, Any], new: dict[str, Any]) -> None:
 def load_tensors(folder: Path, device: str | torch.device = "cpu"
                  ) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
     """``(model state, momentum buffers by parameter name)`` of the tensor file."""
-    tensors = load_file(str(folder / MODEL_FILE), device=str(device))
+    try:
+        tensors = load_file(str(folder / MODEL_FILE), device=str(device))
+    except Exception as exc:  # safetensors raises its own error types for a torn file
+        raise ConfigError(f"supernet checkpoint {str(folder / MODEL_FILE)!r}: not a readable "
+                          f"safetensors file ({type(exc).__name__}: {exc})") from None
     model = {k[6:]: v for k, v in tensors.items() if k.startswith("model.")}
     optim = {k[10:]: v for k, v in tensors.items() if k.startswith("optimizer.")}
     return model, optim

@@ -1,0 +1,117 @@
+"""The trainable: what runs in Tune's workers for one child.
+
+:func:`trial_payload` is the plain data a worker needs (the space's reference and options, the
+evaluation settings, where to send kept weights, the latency service, the supernet's files);
+:func:`evaluate_trial` rebuilds the space and settings once per worker process, evaluates the
+child (:func:`nas.evaluation.evaluate.evaluate_arch`), reports each epoch to Tune and ends with
+one final record. A broken child is a failed record, never a failed search.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import time
+import traceback
+from collections.abc import Callable
+from typing import Any
+
+import ray
+from ray import tune
+
+from nas.records import TrialStatus
+
+__all__ = ["trial_payload", "evaluate_trial"]
+
+_CACHE: dict[str, Any] = {}
+
+
+def trial_payload(space: Any, settings: Any, *, latency_service: bool,
+                  weight_store: dict[str, Any] | None = None,
+                  activity: str | None = None,
+                  supernet: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Plain data the trainable needs to rebuild the space and the evaluation settings
+    (``supernet``: the supernet checkpoint's files, for workers on other nodes)."""
+    from nas.runner.latency_service import space_ref
+
+    return {"space": space_ref(space), "space_options": dict(space.options),
+            "settings": settings.to_dict(), "latency_service": latency_service,
+            "weight_store": weight_store, "activity": activity, "supernet": supernet}
+
+
+def _worker_state(payload: dict[str, Any]) -> tuple[Any, Any]:
+    from nas.evaluation.evaluate import EvalSettings
+    from nas.registry import SPACES
+
+    key = json.dumps([payload["space"], payload["space_options"], payload["settings"]],
+                     sort_keys=True, default=str)
+    if _CACHE.get("key") != key:
+        from nas.runner.supernet import materialize
+
+        settings = materialize(EvalSettings.from_dict(payload["settings"]),
+                               payload.get("supernet"))
+        _CACHE.update(key=key, space=SPACES.create(payload["space"], **payload["space_options"]),
+                      settings=settings)
+    return _CACHE["space"], _CACHE["settings"]
+
+
+def _node() -> dict[str, Any]:
+    ctx = ray.get_runtime_context()
+    return {"node_id": ctx.get_node_id(), "hostname": socket.gethostname(),
+            "ip": ray.util.get_node_ip_address(), "pid": os.getpid()}
+
+
+def _weights_sender(config: dict[str, Any], payload: dict[str, Any]) -> Callable[..., None] | None:
+    """Sends a finished child's weights to the run folder (``search.keep_weights``): written
+    directly on the driver's node, through the weight-store actor from another node."""
+    where = payload.get("weight_store")
+    if not where:
+        return None
+
+    def send(model: Any) -> None:
+        from nas.runner.weights import serialize_weights, write_incoming
+
+        epochs = str(payload["settings"]["train"].get("epochs"))
+        data = serialize_weights(model, {"trial": str(config["proposal_id"]), "epochs": epochs})
+        if ray.get_runtime_context().get_node_id() == where["node"] or not where["store"]:
+            write_incoming(where["dir"], config["proposal_id"], data)
+        else:
+            ray.get(ray.get_actor(where["store"]).put.remote(config["proposal_id"], data))
+
+    return send
+
+
+def evaluate_trial(config: dict[str, Any], payload: dict[str, Any]) -> None:
+    """Tune function trainable: evaluate one child, report per epoch and a final record."""
+    from nas.evaluation.evaluate import evaluate_arch
+
+    started = time.time()
+    record: dict[str, Any]
+    try:
+        space, settings = _worker_state(payload)
+        latency_fn = None
+        if payload["latency_service"]:
+            from nas.runner.latency_service import LatencyClient
+
+            latency_fn = LatencyClient.connect(activity=payload.get("activity")).latency_fn()
+
+        def report(metrics: dict[str, Any]) -> None:
+            tune.report({"val_accuracy": float(metrics.get("val_accuracy", 0.0)),
+                         "epoch": metrics.get("epoch"), "final": False,
+                         "train_loss": metrics.get("train_loss"), "lr": metrics.get("lr"),
+                         "node": socket.gethostname()})
+
+        record = evaluate_arch(space, space.validate(config["arch"]), settings, report=report,
+                               latency_fn=latency_fn, on_model=_weights_sender(config, payload),
+                               activity=payload.get("activity"))
+    except Exception as exc:  # a broken child must not take the search down
+        record = {"status": TrialStatus.FAILED.value, "error": f"{type(exc).__name__}: {exc}",
+                  "traceback": traceback.format_exc(limit=5)}
+    record["node"] = _node()
+    record["latency_by"] = "service" if payload["latency_service"] else \
+        payload["settings"]["latency"].get("mode", "measure")
+    record["started_at"], record["finished_at"] = started, time.time()
+    accuracy = record.get("accuracy")
+    tune.report({"final": True, "record_json": json.dumps(record, default=str),
+                 "val_accuracy": float(accuracy) if isinstance(accuracy, int | float) else 0.0})
