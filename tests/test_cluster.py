@@ -197,15 +197,16 @@ def test_search_survives_losing_a_node(cluster, worker, tmp_path):
     after a trial finished on it, mostly with another one running there: the search goes on on
     the head and ends with all 8 trials complete, none lost, none twice.
 
-    ``max_failures: 5``: Tune 2.60 retries a trial only while its failures are fewer than
+    ``max_failures: 10``: Tune 2.60 retries a trial only while its failures are fewer than
     max_failures and counts the one loss twice (error.txt: failures #1 and #2 on the same actor
     in the same second), so 2 would record the cut-off trial as failed; 3 sufficed on a quiet
-    machine, but a loaded CI machine once saw a retry fail too before the head had marked the
-    node dead, so the test allows two more (none is spent on a healthy trial). Not SIGKILL:
+    machine, but loaded machines saw retries fail too before the head had marked the node dead
+    (once with 4 allowed, once with 5), so the test allows many (none is spent on a healthy
+    trial: what it asserts is that the cut-off trial ends complete, not how fast). Not SIGKILL:
     until the head's health checks mark a killed node dead (~15 s) its actors are only "temporarily
     unavailable" and Tune spends the retries on them (recorded failed even with max_failures 4);
     a raylet stopped by SIGTERM tells the head at once."""
-    cfg = timed_config(tmp_path, trials=8, seconds=1.5, max_failures=5)
+    cfg = timed_config(tmp_path, trials=8, seconds=1.5, max_failures=10)
     run_dir = tmp_path / "results" / "lose"
     proc = subprocess.Popen(nas_cmd("search", cfg, "--name", "lose", "--address",
                                     cluster.address),
