@@ -47,7 +47,8 @@ from nas.evaluation.evaluate import space_for_dataset
 from nas.evaluation.train import TrainConfig, train
 from nas.space import Arch, Space
 from nas.supernet import SupernetOptions, load_supernet, score_child, train_supernet
-from nas.supernet.options import KERNELS, SAMPLINGS
+from nas.supernet.options import SAMPLINGS
+from search_spaces.mnasnet_supernet import KERNEL_MODES
 
 # configs/quickstart.yaml: the space's options (sizes come from the dataset) and evaluator
 QUICKSTART_SPACE = {"width_mult": 0.5, "stem_channels": 16, "head_channels": 128, "dropout": 0.1,
@@ -70,7 +71,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--gt-seeds", type=int, default=1,
                    help="train each child with this many seeds; the ground truth is the mean")
     defaults = SupernetOptions()
-    p.add_argument("--kernel", default=defaults.kernel)
+    p.add_argument("--kernel", default="shared", help="the MnasNet supernet's kernel option")
     p.add_argument("--sampling", default=defaults.sampling)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--epochs", type=int, default=None, help="supernet epochs (default: options)")
@@ -84,7 +85,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     check_int("--children", args.children, minimum=2)
     check_int("--child-epochs", args.child_epochs)
     check_int("--gt-seeds", args.gt_seeds)
-    check_choice("--kernel", args.kernel, KERNELS)
+    check_choice("--kernel", args.kernel, KERNEL_MODES)
     check_choice("--sampling", args.sampling, SAMPLINGS)
     check_int("--seed", args.seed, minimum=0)
     check_int("--epochs", args.epochs, optional=True)
@@ -204,16 +205,16 @@ def _progress(args: argparse.Namespace, text: str) -> None:
 def supernet_scores(space: Space, children: list[Arch], data: AnyDataset,
                     args: argparse.Namespace, folder: str) -> dict[str, Any]:
     """Train (or resume) the supernet in ``folder`` and score every child with it."""
-    overrides: dict[str, Any] = {"kernel": args.kernel, "sampling": args.sampling,
+    overrides: dict[str, Any] = {"supernet": {"kernel": args.kernel}, "sampling": args.sampling,
                                  "seed": args.seed, "threads": args.threads}
     if args.epochs is not None:
         overrides["epochs"] = args.epochs
     options = SupernetOptions.from_dict({**SupernetOptions().to_dict(), **overrides})
     info = train_supernet(space, data, options, folder, on_epoch=lambda m: _progress(
         args, f"supernet epoch {m['epoch']}/{m['epochs']}: loss {m['loss']:.4f}"))
-    supernet, _ = load_supernet(folder)
+    supernet, _ = load_supernet(folder, space)
     t0 = time.perf_counter()
-    scores = [score_child(supernet, arch, data, options)[1] for arch in children]
+    scores = [score_child(supernet, arch, data, options).accuracy for arch in children]
     return {"scores": scores, "train_s": info["seconds"], "options": options.to_dict(),
             "score_s_per_child": (time.perf_counter() - t0) / len(children)}
 
@@ -240,7 +241,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
 def print_table(result: dict[str, Any]) -> None:
     o = result["options"]
-    print(f"supernet ranking on {result['dataset']}: {o['sampling']} sampling, {o['kernel']} "
+    print(f"supernet ranking on {result['dataset']}: {o['sampling']} sampling, "
+          f"{o['supernet']['kernel']} "
           f"kernels, {o['epochs']} supernet epochs, children {result['child_epochs']} epochs, "
           f"seed {result['seed']}")
     print(f"{'child':18s} {'stand-alone':>11s} {'supernet':>9s}")

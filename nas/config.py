@@ -37,7 +37,6 @@ import yaml
 
 from nas._checks import (
     check_bool,
-    check_choice,
     check_int,
     check_known,
     check_number,
@@ -45,86 +44,18 @@ from nas._checks import (
 from nas._fs import read_text
 from nas.constraints import Constraints
 from nas.errors import ConfigError, UsageError
+from nas.search_settings import SearchSettings
 
 __all__ = ["SearchSettings", "RaySettings", "LoggingSettings", "SearchConfig", "load_config",
-           "apply_overrides", "check_run_name"]
+           "apply_overrides", "check_run_name", "LOSS_REWARD_KEY"]
 
 SECTIONS = ("name", "results_dir", "space", "controller", "evaluator", "latency", "reward",
             "constraints", "search", "ray", "logging")
-SCHEDULERS = ("none", "asha")
-PROGRESS = ("auto", "rich", "lines", "none")
 MAX_NAME_BYTES = 255  # a folder name on every common file system
 CONFIG_CAP = 4 << 20  # a config is a few kilobytes
-MAX_TRIALS = 1_000_000  # a bound, so that a typo cannot start a search that never ends
-
-
-@dataclass(frozen=True)
-class SearchSettings:
-    """How many trials, how parallel, on what resources.
-
-    Args:
-        trials: finished trials to reach (failed and pruned ones count).
-        concurrency: trials running at once (Tune's ConcurrencyLimiter).
-        cpus_per_trial, gpus_per_trial: resources of one trial (fractions allowed).
-        scheduler: ``none`` or ``asha`` (early stopping on per-epoch validation accuracy).
-        grace_period, reduction_factor: ASHA's settings (epochs, rate).
-        max_failures: Tune retries of a trial whose worker died (exceptions are recorded, not
-            retried).
-        seed: the controller's seed.
-        dedup: never spend a trial on an architecture already evaluated in this run: a repeated
-            proposal is told the stored result and the controller is asked again (off: repeats
-            are re-evaluated, e.g. to average noisy rewards).
-        max_repeats: repeated proposals in a row answered from the records before a repeat is
-            evaluated anyway (so a tiny or exhausted space cannot loop).
-        keep_weights: keep the trained weights (safetensors) of the best K children in
-            ``RUN/weights/`` as they finish, dropping those that fall out of the top K (0: none);
-            ``nas export`` uses them.
-        progress: ``auto`` (a live view on a terminal, one line per finished child otherwise),
-            ``rich``, ``lines`` or ``none`` (the CLI's ``--quiet``).
-        remeasure_top: at the end of a search, re-measure the latency of the top K
-            architectures and of the accuracy-latency Pareto front, interleaved in quiet windows
-            with ``remeasure_passes`` times the repeats (0: off; ``nas remeasure`` on demand);
-            rankings, fronts and exports then use the final numbers.
-        remeasure_passes: passes over the finalists, each in a new random order.
-    """
-
-    trials: int = 20
-    concurrency: int = 2
-    cpus_per_trial: float = 1.0
-    gpus_per_trial: float = 0.0
-    scheduler: str = "none"
-    grace_period: int = 1
-    reduction_factor: int = 3
-    max_failures: int = 1
-    seed: int = 0
-    dedup: bool = True
-    max_repeats: int = 100
-    keep_weights: int = 3
-    progress: str = "auto"
-    remeasure_top: int = 5
-    remeasure_passes: int = 3
-
-    def __post_init__(self) -> None:
-        check_int("search.trials", self.trials, maximum=MAX_TRIALS)
-        check_int("search.concurrency", self.concurrency)
-        check_number("search.cpus_per_trial", self.cpus_per_trial)
-        check_number("search.gpus_per_trial", self.gpus_per_trial)
-        if self.cpus_per_trial == 0 and self.gpus_per_trial == 0:
-            raise ConfigError("search.cpus_per_trial=0: a trial needs CPUs or GPUs")
-        if self.scheduler not in SCHEDULERS:
-            raise ConfigError(f"search.scheduler={self.scheduler!r}: allowed values: "
-                              f"{', '.join(SCHEDULERS)}")
-        check_int("search.grace_period", self.grace_period)
-        check_int("search.reduction_factor", self.reduction_factor, minimum=2)
-        check_int("search.max_failures", self.max_failures, minimum=0)
-        check_int("search.seed", self.seed, minimum=0)
-        if not isinstance(self.dedup, bool):
-            raise ConfigError(f"search.dedup={self.dedup!r}: must be true or false")
-        check_int("search.max_repeats", self.max_repeats, minimum=0)
-        check_int("search.keep_weights", self.keep_weights, minimum=0)
-        check_choice("search.progress", self.progress, PROGRESS)
-        check_int("search.remeasure_top", self.remeasure_top, minimum=0)
-        check_int("search.remeasure_passes", self.remeasure_passes)
+# the reward's ACC when the supernet evaluator ranks by validation loss (``score: loss``):
+# exp(-loss), recorded by nas.supernet.evaluator
+LOSS_REWARD_KEY = "supernet.val_likelihood"
 
 
 @dataclass(frozen=True)
@@ -269,6 +200,17 @@ def _settings(cls: type, key: str, data: Any) -> Any:
     return cls(**data)
 
 
+def _reward_section(reward: dict[str, Any], evaluator: Mapping[str, Any]) -> dict[str, Any]:
+    """``reward``, whose ACC defaults to :data:`LOSS_REWARD_KEY` when the supernet evaluator
+    ranks by validation loss (``evaluator.options.score: loss``); a given ``accuracy_key`` stays.
+    The resolved ``config.yaml`` then names it, so a run re-ranked later ranks alike."""
+    options = evaluator.get("options")
+    if (evaluator.get("name") == "supernet" and isinstance(options, Mapping)
+            and options.get("score") == "loss"):
+        reward.setdefault("accuracy_key", LOSS_REWARD_KEY)
+    return reward
+
+
 def parse_config(data: Any) -> SearchConfig:
     """Validate plain config data (structure and types; names are checked by :func:`check`)."""
     if not isinstance(data, Mapping):
@@ -285,12 +227,13 @@ def parse_config(data: Any) -> SearchConfig:
     if not isinstance(results_dir, str) or not results_dir or "\0" in results_dir:
         raise ConfigError(f"results_dir={results_dir!r:.80}: must be a path")
     reward = data.get("reward")
+    evaluator = _mapping("evaluator", data.get("evaluator"))
     return SearchConfig(
         space=_named_section("space", data["space"]),
         controller=_named_section("controller", data["controller"]),
-        evaluator=_mapping("evaluator", data.get("evaluator")),
+        evaluator=evaluator,
         latency=_mapping("latency", data.get("latency")),
-        reward=None if reward is None else _mapping("reward", reward),
+        reward=None if reward is None else _reward_section(_mapping("reward", reward), evaluator),
         search=_settings(SearchSettings, "search", data.get("search")),
         ray=_settings(RaySettings, "ray", data.get("ray")),
         logging=_settings(LoggingSettings, "logging", data.get("logging")),

@@ -50,6 +50,7 @@ class Experiment:
 def build_experiment(config: SearchConfig) -> Experiment:
     """Check and build the settings, dataset, space, controller and evaluator of ``config``."""
     from nas.evaluation.evaluate import get_dataset, space_for_dataset
+    from nas.evaluation.prefilter import check_prefilter
 
     if not isinstance(config.latency.get("service", False), bool):
         raise ConfigError(f"latency.service={config.latency['service']!r}: must be true or false")
@@ -58,12 +59,22 @@ def build_experiment(config: SearchConfig) -> Experiment:
     _check_devices(config, settings)
     dataset = _named_error("evaluator.dataset", get_dataset, settings)
     check_training_split(settings, dataset)
+    check_prefilter(config.search.prefilter, config.search.proxy_features)
+    setup = getattr(evaluator, "check_setup", None)  # e.g. zero_cost: the reward's key, the data
+    if callable(setup):
+        setup(settings, dataset)
     _named_error("space.name", SPACES.get, config.space["name"])
     _named_error("controller.name", CONTROLLERS.get, config.controller["name"])
     space = _prefixed("space", space_for_dataset, config.space["name"], dataset,
                       **config.space.get("options", {}))
+    seen = space  # what the controller sees: with proxy features, their values too
+    if config.search.proxy_features:
+        from nas.evaluation.prefilter import ProxyFeatures
+
+        seen = ProxyFeatures(space, dataset, config.search.proxy_features,
+                             seed=settings.train.seed)
     controller = _prefixed("controller", CONTROLLERS.create, config.controller["name"],
-                           space=space, seed=config.search.seed,
+                           space=seen, seed=config.search.seed,
                            **config.controller.get("options", {}))
     return Experiment(config, settings, dataset, space, controller, evaluator)
 

@@ -65,8 +65,9 @@ def number_problem(key: str, value: Any) -> str | None:
     """What is wrong with the raw metric ``key`` (None: nothing, or not a checked metric).
 
     Accuracy is a fraction in [0, 1]; latencies are finite and > 0 milliseconds (their
-    percentiles and spread >= 0); params and MACs are non-negative integers. Null is allowed
-    (a failed child has no accuracy).
+    percentiles and spread >= 0); params and MACs (and their ``zc_`` copies) are non-negative
+    integers; a zero-cost score (``zc_score``, :mod:`nas.evaluation.zero_cost_evaluator`) is a
+    finite number >= 0. Null is allowed (a failed child has no accuracy).
     """
     if value is None:
         return None
@@ -76,7 +77,9 @@ def number_problem(key: str, value: Any) -> str | None:
         ok, allowed = _is_number(value) and value > 0, "a finite number > 0"
     elif key in ("latency_p10_ms", "latency_p90_ms", "latency_spread"):
         ok, allowed = _is_number(value) and value >= 0, "a finite number >= 0"
-    elif key in ("params", "macs"):
+    elif key == "zc_score":
+        ok, allowed = _is_number(value) and value >= 0, "a finite number >= 0"
+    elif key in ("params", "macs", "zc_params", "zc_macs"):
         ok = isinstance(value, int) and not isinstance(value, bool) and value >= 0
         allowed = "a non-negative integer"
     else:

@@ -343,7 +343,8 @@ SPACES = Registry("space", ("search_spaces",), _is_subclass("space"), "a nas.Spa
                   group="mnas.spaces")
 CONTROLLERS = Registry("controller", ("controllers",), _is_subclass("controller"),
                        "a nas.search.controller.Controller subclass", group="mnas.controllers")
-EVALUATORS = Registry("evaluator", ("nas.evaluation.evaluate", "nas.supernet.evaluator"),
+EVALUATORS = Registry("evaluator", ("nas.evaluation.evaluate", "nas.supernet.evaluator",
+                                     "nas.evaluation.zero_cost_evaluator"),
                       lambda f: evaluator_options(f) is not None,
                       "a function marked with @nas.evaluator", group="mnas.evaluators")
 

@@ -60,7 +60,9 @@ class RewardConfig:
         alpha: exponent when the cost is at or under the target.
         beta: exponent when the cost is over the target.
         metric: ``latency`` (column ``latency_ms``), ``macs`` or ``params``.
-        accuracy_key: the raw metric that plays ACC (``accuracy`` by default).
+        accuracy_key: the raw metric that plays ACC (``accuracy`` by default; a dotted key
+            reads a nested metric: ``supernet.val_likelihood`` when the supernet evaluator
+            ranks by loss).
     """
 
     target: float
@@ -121,9 +123,11 @@ class RewardConfig:
         return COST_METRICS[self.metric]
 
     def __call__(self, metrics: Mapping[str, Any]) -> float:
-        """Reward of one trial's raw metrics (NaN where accuracy or cost is missing)."""
+        """Reward of one trial's raw metrics (NaN where accuracy or cost is missing). A dotted
+        ``accuracy_key`` reads nested metrics (``supernet.val_likelihood``), as the trials
+        frame's flattened columns name them."""
         return mnas_reward(
-            metrics.get(self.accuracy_key, math.nan),
+            _metric(metrics, self.accuracy_key),
             metrics.get(self.cost_key, math.nan),
             self.target,
             self.alpha,
@@ -139,6 +143,18 @@ class RewardConfig:
     def to_dict(self) -> dict[str, Any]:
         """Plain data, e.g. for a resolved config."""
         return asdict(self)
+
+
+def _metric(metrics: Mapping[str, Any], key: str) -> Any:
+    """``metrics[key]``, or the nested value a dotted key names (NaN when missing)."""
+    if key in metrics:
+        return metrics[key]
+    value: Any = metrics
+    for part in key.split("."):
+        if not isinstance(value, Mapping) or part not in value:
+            return math.nan
+        value = value[part]
+    return value
 
 
 def pareto_mask(

@@ -3,8 +3,7 @@
 A search space is an ordered, flat list of categorical decisions (:class:`Choice`), each with a
 readable label such as ``"b3.kernel"``. An architecture (:class:`Arch`) assigns one allowed value to
 every decision. Structured spaces (blocks over a base skeleton, cells with edges) generate their
-flat
-list of decisions in their constructor and map an :class:`Arch` back to their structure in
+flat list of decisions in their constructor and map an :class:`Arch` back to their structure in
 :meth:`Space.build`.
 
 Declaring your own space::
@@ -393,6 +392,12 @@ class Space:
     def latency_units(self, arch: Arch) -> list[LatencyUnit]:
         """The network of ``arch`` as units whose latencies add up (for lookup tables)."""
         raise NotImplementedError(f"space {self.name!r} does not support latency lookup tables")
+
+    def supernet(self, **options: Any) -> Any:
+        """Optional weight sharing (SPOS, arXiv:1904.00420): a module holding every architecture,
+        ``module(x, arch)`` one path, ``module.extract(arch)`` ``build(arch)`` with its weights
+        (contract: :mod:`nas.supernet.base`; ``options``: ``evaluator.options.supernet``)."""
+        raise NotImplementedError(f"space {self.name!r} has no weight-sharing supernet")
 
     def describe(self, arch: Arch) -> dict[str, Any]:
         """Structured description of ``arch`` for export cards (spaces add their block tables)."""

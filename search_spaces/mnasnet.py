@@ -50,6 +50,7 @@ from nas.registry import register_space
 from nas.space import Arch, Choice, LatencyUnit, Space
 from search_spaces.blocks import ACTIVATIONS, BlockSpec, block_string, parse_block_string
 from search_spaces.mnasnet_geometry import (
+    OP_CHOICES,
     STRIDE_MODES,
     kept_reductions,
     resolve_strides,
@@ -112,12 +113,6 @@ PRESETS: dict[str, tuple[tuple[str, ...], str]] = {
     ),
 }
 
-OP_CHOICES = {
-    "conv": ("conv", 1),
-    "sepconv": ("sepconv", 1),
-    "mbconv3": ("mbconv", 3),
-    "mbconv6": ("mbconv", 6),
-}
 FILTER_MULTIPLIERS = (0.75, 1.0, 1.25)
 LAYER_DELTAS = (-1, 0, 1)
 
@@ -331,6 +326,18 @@ class MnasNetSpace(Space):
             "head_channels": self._network_args()["head_channels"],
             "activation": self.options["activation"],
         }
+
+    def supernet(self, *, kernel: str = "shared") -> Any:
+        """Every choice of this space in one network (SPOS, arXiv:1904.00420; OFA's elastic
+        width, arXiv:1908.09791): :class:`search_spaces.mnasnet_supernet.MnasNetSupernet`.
+
+        Args:
+            kernel: ``shared`` (the 3x3 kernel is the centre of the 5x5) or ``separate`` (own
+                3x3 and 5x5 weights, each with its own BN).
+        """
+        from search_spaces.mnasnet_supernet import MnasNetSupernet
+
+        return MnasNetSupernet(self, kernel=kernel)
 
     def latency_units(self, arch: Arch) -> list[LatencyUnit]:
         from search_spaces.mnasnet_units import network_units

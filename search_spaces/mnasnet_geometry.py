@@ -1,4 +1,5 @@
-"""MnasNet's published shapes: channel rounding and stride-2 stages at an input size.
+"""MnasNet's published shapes: channel rounding and stride-2 stages at an input size, and the
+op choices' block types.
 
 :func:`round_channels` is the ``make_divisible`` rule of the MobileNet, MnasNet and timm reference
 code; :func:`resolve_strides` decides which stride-2 stages (stem included) keep stride 2 at an
@@ -12,10 +13,17 @@ from collections.abc import Sequence
 
 from nas.errors import UsageError
 
-__all__ = ["STRIDE_MODES", "FULL_STRIDES_FROM", "round_channels", "kept_reductions",
+__all__ = ["STRIDE_MODES", "OP_CHOICES", "FULL_STRIDES_FROM", "round_channels", "kept_reductions",
            "resolve_strides"]
 
 STRIDE_MODES = ("auto", "published")
+# op choice -> (block type, expansion); the ``b{i}.op`` options of the space
+OP_CHOICES = {
+    "conv": ("conv", 1),
+    "sepconv": ("sepconv", 1),
+    "mbconv3": ("mbconv", 3),
+    "mbconv6": ("mbconv", 6),
+}
 FULL_STRIDES_FROM = 64  # input size (px) from which "auto" keeps the published stride-2 stages
 
 

@@ -7,6 +7,10 @@ cells at 16/32/64 channels joined by residual reduction blocks, BN-ReLU, global 
 a linear head. Architectures round-trip the benchmark's own string form
 ``|nor_conv_3x3~0|+|nor_conv_3x3~0|avg_pool_3x3~1|+|skip_connect~0|none~1|nor_conv_1x1~2|`` so
 published tables keyed by that string can be joined.
+
+Weight sharing: :meth:`NasBench201Space.supernet` (every edge holding its five operations,
+:mod:`search_spaces.nb201_supernet`); cells that compute the same function share one
+:meth:`NasBench201Space.canonical_form` (:mod:`search_spaces.nb201_cell`).
 """
 
 from __future__ import annotations
@@ -17,17 +21,10 @@ from nas._checks import MAX_INPUT_SIZE
 from nas.errors import InvalidArchError, UsageError
 from nas.registry import register_space
 from nas.space import Arch, Choice, Space
+from search_spaces.nb201_cell import EDGES, OPS, PATHS, canonical_form, cell_ops
+from search_spaces.nb201_cell import label as _label
 
-__all__ = ["NasBench201Space", "OPS", "EDGES"]
-
-OPS = ("none", "skip_connect", "nor_conv_1x1", "nor_conv_3x3", "avg_pool_3x3")
-EDGES = tuple((j, i) for j in range(1, 4) for i in range(j))  # (to, from) in benchmark order
-# every path from the cell's input (node 0) to its output (node 3), as (to, from) edges
-PATHS = (((3, 0),), ((1, 0), (3, 1)), ((2, 0), (3, 2)), ((1, 0), (2, 1), (3, 2)))
-
-
-def _label(to: int, frm: int) -> str:
-    return f"node{to}.from{frm}"
+__all__ = ["NasBench201Space", "OPS", "EDGES", "PATHS"]
 
 
 # bounds that keep a typo from building a network that never finishes (the benchmark's own
@@ -155,9 +152,26 @@ class NasBench201Space(Space):
             counts[offsets[len(names)] + index] += 1.0
         return counts
 
+    def canonical_form(self, arch: Arch) -> str:
+        """The function ``arch``'s cell computes, canonically: equal for isomorphic cells (the
+        rule: :mod:`search_spaces.nb201_cell`), e.g. ``"nor_conv_3x3(x)"``."""
+        return canonical_form(cell_ops(self.validate(arch)))
+
     def build(self, arch: Arch) -> Any:
         from search_spaces.nb201_model import NB201Network
 
-        arch = self.validate(arch)
-        cell_ops = {(j, i): str(arch[_label(j, i)]) for j, i in EDGES}
-        return NB201Network(cell_ops, **self.options)
+        return NB201Network(cell_ops(self.validate(arch)), **self.options)
+
+    def supernet(self, *, paths: str = "uniform") -> Any:
+        """Every edge of every cell holding its five operations (SPOS, arXiv:1904.00420), one
+        path per call: :class:`search_spaces.nb201_supernet.NB201Supernet`.
+
+        Args:
+            paths: how training draws paths: ``uniform`` over the 15,625 cells, or
+                ``non_isomorphic``: uniform over the classes of isomorphic cells, then over the
+                class's cells (Ning et al., NeurIPS 2021, "Evaluating Efficient Performance
+                Estimators of Neural Architectures").
+        """
+        from search_spaces.nb201_supernet import NB201Supernet
+
+        return NB201Supernet(self, paths=paths)

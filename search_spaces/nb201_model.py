@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 from torch import nn
 
-__all__ = ["NB201Network", "Cell", "ReductionBlock", "make_op"]
+__all__ = ["NB201Network", "Cell", "ReductionBlock", "make_op", "stage_layers"]
 
 
 class ReLUConvBN(nn.Sequential):
@@ -73,6 +75,20 @@ class ReductionBlock(nn.Module):
         return self.shortcut(x) + self.conv_b(self.conv_a(x))
 
 
+def stage_layers(make_cell: Callable[[int], nn.Module], channels: int, cells_per_stage: int
+                 ) -> tuple[list[nn.Module], int]:
+    """``(layers, last width)``: three stages of ``cells_per_stage`` cells (``make_cell(width)``)
+    at ``channels``, twice and four times as many, joined by reduction blocks."""
+    layers: list[nn.Module] = []
+    c = channels
+    for stage in range(3):
+        if stage > 0:
+            layers.append(ReductionBlock(c, c * 2))
+            c *= 2
+        layers.extend(make_cell(c) for _ in range(cells_per_stage))
+    return layers, c
+
+
 class NB201Network(nn.Module):
     """Stem, three stages of cells joined by reduction blocks, BN-ReLU, pooling, linear head."""
 
@@ -91,13 +107,7 @@ class NB201Network(nn.Module):
         self.stem = nn.Sequential(
             nn.Conv2d(in_channels, channels, 3, padding=1, bias=False), nn.BatchNorm2d(channels)
         )
-        layers: list[nn.Module] = []
-        c = channels
-        for stage in range(3):
-            if stage > 0:
-                layers.append(ReductionBlock(c, c * 2))
-                c *= 2
-            layers.extend(Cell(cell_ops, c) for _ in range(cells_per_stage))
+        layers, c = stage_layers(lambda width: Cell(cell_ops, width), channels, cells_per_stage)
         self.cells = nn.Sequential(*layers)
         self.lastact = nn.Sequential(nn.BatchNorm2d(c), nn.ReLU(inplace=True))
         self.pool = nn.AdaptiveAvgPool2d(1)

@@ -20,6 +20,25 @@ def _rows(d, x: torch.Tensor) -> set[bytes]:
     return {row.numpy().astype(np.int8).tobytes() for row in raw}
 
 
+def test_digits_are_scikit_learns_read_without_importing_it():
+    """A trial worker loads digits without scikit-learn's import (seconds of its start)."""
+    import subprocess
+    import sys
+
+    from sklearn.datasets import load_digits
+
+    from nas.evaluation.data import digits_table
+
+    table, digits = digits_table(), load_digits()
+    np.testing.assert_array_equal(table[:, :-1], digits.data)
+    np.testing.assert_array_equal(table[:, -1].astype(np.int64), digits.target)
+    code = ("import sys; from nas.evaluation.data import load_dataset; "
+            "load_dataset('digits'); print('sklearn' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=120, check=True)
+    assert out.stdout.strip() == "False"
+
+
 def test_digits_shapes_and_normalisation():
     d = load_dataset("digits")
     assert d.input_shape == (1, 8, 8)

@@ -55,7 +55,7 @@ def test_searcher_asks_tells_and_stores(tmp_path, controller):
     searcher = ControllerSearcher(controller, run, pending=[], max_new=3, record_fn=make_record,
                                   progress=progress)
     configs = [searcher.suggest(f"t{i}") for i in range(3)]
-    assert searcher.suggest("t3") == ControllerSearcher.FINISHED
+    assert searcher.suggest("t3") is None  # budget handed out, children in flight
     assert [c["proposal_id"] for c in configs] == [0, 1, 2]
     assert progress.running == 3
     # finish out of order; one fails
@@ -67,6 +67,7 @@ def test_searcher_asks_tells_and_stores(tmp_path, controller):
     assert [r.step for r in records] == [1, 2, 3]
     assert progress.done == 3 and progress.failed == 1 and progress.running == 0
     assert progress.best["reward"] == 0.95 and progress.best["trial_id"] == 1
+    assert searcher.suggest("t4") == ControllerSearcher.FINISHED
     state = run.load_controller_state()
     assert state["num_told"] == 3 and state["outstanding"] == []
 
@@ -122,3 +123,41 @@ def test_children_at_chance_are_counted_and_flagged(tmp_path, controller):
 
     assert "at chance 1 " in progress_line(progress)
     assert "AT CHANCE" in best_text({**progress.best, "at_chance": True})
+
+
+def test_a_score_other_than_accuracy_is_kept_and_checked(controller):
+    """A zero-cost child has no accuracy: its score (``reward.accuracy_key``) and its proxies
+    are kept, and a missing score fails it; a dotted key reads a nested metric."""
+    p = controller.ask()
+    zc = {"status": "complete", "zc_score": 3.5, "zc_nwot": 800.0, "zc_synflow": 1e30,
+          "params": 10, "reward": 3.5, "reward_config": {"accuracy_key": "zc_score"}}
+    record = make_record(p, "t1", final(zc), False)
+    assert record.status is TrialStatus.COMPLETE and record.reward == 3.5
+    assert record.metrics["zc_score"] == 3.5 and record.metrics["zc_nwot"] == 800.0
+    lost = make_record(p, "t1", final({**zc, "zc_score": None}), False)
+    assert lost.status is TrialStatus.FAILED and "zc_score is NaN or missing" in lost.error
+    nested = {"status": "complete", "accuracy": 0.8, "supernet": {"val_likelihood": 0.4},
+              "reward": 0.4, "reward_config": {"accuracy_key": "supernet.val_likelihood"}}
+    assert make_record(p, "t1", final(nested), False).status is TrialStatus.COMPLETE
+    broken = {**nested, "supernet": {"val_likelihood": float("nan")}}
+    assert make_record(p, "t1", final(broken), False).status is TrialStatus.FAILED
+
+
+def test_a_child_whose_worker_died_runs_once_more_then_fails(tmp_path, controller):
+    """Tune's retries of a dead worker can be spent before the cluster knows a node is gone:
+    the child is handed out once more in a new trial (nothing lost), then recorded failed."""
+    run = RunDir.create(tmp_path, "r", {"search": {"trials": 2}})
+    searcher = ControllerSearcher(controller, run, pending=[], max_new=2, record_fn=make_record,
+                                  progress=SearchProgress(total=2))
+    first = searcher.suggest("t0")
+    searcher.suggest("t1")
+    searcher.on_trial_complete("t0", None, error=True)
+    assert run.trials() == [] and searcher.progress.running == 1
+    again = searcher.suggest("t2")
+    assert again["proposal_id"] == first["proposal_id"]  # the same child, first in line
+    searcher.on_trial_complete("t2", None, error=True)
+    searcher.on_trial_complete("t1", final({"status": "complete", "accuracy": 0.9,
+                                            "reward": 0.9}))
+    records = {r.trial_id: r for r in run.trials()}
+    assert records[first["proposal_id"]].status is TrialStatus.FAILED and len(records) == 2
+    assert searcher.suggest("t3") == ControllerSearcher.FINISHED

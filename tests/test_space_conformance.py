@@ -7,6 +7,7 @@ import functools
 import pytest
 
 import nas
+from nas.supernet.base import has_supernet
 from nas.testing import spaces as conf
 
 # input sizes at which each built-in space is built and run; other spaces use the default
@@ -44,6 +45,20 @@ def test_key_stable_across_processes(space_name):
 
 def test_build_forward(space_name):
     conf.check_build_forward(_factory(space_name), INPUT_SIZES.get(space_name, (8, 32)))
+
+
+# small enough to build every choice at once on a CPU; nasbench201 at the benchmark's own size
+SUPERNET_SPACES = {"mnasnet": {"input_size": 32, "num_classes": 10, "width_mult": 0.5,
+                               "stem_channels": 16, "head_channels": 64},
+                   "nasbench201": {}}
+
+
+@pytest.mark.parametrize("name", sorted(SUPERNET_SPACES))
+def test_supernet_extraction(name):
+    """Every built-in space has the supernet hook, and its children equal its paths."""
+    space = nas.get_space(name, **SUPERNET_SPACES[name])
+    assert has_supernet(space)
+    conf.check_supernet_extraction(space)
 
 
 def test_suite_catches_a_broken_space():

@@ -1,19 +1,23 @@
 """The weight-sharing supernet: options, exact child extraction, resumable checkpoints, BN
-recalibration and scoring (nas.supernet)."""
+recalibration and scoring (nas.supernet), with the MnasNet space's supernet; the hook for any
+space (a user's space through the conformance suite, spaces without it refused, checkpoints of
+before the hook still read) and scoring by validation loss (issue 23.2)."""
 
 from __future__ import annotations
 
 import json
+import math
 import shutil
 
 import numpy as np
 import pytest
 import torch
-from safetensors.torch import load_file
+from safetensors.torch import load_file, save_file
 
 from nas.errors import ConfigError, UsageError
 from nas.evaluation.data import load_dataset
 from nas.registry import get_space
+from nas.space import Choice, Space
 from nas.supernet import (
     SuperNet,
     SupernetOptions,
@@ -24,8 +28,10 @@ from nas.supernet import (
     score_child,
     train_supernet,
 )
+from nas.supernet.base import SupernetModule, has_supernet, make_supernet
 from nas.supernet.checkpoint import INFO_FILE, MODEL_FILE
 from nas.supernet.train import count_params
+from nas.testing.spaces import check_supernet_extraction, run_space_conformance
 from search_spaces.blocks import MobileNetwork
 
 DIGITS_SPACE = {"input_size": 8, "in_channels": 1, "num_classes": 10, "width_mult": 0.5,
@@ -111,7 +117,9 @@ def test_options_round_trip_and_defaults():
     ("lr", 0, "supernet option lr=0: must be a finite number > 0"),
     ("momentum", 1.0, "supernet option momentum=1.0: must be a finite number >= 0 and < 1"),
     ("sampling", "fair", "supernet option sampling='fair': allowed values: uniform, sandwich"),
-    ("kernel", "both", "supernet option kernel='both': allowed values: shared, separate"),
+    ("score", "rank", "supernet option score='rank': allowed values: accuracy, loss"),
+    ("supernet", ["kernel"], "supernet option supernet=['kernel']: must be a mapping of the "
+                             "space's supernet options (string keys)"),
     ("distill", 1, "supernet option distill=1: must be true or false"),
     ("calib_batches", -1, "supernet option calib_batches=-1: must be an integer >= 0"),
     ("device", "tpu", "supernet option device='tpu': allowed values: cpu, cuda, cuda:N, auto"),
@@ -278,8 +286,10 @@ def test_a_json_left_behind_is_rewritten_from_the_tensor_file(trained, tiny, dat
 @pytest.mark.parametrize(("change", "named"), [
     ({"space": {"width_mult": 0.75}}, "space option width_mult=0.5 (asked: 0.75)"),
     ({"options": {"lr": 0.3}}, "option lr=0.1 (asked: 0.3)"),
-    ({"options": {"kernel": "shared" if SupernetOptions().kernel == "separate" else "separate"}},
-     "option kernel="),
+    ({"options": {"supernet": {"kernel": "separate"}}},
+     "option supernet.kernel='shared' (asked: 'separate')"),
+    ({"options": {"kernel": "separate"}},  # the key of mnas before issue 23 means the same
+     "option supernet.kernel='shared' (asked: 'separate')"),
 ])
 def test_a_folder_of_another_supernet_is_refused(trained, data, change, named):
     straight = trained[0]
@@ -326,7 +336,198 @@ def test_score_child(trained, tiny, data):
     net, _ = load_supernet(trained[0])
     arch = tiny.sample(np.random.default_rng(4))
     options = SupernetOptions.from_dict(FAST)
-    child, accuracy = score_child(net, arch, data, options)
+    child, accuracy, loss = score_child(net, arch, data, options)
     assert type(child) is MobileNetwork and not child.training
-    assert 0.0 <= accuracy <= 1.0
-    assert score_child(net, arch, data, options)[1] == accuracy
+    assert 0.0 <= accuracy <= 1.0 and loss > 0
+    assert score_child(net, arch, data, options)[1:] == (accuracy, loss)
+
+
+# -- the hook: any space (issue 23.2) ------------------------------------------------------------
+class TinyMLP(Space):
+    """A user's space with the supernet hook (the README's example, written again)."""
+
+    name = "tiny_mlp_supernet"
+
+    def __init__(self, *, num_classes: int = 10, input_size: int = 8, in_channels: int = 1):
+        super().__init__([Choice("width", (16, 32, 64)), Choice("depth", (1, 2, 3))],
+                         options={"num_classes": num_classes, "input_size": input_size,
+                                  "in_channels": in_channels})
+
+    def input_shape(self):
+        return (self.options["in_channels"], self.options["input_size"],
+                self.options["input_size"])
+
+    def build(self, arch):
+        layers, width = [torch.nn.Flatten()], math.prod(self.input_shape())
+        for _ in range(arch["depth"]):
+            layers += [torch.nn.Linear(width, arch["width"]), torch.nn.ReLU()]
+            width = arch["width"]
+        return torch.nn.Sequential(*layers, torch.nn.Linear(width, self.options["num_classes"]))
+
+    def supernet(self):
+        return TinyMLPSupernet(self)
+
+
+class TinyMLPSupernet(SupernetModule):
+    def __init__(self, space):
+        super().__init__(space)
+        n = math.prod(space.input_shape())
+        self.hidden = torch.nn.ModuleList([torch.nn.Linear(n if i == 0 else 64, 64)
+                                           for i in range(3)])
+        self.out = torch.nn.Linear(64, space.options["num_classes"])
+
+    def child_state(self, arch):
+        w, d, state = arch["width"], arch["depth"], {}
+        for i, layer in enumerate([*self.hidden[:d], self.out]):
+            rows = w if i < d else layer.out_features
+            cols = layer.in_features if i == 0 else w
+            state[f"{2 * i + 1}.weight"] = layer.weight[:rows, :cols].contiguous()
+            state[f"{2 * i + 1}.bias"] = layer.bias[:rows]
+        return state
+
+    def forward(self, x, arch):
+        state, x = self.child_state(arch), x.flatten(1)
+        for i in range(arch["depth"] + 1):
+            x = torch.nn.functional.linear(x, state[f"{2 * i + 1}.weight"],
+                                           self._bias(state, i, arch["depth"]))
+            x = torch.relu(x) if i < arch["depth"] else x
+        return x
+
+    def _bias(self, state, i, depth):
+        return state[f"{2 * i + 1}.bias"]
+
+
+class BrokenSupernet(TinyMLPSupernet):
+    """Its path forgets the output layer's bias: its children compute something else."""
+
+    def _bias(self, state, i, depth):
+        return None if i == depth else state[f"{2 * i + 1}.bias"]
+
+
+class BrokenTinyMLP(TinyMLP):
+    name = "broken_tiny_mlp"
+
+    def supernet(self):
+        return BrokenSupernet(self)
+
+
+class PlainSpace(TinyMLP):
+    """No supernet hook."""
+
+    name = "plain_mlp"
+    supernet = Space.supernet
+
+
+def test_a_user_space_with_the_hook_passes_the_conformance_suite():
+    assert has_supernet(TinyMLP()) and not has_supernet(PlainSpace())
+    run_space_conformance(lambda **o: TinyMLP(**o))
+
+
+def test_the_conformance_check_catches_a_path_that_differs_from_its_child():
+    with pytest.raises(AssertionError, match="supernet path and extracted child differ"):
+        check_supernet_extraction(BrokenTinyMLP())
+    with pytest.raises(AssertionError, match="supernet path and extracted child differ"):
+        run_space_conformance(lambda **o: BrokenTinyMLP(**o))
+
+
+def test_a_user_space_trains_resumes_and_scores(data, tmp_path):
+    space = TinyMLP()
+    info = train_supernet(space, data, FAST, tmp_path / "sn")
+    assert info["space"]["name"] == "tiny_mlp_supernet" and info["options"]["supernet"] == {}
+    net, _ = load_supernet(tmp_path / "sn", space)
+    with pytest.raises(ConfigError, match="'tiny_mlp_supernet' is not a registered space"):
+        load_supernet(tmp_path / "sn")  # never imported from what a file says
+    scored = score_child(net, space.sample(np.random.default_rng(0)), data, None)
+    assert type(scored.child) is torch.nn.Sequential and scored.loss > 0
+    with pytest.raises(ConfigError, match=r"^supernet option sampling='sandwich': the supernet "
+                                          r"of space 'tiny_mlp_supernet' does not name"):
+        train_supernet(space, data, {**FAST, "sampling": "sandwich"}, tmp_path / "sw")
+
+
+def test_spaces_without_the_hook_and_unknown_options_are_refused(space):
+    with pytest.raises(ConfigError) as err:
+        make_supernet(PlainSpace())
+    assert str(err.value) == ("space 'plain_mlp' has no weight-sharing supernet (it does not "
+                              "implement the Space.supernet hook)")
+    with pytest.raises(ConfigError) as err:
+        make_supernet(space, {"kernl": "shared"})
+    assert str(err.value) == ("supernet option supernet.kernl: unknown key (did you mean "
+                              "'kernel'?); the supernet of space 'mnasnet' takes: kernel")
+    with pytest.raises(ConfigError) as err:
+        space.supernet(kernel="both")
+    assert str(err.value) == "supernet option kernel='both': allowed values: shared, separate"
+    assert space.supernet(kernel="separate").options == {"kernel": "separate"}
+
+
+def test_a_search_of_a_space_without_the_hook_stops_before_it_starts(tmp_path):
+    import nas
+
+    base = {"controller": {"name": "random"}, "results_dir": str(tmp_path / "results"),
+            "search": {"trials": 1},
+            "evaluator": {"dataset": "digits", "name": "supernet", "options": {}}}
+    plain = {**base, "space": {"name": "tests.test_supernet:PlainSpace"}}
+    with pytest.raises(ConfigError, match="^evaluator 'supernet': space 'plain_mlp' has no "
+                                          "weight-sharing supernet"):
+        nas.search(plain, name="x", progress=False)
+    typo = {**base, "space": {"name": "mnasnet", "options": TINY_SPACE},
+            "evaluator": {**base["evaluator"], "options": {"supernet": {"kernl": "shared"}}}}
+    with pytest.raises(ConfigError, match="supernet option supernet.kernl: unknown key"):
+        nas.search(typo, name="x", progress=False)
+    assert not (tmp_path / "results" / "x").exists()
+
+
+def test_a_checkpoint_written_before_the_hook_still_reads(trained, tiny, data, tmp_path):
+    """Issue 14's format: MnasNet's ``kernel`` among the training options, no ``supernet``."""
+    straight, info, _, _ = trained
+    old = {**info, "options": {k: v for k, v in info["options"].items()
+                               if k not in ("supernet", "score")}}
+    old["options"]["kernel"] = info["options"]["supernet"]["kernel"]
+    folder = tmp_path / "old"
+    folder.mkdir()
+    tensors = load_file(str(straight / MODEL_FILE))
+    save_file(tensors, str(folder / MODEL_FILE), metadata={"mnas": json.dumps(old)})
+    (folder / INFO_FILE).write_text(json.dumps(old))
+    net, loaded = load_supernet(folder, tiny)
+    assert loaded == old and net.options == {"kernel": "shared"}
+    assert all(torch.equal(v, tensors[f"model.{k}"]) for k, v in net.state_dict().items())
+    done = train_supernet(tiny, data, FAST, folder)  # finished: neither refused nor retrained
+    assert {k: v for k, v in done.items() if k != "options"} == \
+        {k: v for k, v in old.items() if k != "options"}
+    assert done["options"]["supernet"] == {"kernel": "shared"}
+
+
+# -- scoring by validation loss -------------------------------------------------------------------
+def test_score_child_loss_is_the_mean_validation_cross_entropy(trained, tiny, data):
+    net, _ = load_supernet(trained[0], tiny)
+    scored = score_child(net, tiny.sample(np.random.default_rng(5)), data,
+                         SupernetOptions.from_dict(FAST))
+    batches = list(data.batch_source("cpu").val_batches(7))  # other batches, same split
+    with torch.no_grad():
+        logits = torch.cat([scored.child(x) for x, _ in batches])
+    y = torch.cat([y for _, y in batches])
+    assert scored.loss == pytest.approx(torch.nn.functional.cross_entropy(logits, y).item(),
+                                        rel=1e-5)
+    assert scored.accuracy == (logits.argmax(1) == y).sum().item() / len(y)
+
+
+def test_ranking_by_loss_makes_the_likelihood_the_rewards_acc():
+    from nas.config import LOSS_REWARD_KEY, parse_config
+    from nas.reward import RewardConfig
+
+    def reward_of(evaluator, reward):
+        return parse_config({"space": {"name": "mnasnet"}, "controller": {"name": "random"},
+                             "evaluator": evaluator, "reward": reward}).reward
+
+    by_loss = {"name": "supernet", "options": {"score": "loss"}}
+    assert reward_of(by_loss, {"target": 2.0}) == {"target": 2.0,
+                                                   "accuracy_key": "supernet.val_likelihood"}
+    assert reward_of(by_loss, {"target": 2.0, "accuracy_key": "accuracy"})["accuracy_key"] == \
+        "accuracy"  # the config's own choice stays
+    assert "accuracy_key" not in reward_of({"name": "supernet"}, {"target": 2.0})
+    assert "accuracy_key" not in reward_of({"name": "default", "options": {"score": "loss"}},
+                                           {"target": 2.0})
+    assert reward_of(by_loss, None) is None
+    reward = RewardConfig(target=2.0, alpha=-0.5, beta=-0.5, accuracy_key=LOSS_REWARD_KEY)
+    metrics = {"accuracy": 0.9, "latency_ms": 8.0, "supernet": {"val_likelihood": 0.25}}
+    assert reward(metrics) == 0.25 * 4.0 ** -0.5
+    assert math.isnan(reward({"accuracy": 0.9, "latency_ms": 8.0}))

@@ -33,6 +33,7 @@ from typing import Any
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from nas._checks import check_int, check_number
 from nas.errors import UsageError
@@ -160,7 +161,28 @@ def load_dataset(
                          params=("stream",))
     if kind == "folder":
         return _load_folder(name, Path(arg).expanduser(), split, images)
-    return _assemble(name, _arrays(name, kind, arg, root, download), split)
+    arrays = _resized(_arrays(name, kind, arg, root, download), images.image_size)
+    return _assemble(name, arrays, split)
+
+
+def _resized(arrays: dict[str, np.ndarray], size: int | None) -> dict[str, np.ndarray]:
+    """The image arrays at ``size`` x ``size`` (area averaging down, bilinear up; a reduced
+    resolution makes a cheaper proxy task, as EcoNAS, arXiv:2001.01233); labels as they are."""
+    if size is None:
+        return arrays
+    out = dict(arrays)
+    for key, arr in arrays.items():
+        if not key.startswith("x_") or arr.ndim != 4 or arr.shape[-2:] == (size, size):
+            continue
+        mode = "area" if size < arr.shape[-1] else "bilinear"
+        resized = []
+        for start in range(0, len(arr), 4096):  # bounded memory for 60,000 images
+            chunk = torch.from_numpy(np.ascontiguousarray(arr[start:start + 4096],
+                                                          dtype=np.float32))
+            kwargs = {"align_corners": False} if mode == "bilinear" else {}
+            resized.append(F.interpolate(chunk, size=(size, size), mode=mode, **kwargs).numpy())
+        out[key] = np.concatenate(resized) if resized else arr.astype(np.float32)
+    return out
 
 
 def _arrays(name: str, kind: str, arg: str, root: str | os.PathLike[str] | None,
@@ -225,15 +247,32 @@ def _load_folder(name: str, path: Path, split: SplitRule, options: ImageOptions)
 
 # -- sources ---------------------------------------------------------------------------------------
 def _digits_arrays() -> dict[str, np.ndarray]:
-    from sklearn.datasets import load_digits
-
-    digits = load_digits()
-    x = digits.images.astype(np.float32)[:, None]  # (N, 1, 8, 8), values 0..16
-    y = digits.target.astype(np.int64)
+    table = digits_table()
+    x = table[:, :-1].reshape(-1, 1, 8, 8).astype(np.float32)  # (N, 1, 8, 8), values 0..16
+    y = table[:, -1].astype(np.int64)
     order = np.random.default_rng(_TEST_SPLIT_SEED).permutation(len(y))
     n_test = len(y) // 5
     test, train = order[:n_test], order[n_test:]
     return {"x_train": x[train], "y_train": y[train], "x_test": x[test], "y_test": y[test]}
+
+
+def digits_table() -> np.ndarray:
+    """scikit-learn's bundled 8x8 digits, as ``load_digits`` reads them (1797 rows: 64 pixels,
+    then the label), from its CSV file without importing scikit-learn, whose import takes a
+    second or two of every trial worker's start."""
+    import gzip
+    import importlib.util
+
+    spec = importlib.util.find_spec("sklearn")  # finds the package without importing it
+    folders = list(spec.submodule_search_locations or []) if spec is not None else []
+    path = Path(folders[0]) / "datasets" / "data" / "digits.csv.gz" if folders else None
+    if path is None or not path.is_file():  # laid out differently: ask scikit-learn
+        from sklearn.datasets import load_digits
+
+        digits = load_digits()
+        return np.column_stack([digits.data, digits.target])
+    with gzip.open(path, "rt", encoding="utf-8") as fh:
+        return np.loadtxt(fh, delimiter=",")
 
 
 def _data_root(root: str | os.PathLike[str] | None) -> Path:

@@ -9,7 +9,8 @@ and the ``error`` instead of an exception.
 
 The work between "built and counted" and "metrics" is done by an *evaluator*, a function
 ``evaluator(arch, model, context) -> dict`` registered in :data:`nas.registry.EVALUATORS`
-(``default``: latency + proxy training; ``latency_only``) or named as ``"package.module:function"``.
+(``default``: latency + proxy training; ``latency_only``; ``zero_cost``: latency + zero-cost
+proxies, :mod:`nas.evaluation.zero_cost_evaluator`) or named as ``"package.module:function"``.
 The :class:`EvalContext` gives it the space, dataset, settings, device, a ``report`` callback for
 per-epoch metrics, and helpers that do the standard latency and training phases.
 """
@@ -311,6 +312,7 @@ def _run(space: Space, arch: Arch | None, preset: str | None, evaluator: Callabl
             with ctx.timed("cost"):
                 cost = count_cost(model, space.input_shape())
         out.update(params=int(cost.params), macs=int(cost.macs))
+        ctx.partial.update(out)  # an evaluator may read the counts (zero_cost does)
         _reject_over(ctx.settings.constraints, out, ("macs", "params"))
         metrics = evaluator(arch, model, ctx)
         if not isinstance(metrics, Mapping):

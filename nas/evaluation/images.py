@@ -40,7 +40,10 @@ class ImageOptions:
     """How image folders are read (errors name the key).
 
     Args:
-        image_size: side of the square images (None: the first training image's shorter side).
+        image_size: side of the square images (None: the first training image's shorter side;
+            for array datasets such as ``cifar10``: as stored). Array datasets are resized once
+            when loaded (area averaging down, bilinear up): a smaller resolution is a cheaper
+            proxy task.
         stream: ``"auto"`` (stream when the decoded float32 tensors would exceed
             ``stream_above_mb``), True (always) or False (always decode into memory).
         stream_above_mb: the automatic streaming threshold, in MiB of decoded tensors.

@@ -105,15 +105,21 @@ def _inherit(run: Any, record: Any, model: nn.Module, supernet: dict[str, Any]) 
         return False
     settings = eval_settings(parse_config(run.config))
     options, _ = split_options(settings.evaluator_options)
-    net, _ = load_supernet(folder)
-    child, _ = score_child(net, model_arch(run, record), get_dataset(settings), options)
-    model.load_state_dict(child.state_dict())
+    space = run_space(run)
+    net, _ = load_supernet(folder, space)
+    scored = score_child(net, space.validate(record.arch), get_dataset(settings), options)
+    model.load_state_dict(scored.child.state_dict())
     return True
+
+
+def run_space(run: Any) -> Any:
+    """The run's space (its config's name and options)."""
+    from nas.registry import get_space
+
+    name, options = card_space(run.config)
+    return get_space(name, **options)
 
 
 def model_arch(run: Any, record: Any) -> Any:
     """The record's architecture in the run's space."""
-    from nas.registry import get_space
-
-    name, options = card_space(run.config)
-    return get_space(name, **options).validate(record.arch)
+    return run_space(run).validate(record.arch)

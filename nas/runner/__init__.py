@@ -2,8 +2,10 @@
 
 - :mod:`nas.runner.driver`: a search from a config (run folder, Ray, Tune segments, the end);
 - :mod:`nas.runner.resume`: continuing a run folder (checks, controller state, strays);
-- :mod:`nas.runner.search`: the Tune ``Searcher`` adapter, the trial records and the ``Tuner``;
-- :mod:`nas.runner.trainable`: what runs in Tune's workers for one child;
+- :mod:`nas.runner.search`: the Tune ``Searcher`` adapter and the ``Tuner``;
+- :mod:`nas.runner.tune_record`: a finished child as a trial record;
+- :mod:`nas.runner.batching`: how many children one Tune trial evaluates;
+- :mod:`nas.runner.trainable`: what runs in Tune's workers for one child or a batch;
 - :mod:`nas.runner.session`: starting, joining and cleaning up Ray;
 - :mod:`nas.runner.latency_service`: the dedicated latency-measuring actor;
 - :mod:`nas.runner.progress`: live progress (counters, ETA, the rich and line views);

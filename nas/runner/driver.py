@@ -9,6 +9,7 @@ folder first, checks its files, stops what a dead driver left, and runs the same
 from __future__ import annotations
 
 import logging
+import math
 import os
 import time
 import uuid
@@ -233,7 +234,24 @@ def _searcher(run: RunDir, exp: Experiment, records: list[TrialRecord],
                               max_repeats=search.max_repeats, trackers=trackers,
                               keeper=WeightKeeper(run.path, search.keep_weights, records,
                                                   margin=_margin(exp)),
-                              constraints=exp.config.constraints, budget=search.trials)
+                              constraints=exp.config.constraints, budget=search.trials,
+                              batch=search.batch_setting, concurrency=search.concurrency,
+                              prefilter=_prefilter(exp, records))
+
+
+def _prefilter(exp: Experiment, records: list[TrialRecord]) -> Any:
+    """The zero-cost pre-filter of ``search.prefilter`` (None: off), its quantile rebuilt from
+    the scores the run's records store."""
+    settings = exp.config.search.prefilter
+    if not settings:
+        return None
+    from nas.evaluation.prefilter import ProxyFilter
+
+    metric = f"zc_{settings['proxy']}"
+    seen = [r.metrics[metric] if isinstance(r.metrics.get(metric), int | float) else -math.inf
+            for r in records if metric in r.metrics]
+    return ProxyFilter(exp.space, exp.dataset, seed=exp.settings.train.seed, seen=seen,
+                       **settings)
 
 
 def _margin(exp: Experiment) -> int:

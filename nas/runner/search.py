@@ -1,24 +1,30 @@
-"""The search on Ray Tune: a Searcher adapter around any controller, records, the Tuner.
+"""The search on Ray Tune: a Searcher adapter around any controller, and the Tuner.
 
-The trainable that runs in Tune's workers is :mod:`nas.runner.trainable`.
+The trainable that runs in Tune's workers is :mod:`nas.runner.trainable`; a finished child becomes
+a record in :mod:`nas.runner.tune_record`; batch sizes come from :mod:`nas.runner.batching`.
 
 The controller lives in the driver. :class:`ControllerSearcher` maps Tune's ``suggest`` to
-``controller.ask()`` and ``on_trial_complete`` to ``controller.tell()``; after every tell the driver
-appends the finished trial to ``trials.jsonl`` and saves the controller state, so a crash loses at
-most the trials in flight. Resuming rebuilds the controller from its saved state (not a replay),
-re-runs the proposals that were in flight, then asks for new ones.
+``controller.ask()`` and a finished child to ``controller.tell()``. A Tune trial carries one child
+or, with ``search.batch_children``, a batch of them that its worker evaluates in sequence and
+reports as they finish (several at once when the driver was busy). Every finished child is
+appended to ``trials.jsonl`` (one fsynced line) before it is told, and the controller state is
+saved after the tells of each report, before anything else is asked: a crash loses at most the
+children in flight (those running and those still queued in a batch), which a resume re-runs.
+Resuming rebuilds the controller from its saved state (not a replay), re-runs the proposals that
+were in flight, then asks for new ones.
 
 Tune's own machinery does the rest: ``ConcurrencyLimiter``, ``ASHAScheduler`` over per-epoch
 validation accuracy, ``FailureConfig`` (retries when a worker dies), ``reuse_actors=True``, and
 storage inside the run folder. Tune's experiment checkpoints are never read back (they hold
-pickles): resuming starts a new Tune experiment segment from our own JSON state.
+pickles): resuming starts a new Tune experiment segment from our own JSON state. Tune's per-trial
+result files (CSV, JSON, TensorBoard) are not written: mnas never reads them, and they cost the
+driver about 10 ms a trial.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import math
 import os
 import time
 from collections.abc import Callable
@@ -28,23 +34,20 @@ from ray import tune
 from ray.tune.search import ConcurrencyLimiter, Searcher
 
 from nas._fs import safe_dir, write_atomic
-from nas.records import (
-    TrialRecord,
-    TrialStatus,
-    at_chance,
-    best_of,
-    metric_problem,
-    number_problem,
-)
+from nas.records import TrialRecord, TrialStatus, at_chance, best_of
 from nas.results import RunDir
+from nas.runner.batching import BatchSizer
 from nas.runner.progress import SearchProgress
 from nas.runner.rejections import Rejections
+from nas.runner.session import scoped_env
 from nas.runner.trainable import evaluate_trial, trial_payload
+from nas.runner.tune_record import make_record
 from nas.search.controller import Controller, Proposal
 
 __all__ = ["ControllerSearcher", "SearchProgress", "run_trials", "trial_payload", "make_record"]
 
 log = logging.getLogger(__name__)
+MAX_FILTERED = 10_000  # proposals the pre-filter may reject in a row before one runs anyway
 
 ProgressFn = Callable[["SearchProgress"], None]
 
@@ -64,6 +67,11 @@ def _metric_value(controller: Controller, record: TrialRecord,
     return record.reward
 
 
+def _child_config(proposal: Proposal) -> dict[str, Any]:
+    """What a worker needs of one child."""
+    return {"arch": dict(proposal.arch.items()), "proposal_id": proposal.id}
+
+
 class ControllerSearcher(Searcher):
     """Tune ``Searcher`` adapter around a controller (driver side).
 
@@ -72,9 +80,9 @@ class ControllerSearcher(Searcher):
         run: the run folder (trials store and controller state).
         pending: proposals to re-run first (in flight when a previous segment stopped).
         max_new: proposals this segment may hand out (pending ones included).
-        record_fn: turns (proposal, Tune result, error flag) into a trial record.
+        record_fn: turns (proposal, Tune trial id, result, error flag) into a trial record.
         progress: counters updated on every event.
-        on_progress: called with ``progress`` after every finished trial.
+        on_progress: called with ``progress`` after every finished child.
         records: the run's finished trials so far (what repeated proposals are answered from).
         trackers: experiment trackers (per-epoch and final metrics), or None.
         keeper: files the kept weights of a recorded child (``search.keep_weights``), or None.
@@ -84,6 +92,11 @@ class ControllerSearcher(Searcher):
             gives its trial back to the budget, and more than ``max_rejections`` per trial of
             ``budget`` stop the segment (``stopped`` says why).
         budget: the run's ``search.trials`` (what the rejection cap is relative to).
+        batch: ``search.batch_children`` as the search uses it: ``"auto"`` or a size (1: one
+            child per Tune trial; otherwise every trial carries a batch, of one child or more).
+        concurrency: trials running at once (the last children are split over them).
+        prefilter: a :class:`nas.evaluation.prefilter.ProxyFilter` (``search.prefilter``): a new
+            proposal it filters out is recorded ``rejected`` and the controller asked again.
     """
 
     def __init__(self, controller: Controller, run: RunDir, *, pending: list[Proposal],
@@ -91,13 +104,15 @@ class ControllerSearcher(Searcher):
                  progress: SearchProgress, on_progress: ProgressFn | None = None,
                  records: list[TrialRecord] | None = None, dedup: bool = True,
                  max_repeats: int = 100, trackers: Any = None, keeper: Any = None,
-                 constraints: Any = None, budget: int | None = None) -> None:
+                 constraints: Any = None, budget: int | None = None, batch: int | str = 1,
+                 concurrency: int = 1, prefilter: Any = None) -> None:
         super().__init__(metric=None, mode=None)
         self.controller = controller
         self.run = run
         self._pending = list(pending)
-        self._budget = max_new
-        self._live: dict[str, Proposal] = {}
+        self._budget = max_new  # children still to hand out
+        self._live: dict[str, Proposal] = {}  # Tune trial -> its one child
+        self._batches: dict[str, dict[int, Proposal]] = {}  # Tune trial -> children not recorded
         self._dedup, self._max_repeats = dedup, max_repeats
         self._known = {r.arch_key: r for r in records or []}
         self._parked: dict[str, list[Proposal]] = {}  # arch key in flight -> repeats waiting
@@ -109,6 +124,10 @@ class ControllerSearcher(Searcher):
         self._penalty = getattr(constraints, "penalty", None)
         self._rejections = Rejections(constraints, budget if budget is not None else max_new,
                                       records or [])
+        self._sizer = BatchSizer(batch, concurrency, records or [])
+        self._requeued: set[int] = set()  # proposals whose dead worker they were run again for
+        self._prefilter = prefilter
+        self._proxy: dict[int, float] = {}  # handed-out proposal -> its pre-filter score
         self.stopped: str | None = None
 
     def __getstate__(self) -> dict[str, Any]:
@@ -120,27 +139,75 @@ class ControllerSearcher(Searcher):
 
     def suggest(self, trial_id: str) -> dict[str, Any] | None:
         if self._budget <= 0:
-            return Searcher.FINISHED
+            return self._spent()
+        proposals = [self._hand_out() for _ in range(self._sizer.size(self._budget))]
+        self.progress.live[trial_id] = self._live_entry(proposals[0])
+        if not self._sizer.batching:
+            self._live[trial_id] = proposals[0]
+            return _child_config(proposals[0])
+        self._batches[trial_id] = {p.id: p for p in proposals}
+        return {"children": [_child_config(p) for p in proposals]}
+
+    def _spent(self) -> str | None:
+        """The budget is handed out: finished, unless a child in flight may still be rejected
+        and give its trial back (then nothing now, and Tune asks again)."""
+        if self._live or self._batches:  # a rejection, or a dead worker, may give one back
+            return None
+        return Searcher.FINISHED
+
+    def _hand_out(self) -> Proposal:
         self._budget -= 1
         proposal = self._next_proposal()
-        self._live[trial_id] = proposal
         self._parked.setdefault(proposal.arch.key, [])
         self.progress.running += 1
-        self.progress.live[trial_id] = {"trial_id": proposal.id, "arch_key": proposal.arch.key,
-                                        "node": None, "epoch": 0, "epochs": self.progress.epochs,
-                                        "val_accuracy": None, "started": time.time(),
-                                        "epoch_at": []}
-        return {"arch": dict(proposal.arch.items()), "proposal_id": proposal.id}
+        return proposal
+
+    def _live_entry(self, proposal: Proposal) -> dict[str, Any]:
+        return {"trial_id": proposal.id, "arch_key": proposal.arch.key, "node": None, "epoch": 0,
+                "epochs": self.progress.epochs, "val_accuracy": None, "started": time.time(),
+                "epoch_at": []}
+
+    def _in_flight(self, key: str) -> bool:
+        """Whether a child of architecture ``key`` is running or queued in a batch."""
+        return any(p.arch.key == key for p in self._live.values()) or any(
+            p.arch.key == key for batch in self._batches.values() for p in batch.values())
 
     def _next_proposal(self) -> Proposal:
-        """The next proposal to run; repeats of evaluated or running architectures are answered
-        from the records (or parked until the running one finishes), ``max_repeats`` at most."""
-        repeats = 0
+        """The next proposal to run: a new one the pre-filter (if any) lets through; those it
+        filters out are recorded ``rejected`` (with their score) and told."""
+        for _ in range(MAX_FILTERED):
+            proposal, fresh = self._next_unique()
+            if self._prefilter is None or not fresh:
+                return proposal
+            score, reason = self._prefilter.verdict(proposal.arch)
+            if reason is None:
+                self._proxy[proposal.id] = score
+                return proposal
+            self._filter_out(proposal, score, reason)
+        return proposal
+
+    def _filter_out(self, proposal: Proposal, score: float, reason: str) -> None:
+        """Record a proposal the pre-filter rejected (never trained) and tell the controller."""
+        record = self._prefilter.record(proposal, score, reason, self.controller.num_told + 1)
+        self.run.append_trial(record)
+        self.controller.tell(proposal, _metric_value(self.controller, record, self._penalty))
+        self.run.save_controller(self.controller)
+        self._known[proposal.arch.key] = record
+        self.progress.rejected += 1
+        if self._on_progress is not None:
+            self._on_progress(self.progress)
+
+    def _next_unique(self) -> tuple[Proposal, bool]:
+        """The next proposal and whether it is new (not a pending one run again); repeats of
+        evaluated or running architectures are answered from the records (or parked until the
+        running one finishes), ``max_repeats`` at most."""
+        repeats, fresh = 0, True
         for attempt in range(self._max_repeats + 1):
+            fresh = not self._pending
             proposal = self._pending.pop(0) if self._pending else self.controller.ask()
             key = proposal.arch.key
-            if not self._dedup or attempt == self._max_repeats:
-                break
+            if not self._dedup or attempt == self._max_repeats or proposal.id in self._requeued:
+                break  # (a child run again after its worker died is no repeat)
             if key in self._known:
                 self.controller.tell(proposal, _metric_value(self.controller, self._known[key],
                                                              self._penalty))
@@ -153,14 +220,25 @@ class ControllerSearcher(Searcher):
             self.progress.repeats += repeats
             self.run.save_controller(self.controller)
             log.debug("%d repeated proposals answered from the run's records", repeats)
-        return proposal
+        return proposal, fresh
 
     def on_trial_result(self, trial_id: str, result: dict[str, Any]) -> None:
+        """A report of a running trial: an epoch of its child, or a batch's finished children
+        and the epochs of its running one."""
+        if trial_id in self._batches:
+            self._batch_report(trial_id, result, epochs=True)
+            return
+        proposal = self._live.get(trial_id)
+        if proposal is not None and not result.get("final"):
+            self._epoch(trial_id, proposal, result)
+
+    def _epoch(self, trial_id: str, proposal: Proposal, result: dict[str, Any]) -> None:
         """A per-epoch report of a running child: the live view and the trackers see it."""
         child = self.progress.live.get(trial_id)
-        proposal = self._live.get(trial_id)
-        if child is None or proposal is None or result.get("final"):
+        if child is None:
             return
+        if child["trial_id"] != proposal.id:  # the next child of a batch
+            child.update(self._live_entry(proposal))
         child.update(epoch=result.get("epoch") or child["epoch"], node=result.get("node"),
                      val_accuracy=result.get("val_accuracy"))
         child["epoch_at"].append(time.time())
@@ -172,27 +250,82 @@ class ControllerSearcher(Searcher):
         if self._on_progress is not None:
             self._on_progress(self.progress)
 
+    def _batch_report(self, trial_id: str, result: dict[str, Any], epochs: bool) -> None:
+        """A batch's report: its epochs (``epochs``), then its finished children, each once (a
+        batch retried after its worker died runs every child again)."""
+        batch = self._batches.get(trial_id, {})
+        for event in (result.get("epochs") or []) if epochs else []:
+            proposal = batch.get(event.get("proposal_id"))
+            if proposal is not None:
+                self._epoch(trial_id, proposal, event)
+        done = [(batch.pop(c["proposal_id"]), {"final": True, "record_json": c["record_json"]},
+                 False) for c in result.get("children") or [] if c.get("proposal_id") in batch]
+        self._finish(trial_id, done)
+        running = next(iter(batch.values()), None)  # the batch's children run in order
+        live = self.progress.live.get(trial_id)
+        if running is not None and live is not None and live["trial_id"] != running.id:
+            live.update(self._live_entry(running))
+
     def on_trial_complete(self, trial_id: str, result: dict[str, Any] | None = None,
                           error: bool = False) -> None:
+        """A trial ended: its child is recorded; a batch's children not reported yet fail.
+
+        A child whose worker died (Tune's retries spent: a lost node can spend them before the
+        cluster knows the node is gone) is run once more in a new trial before it is recorded
+        failed, so losing a node loses no child."""
+        if trial_id in self._batches:
+            self._batch_report(trial_id, result or {}, epochs=False)
+            left = self._batches.pop(trial_id)
+            self.progress.live.pop(trial_id, None)
+            self._finish(trial_id, [(p, None, True) for p in left.values()
+                                    if not self._requeue(p)])
+            return
         proposal = self._live.pop(trial_id, None)
         self.progress.live.pop(trial_id, None)
-        if proposal is None:
+        if proposal is not None and not (error and self._requeue(proposal)):
+            self._finish(trial_id, [(proposal, result, error)])
+
+    def _requeue(self, proposal: Proposal) -> bool:
+        """Hand ``proposal`` out again (first in line) unless it was requeued before."""
+        if proposal.id in self._requeued:
+            return False
+        self._requeued.add(proposal.id)
+        self._pending.insert(0, proposal)
+        self._budget += 1
+        self.progress.running = max(0, self.progress.running - 1)
+        log.warning("trial %s: its worker died; running it again in a new trial", proposal.id)
+        return True
+
+    def _finish(self, trial_id: str, done: list[tuple[Proposal, Any, bool]]) -> None:
+        """Finished children: each appended to ``trials.jsonl`` and told in turn, then the
+        controller state saved once, then weights, trackers and counters."""
+        if not done:
             return
+        records = [self._store(proposal, trial_id, result, error)
+                   for proposal, result, error in done]
+        self.run.save_controller(self.controller)
+        for record in records:
+            if self.keeper is not None:
+                self.keeper.settle(record)
+            if self.trackers is not None:
+                self.trackers.on_trial(record)
+            self._sizer.see(record)
+            self._count(record)
+
+    def _store(self, proposal: Proposal, trial_id: str, result: Any, error: bool) -> TrialRecord:
         record = self._record_fn(proposal, trial_id, result, error)
         record.step = self.controller.num_told + 1
-        self.run.append_trial(record)  # first: a finished trial is never lost
+        score = self._proxy.pop(proposal.id, None)
+        if score is not None and self._prefilter is not None:  # a resume rebuilds the quantile
+            record.metrics[self._prefilter.metric] = self._prefilter.stored(score)
+        self.run.append_trial(record)  # first: a finished child is never lost
         value = _metric_value(self.controller, record, self._penalty)
         self.controller.tell(proposal, value)
-        if not any(p.arch.key == proposal.arch.key for p in self._live.values()):
+        if not self._in_flight(proposal.arch.key):
             for parked in self._parked.pop(proposal.arch.key, []):
                 self.controller.tell(parked, value)
         self._known[proposal.arch.key] = record
-        self.run.save_controller(self.controller)
-        if self.keeper is not None:
-            self.keeper.settle(record)
-        if self.trackers is not None:
-            self.trackers.on_trial(record)
-        self._count(record)
+        return record
 
     def _count(self, record: TrialRecord) -> None:
         p = self.progress
@@ -231,51 +364,6 @@ class ControllerSearcher(Searcher):
         raise NotImplementedError("resume with `nas resume RUN_DIR`")
 
 
-# -- records -----------------------------------------------------------------------------------
-RAW_METRICS = ("accuracy", "latency_ms", "latency_p10_ms", "latency_p90_ms", "latency_spread",
-               "latency_n", "params", "macs", "chance_accuracy")
-
-
-def make_record(proposal: Proposal, tune_id: str, result: dict[str, Any] | None, error: bool,
-                ) -> TrialRecord:
-    """The ``trials.jsonl`` record of one finished Tune trial."""
-    base = {"trial_id": proposal.id, "tune_trial_id": tune_id, "arch_key": proposal.arch.key,
-            "arch": dict(proposal.arch.items())}
-    result = result or {}
-    if error or not result:
-        return TrialRecord(**base, status=TrialStatus.FAILED, error="the trial's worker failed "
-                           "(see the Tune logs in the run folder's tune/ directory)")
-    if not result.get("final"):
-        return TrialRecord(**base, status=TrialStatus.PRUNED, metrics={
-            "accuracy": result.get("val_accuracy"), "epochs": result.get("epoch")})
-    raw = json.loads(result["record_json"])
-    metrics = {k: raw.get(k) for k in RAW_METRICS if k in raw}
-    for extra in ("train", "dataset", "latency_source", "latency_conditions", "constraint",
-                  "supernet"):
-        if extra in raw:
-            metrics[extra] = raw[extra]
-    status, reason = TrialStatus.parse(raw.get("status")), raw.get("error")
-    problem = metric_problem(metrics)
-    if status is TrialStatus.COMPLETE and not _finite(metrics.get("accuracy")):
-        status, reason = TrialStatus.FAILED, "accuracy is NaN or missing"
-    elif problem and status is TrialStatus.COMPLETE:  # e.g. a custom evaluator's percent
-        status, reason = TrialStatus.FAILED, f"the evaluator reported {problem}"
-    if problem:  # what is stored always reads back (nas.records checks every number)
-        metrics = {k: v for k, v in metrics.items() if number_problem(k, v) is None}
-    reward = raw.get("reward") if status is TrialStatus.COMPLETE else None
-    keep_error = status in (TrialStatus.FAILED, TrialStatus.REJECTED)
-    return TrialRecord(
-        **base, status=status, error=reason if keep_error else None,
-        metrics=metrics, reward=reward if _finite(reward) else None,
-        timings=raw.get("timings") or {}, device=raw.get("device") or {},
-        node=raw.get("node") or {}, latency_by=raw.get("latency_by"),
-        started_at=raw.get("started_at"), finished_at=raw.get("finished_at"))
-
-
-def _finite(x: Any) -> bool:
-    return isinstance(x, int | float) and not isinstance(x, bool) and math.isfinite(x)
-
-
 # -- the Tuner ---------------------------------------------------------------------------------
 def run_trials(searcher: ControllerSearcher, payload: dict[str, Any], *, run: RunDir,
                segment: int, search: Any, epochs: int) -> Any:
@@ -299,11 +387,12 @@ def run_trials(searcher: ControllerSearcher, payload: dict[str, Any], *, run: Ru
         tune_config=tune.TuneConfig(
             search_alg=ConcurrencyLimiter(searcher, max_concurrent=search.concurrency),
             scheduler=scheduler, reuse_actors=True,
-            # with bounds, rejected children give their trials back: the searcher ends the run
-            num_samples=-1 if getattr(searcher.constraints, "active", False) else searcher._budget),
+            # the searcher counts children (batches, rejections given back) and ends the run
+            num_samples=-1),
         run_config=tune.RunConfig(
             name=f"segment-{segment}", storage_path=str(run.tune_dir.resolve()),
             failure_config=tune.FailureConfig(max_failures=search.max_failures),
             verbose=0),
     )
-    return tuner.fit()
+    with scoped_env("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1"):  # no per-trial result files
+        return tuner.fit()

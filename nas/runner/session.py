@@ -34,7 +34,7 @@ from nas._fs import safe_dir
 from nas.errors import UsageError
 from nas.runner.strays import MARKER
 
-__all__ = ["MARKER", "RaySession", "start_ray", "ray_temp_dir", "LOOPBACK"]
+__all__ = ["MARKER", "RaySession", "start_ray", "ray_temp_dir", "LOOPBACK", "scoped_env"]
 
 log = logging.getLogger(__name__)
 
@@ -138,14 +138,14 @@ def _loopback_only() -> Iterator[None]:
     saved = ray_constants.ENABLE_RAY_CLUSTER
     ray_constants.ENABLE_RAY_CLUSTER = False
     try:
-        with _env(_CLUSTER_SWITCH, "0"):
+        with scoped_env(_CLUSTER_SWITCH, "0"):
             yield
     finally:
         ray_constants.ENABLE_RAY_CLUSTER = saved
 
 
 @contextmanager
-def _env(name: str, value: str, keep: bool = False) -> Iterator[None]:
+def scoped_env(name: str, value: str, keep: bool = False) -> Iterator[None]:
     """``os.environ[name] = value`` meanwhile (``keep``: unless the user set it already)."""
     saved = os.environ.get(name)
     if not (keep and saved is not None):
@@ -170,7 +170,7 @@ def _join(target: str, common: dict[str, Any]) -> None:
     dial = _dial_address(target, where)
     if dial is not None:
         _probe(dial, target, where)
-    with _captured_output() as captured, _env(_ATTEMPTS_VAR, str(JOIN_ATTEMPTS), keep=True):
+    with _captured_output() as captured, scoped_env(_ATTEMPTS_VAR, str(JOIN_ATTEMPTS), keep=True):
         try:
             ray.init(address=target, **common)
             error: BaseException | None = None

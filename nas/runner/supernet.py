@@ -1,9 +1,12 @@
 """The supernet of a ``supernet``-evaluator search, trained once before the first child.
 
-:func:`prepare_supernet` runs :func:`nas.supernet.train_supernet` as one Ray task with a trial's
-resources (``search.cpus_per_trial`` / ``gpus_per_trial``: on a GPU when a trial gets one), pinned
-to the driver's node so that its per-epoch checkpoints land in ``RUN/supernet/`` (safetensors
-plus ``supernet.json``). A search killed meanwhile continues the training on ``nas resume``; a
+Any space with the supernet hook (:meth:`nas.space.Space.supernet`) can be searched this way; one
+without it, or an ``evaluator.options.supernet`` its builder refuses, stops the search before Ray
+starts (:func:`check_named_supernet`). :func:`prepare_supernet` runs
+:func:`nas.supernet.train_supernet` as one Ray task with a trial's resources
+(``search.cpus_per_trial`` / ``gpus_per_trial``: on a GPU when a trial gets one), pinned to the
+driver's node so that its per-epoch checkpoints land in ``RUN/supernet/`` (safetensors plus
+``supernet.json``). A search killed meanwhile continues the training on ``nas resume``; a
 finished folder is used at once; ``evaluator.options.checkpoint`` names a folder trained before
 (a supernet folder or a run folder holding one), which later searches reuse as it is. The trials
 get the folder's path; on a joined cluster they also get its bytes (in the Ray object store with
@@ -44,18 +47,32 @@ def _train_task(space_ref: str, space_options: dict[str, Any], settings: dict[st
     return train_supernet(space, data, options, folder)
 
 
+def _check_hook(exp: Any, options: Any) -> None:
+    """The run's space builds a supernet with these options (on the meta device: no memory)."""
+    from nas.supernet.train import with_builder_defaults
+
+    try:
+        with_builder_defaults(exp.space, options)
+    except ConfigError as exc:
+        raise ConfigError(f"evaluator 'supernet': {exc}") from None
+
+
 def check_named_supernet(exp: Any) -> dict[str, Any] | None:
     """The stored info of the supernet ``evaluator.options.checkpoint`` names, checked against
-    the run's space and dataset before anything starts (None: no supernet named).
+    the run's space and dataset before anything starts (None: no supernet named); first, that
+    the run's space has a supernet that takes ``evaluator.options.supernet``.
 
     Raises:
-        ConfigError: nothing there, or a supernet of another space or dataset (the keys named).
+        ConfigError: a space without the supernet hook, an option its supernet does not take,
+            nothing at the checkpoint, or a supernet of another space or dataset (the keys
+            named).
     """
     if exp.settings.evaluator != "supernet":
         return None
     from nas.supernet.evaluator import checkpoint_folder, split_options, stored_info
 
-    _, named = split_options(exp.settings.evaluator_options)
+    options, named = split_options(exp.settings.evaluator_options)
+    _check_hook(exp, options)
     if named is None:
         return None
     info = stored_info(checkpoint_folder(named))
@@ -82,6 +99,7 @@ def prepare_supernet(run: RunDir, exp: Any, *, local: bool) -> tuple[Any, dict[s
     if exp.settings.evaluator != "supernet":
         return exp, None
     from nas.runner.latency_service import space_ref
+    from nas.supernet.checkpoint import stored_options
     from nas.supernet.evaluator import checkpoint_folder, split_options, supernet_id
     from nas.supernet.options import TRAINING_KEYS, SupernetOptions
 
@@ -90,7 +108,7 @@ def prepare_supernet(run: RunDir, exp: Any, *, local: bool) -> tuple[Any, dict[s
     folder = checkpoint_folder(named) if named else safe_dir(run.path / "supernet", root=run.path)
     stored = check_named_supernet(exp)
     if stored is not None:  # reused as it was trained (an unfinished one is finished first)
-        trained = {k: v for k, v in (stored.get("options") or {}).items() if k in TRAINING_KEYS}
+        trained = {k: v for k, v in stored_options(stored).items() if k in TRAINING_KEYS}
         options = SupernetOptions.from_dict({**options.to_dict(), **trained})
     search = exp.config.search
     node = ray.get_runtime_context().get_node_id()

@@ -4,14 +4,18 @@
 evaluation settings, where to send kept weights, the latency service, the supernet's files);
 :func:`evaluate_trial` rebuilds the space and settings once per worker process, evaluates the
 child (:func:`nas.evaluation.evaluate.evaluate_arch`), reports each epoch to Tune and ends with
-one final record. A broken child is a failed record, never a failed search.
+one final record. A batch (``search.batch_children``) is several children evaluated in sequence
+on a thread of the trial, each reported with its own record as it finishes, without waiting for
+the driver. A broken child is a failed record, never a failed search or a failed batch.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import queue
 import socket
+import threading
 import time
 import traceback
 from collections.abc import Callable
@@ -83,10 +87,34 @@ def _weights_sender(config: dict[str, Any], payload: dict[str, Any]) -> Callable
 
 
 def evaluate_trial(config: dict[str, Any], payload: dict[str, Any]) -> None:
-    """Tune function trainable: evaluate one child, report per epoch and a final record."""
+    """Tune function trainable: one child (``arch``, ``proposal_id``) reported per epoch and then
+    as one final record, or a batch (``children``: a list of them, see :func:`_run_batch`)."""
+    if "children" in config:
+        _run_batch(config["children"], payload)
+        return
+    record = _evaluate_child(config, payload, _tune_epoch, time.time())
+    accuracy = record.get("accuracy")
+    tune.report({"final": True, "record_json": json.dumps(record, default=str),
+                 "val_accuracy": float(accuracy) if isinstance(accuracy, int | float) else 0.0})
+
+
+def _epoch_metrics(metrics: dict[str, Any]) -> dict[str, Any]:
+    return {"val_accuracy": float(metrics.get("val_accuracy", 0.0)), "epoch": metrics.get("epoch"),
+            "train_loss": metrics.get("train_loss"), "lr": metrics.get("lr"),
+            "node": socket.gethostname()}
+
+
+def _tune_epoch(metrics: dict[str, Any]) -> None:
+    """A single child's epoch, reported to Tune (ASHA decides on it)."""
+    tune.report({**_epoch_metrics(metrics), "final": False})
+
+
+def _evaluate_child(config: dict[str, Any], payload: dict[str, Any],
+                    report: Callable[[dict[str, Any]], Any], started: float) -> dict[str, Any]:
+    """One child's flat record (``evaluate_arch``'s result, where and when it ran); a broken
+    child is a failed record, never an exception."""
     from nas.evaluation.evaluate import evaluate_arch
 
-    started = time.time()
     record: dict[str, Any]
     try:
         space, settings = _worker_state(payload)
@@ -95,13 +123,6 @@ def evaluate_trial(config: dict[str, Any], payload: dict[str, Any]) -> None:
             from nas.runner.latency_service import LatencyClient
 
             latency_fn = LatencyClient.connect(activity=payload.get("activity")).latency_fn()
-
-        def report(metrics: dict[str, Any]) -> None:
-            tune.report({"val_accuracy": float(metrics.get("val_accuracy", 0.0)),
-                         "epoch": metrics.get("epoch"), "final": False,
-                         "train_loss": metrics.get("train_loss"), "lr": metrics.get("lr"),
-                         "node": socket.gethostname()})
-
         record = evaluate_arch(space, space.validate(config["arch"]), settings, report=report,
                                latency_fn=latency_fn, on_model=_weights_sender(config, payload),
                                activity=payload.get("activity"))
@@ -112,6 +133,50 @@ def evaluate_trial(config: dict[str, Any], payload: dict[str, Any]) -> None:
     record["latency_by"] = "service" if payload["latency_service"] else \
         payload["settings"]["latency"].get("mode", "measure")
     record["started_at"], record["finished_at"] = started, time.time()
-    accuracy = record.get("accuracy")
-    tune.report({"final": True, "record_json": json.dumps(record, default=str),
-                 "val_accuracy": float(accuracy) if isinstance(accuracy, int | float) else 0.0})
+    return record
+
+
+def _run_batch(children: list[dict[str, Any]], payload: dict[str, Any]) -> None:
+    """Evaluate ``children`` in sequence on a thread of their own, and report to Tune whatever
+    has finished each time the driver takes a report: the children's records (``children``) and
+    their epochs (``epochs``, for the live view and the trackers). Reporting blocks until the
+    driver has taken the report; the evaluation never waits for it."""
+    events: queue.Queue[tuple[str, dict[str, Any]] | None] = queue.Queue()
+    stop = threading.Event()
+    worker = threading.Thread(target=_batch_worker, args=(children, payload, events, stop),
+                              name="mnas-batch", daemon=True)
+    worker.start()
+    try:
+        ended = False
+        while not ended:
+            items = [events.get()]
+            while not events.empty():
+                items.append(events.get_nowait())
+            ended = items[-1] is None  # the worker's last word
+            report: dict[str, list[dict[str, Any]]] = {"children": [], "epochs": []}
+            for kind, item in filter(None, items):
+                report[kind].append(item)
+            if report["children"] or report["epochs"]:
+                tune.report(report)
+    finally:
+        stop.set()  # reporting failed: no further child starts
+        worker.join()
+
+
+def _batch_worker(children: list[dict[str, Any]], payload: dict[str, Any],
+                  events: queue.Queue[tuple[str, dict[str, Any]] | None],
+                  stop: threading.Event) -> None:
+    try:
+        for child in children:
+            if stop.is_set():
+                break
+            pid = child["proposal_id"]
+
+            def report(metrics: dict[str, Any], pid: Any = pid) -> None:
+                events.put(("epochs", {**_epoch_metrics(metrics), "proposal_id": pid}))
+
+            record = _evaluate_child(child, payload, report, time.time())
+            events.put(("children", {"proposal_id": pid,
+                                     "record_json": json.dumps(record, default=str)}))
+    finally:
+        events.put(None)

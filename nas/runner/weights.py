@@ -3,8 +3,9 @@
 With ``search.keep_weights: K`` the trainable sends a complete child's state dict (safetensors
 bytes) to :class:`WeightStore`, a small actor pinned to the driver's node that writes it to
 ``RUN/weights/incoming/``. When the driver records the trial, :class:`WeightKeeper` keeps the file
-as ``RUN/weights/trial-<id>.safetensors`` if the child is among the best K by reward and deletes
-whatever falls out of the top K. ``nas export`` loads these weights; a run resumed after a crash
+as ``RUN/weights/trial-<id>.safetensors`` (synced to disk then, not before: most children's
+weights are dropped) if the child is among the best K by reward and deletes whatever falls out of
+the top K. ``nas export`` loads these weights; a run resumed after a crash
 drops incoming files of trials it never recorded.
 """
 
@@ -40,14 +41,15 @@ def incoming_dir(run_path: str | Path) -> Path:
 
 
 def write_incoming(folder: str | Path, trial_id: int, data: bytes) -> Path:
-    """Write one child's weights into ``folder`` (``RUN/weights/incoming``) atomically.
+    """Write one child's weights into ``folder`` (``RUN/weights/incoming``) atomically, not yet
+    synced to disk: most are dropped, and :class:`WeightKeeper` syncs those it keeps.
 
     Raises:
         SymlinkError: ``weights/``, ``incoming/`` or the file is a symbolic link.
     """
     folder = Path(folder)
     safe_dir(folder, root=folder.parent.parent)  # made below the run folder, never via a link
-    return write_atomic(folder / f"trial-{int(trial_id)}.safetensors", data)
+    return write_atomic(folder / f"trial-{int(trial_id)}.safetensors", data, fsync=False)
 
 
 def serialize_weights(model: Any, metadata: dict[str, str]) -> bytes:
@@ -109,6 +111,8 @@ class WeightKeeper:
             else:
                 path.unlink()  # sent by a trial that was never recorded (the driver died)
         self._trim()
+        for trial in self.kept:  # filed by a driver that may have died before syncing them
+            _sync(weights_path(self.run_path, trial))
 
     def settle(self, record: TrialRecord) -> bool:
         """File the incoming weights of a recorded trial; True when they were kept."""
@@ -121,7 +125,10 @@ class WeightKeeper:
         os.replace(incoming, weights_path(self.run_path, record.trial_id))
         self.kept[record.trial_id] = record.reward
         self._trim()
-        return record.trial_id in self.kept
+        if record.trial_id not in self.kept:
+            return False
+        _sync(weights_path(self.run_path, record.trial_id))  # kept: now on disk
+        return True
 
     def _trim(self) -> None:
         order = sorted(self.kept, key=lambda t: (-self.kept[t], t))
@@ -138,6 +145,15 @@ class WeightKeeper:
         self._drop(t for t in list(self.kept) if t not in keep)
         self.margin = 0
         return keep
+
+
+def _sync(path: Path) -> None:
+    """Flush a kept weights file to disk (the worker wrote it without syncing)."""
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def _trial_of(path: Path) -> int | None:

@@ -10,9 +10,12 @@ rewritten from it on resume. Nothing is ever unpickled: tensors are read with
 :func:`safetensors.torch.load_file`.
 
 ``supernet.json`` (format ``mnas-supernet/1``): ``space`` (name and options), ``dataset`` (name,
-shape, classes, sizes), ``options`` (:class:`~nas.supernet.options.SupernetOptions`), ``seed``,
-``epochs``, ``epochs_done``, ``complete``, ``seconds`` (training time over every call) and
-``history`` (per epoch: ``epoch``, ``loss``, ``seconds``).
+shape, classes, sizes), ``options`` (:class:`~nas.supernet.options.SupernetOptions`, with
+``supernet`` the space's own supernet options, defaults filled in), ``seed``, ``epochs``,
+``epochs_done``, ``complete``, ``seconds`` (training time over every call) and ``history`` (per
+epoch: ``epoch``, ``loss``, ``seconds``). Folders written before issue 23 hold MnasNet's
+``kernel`` among the options; they read as ``supernet.kernel``. A checkpoint is refused, with one
+line, by a space other than the one it records.
 """
 
 from __future__ import annotations
@@ -29,12 +32,13 @@ from safetensors.torch import load_file, save
 from nas._fs import read_json as read_json_file
 from nas._fs import write_atomic
 from nas.errors import ConfigError, UsageError
-from nas.supernet.model import SuperNet
-from nas.supernet.options import SupernetOptions
-from search_spaces.mnasnet import MnasNetSpace
+from nas.space import Space
+from nas.supernet.base import make_supernet
+from nas.supernet.options import TRAINING_KEYS, SupernetOptions
 
 __all__ = ["FORMAT", "MODEL_FILE", "INFO_FILE", "save_checkpoint", "write_info", "read_json",
-           "read_info", "check_info", "load_tensors", "load_supernet", "dataset_summary"]
+           "read_info", "check_info", "load_tensors", "load_supernet", "dataset_summary",
+           "stored_options"]
 
 FORMAT = "mnas-supernet/1"
 MODEL_FILE = "supernet.safetensors"
@@ -57,7 +61,7 @@ def write_info(folder: Path, info: dict[str, Any]) -> None:
     write_atomic(folder / INFO_FILE, json.dumps(info, indent=2, allow_nan=False) + "\n")
 
 
-def save_checkpoint(folder: Path, model: SuperNet, optimizer: torch.optim.Optimizer | None,
+def save_checkpoint(folder: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer | None,
                     info: dict[str, Any]) -> None:
     """The tensor file (model and momentum buffers, ``info`` as metadata), then the JSON."""
     tensors = {f"model.{k}": v.detach().cpu().contiguous()
@@ -104,6 +108,29 @@ def read_info(folder: Path) -> dict[str, Any] | None:
     return read_json(folder)
 
 
+def stored_options(info: dict[str, Any]) -> dict[str, Any]:
+    """The checkpoint's training options as plain data, a legacy top-level ``kernel`` moved into
+    ``supernet`` (left as stored when they do not parse: the comparison then names them)."""
+    options = info.get("options") or {}
+    try:
+        return _plain(SupernetOptions.from_dict(options).to_dict())
+    except ConfigError:
+        return dict(options)
+
+
+def _flat(options: dict[str, Any]) -> dict[str, Any]:
+    """The options that change the weights (:data:`~nas.supernet.options.TRAINING_KEYS`; device,
+    threads, calibration and scoring may change), ``supernet`` spelt out as ``supernet.<key>``
+    (what differs is named key by key)."""
+    out = {k: v for k, v in options.items() if k in TRAINING_KEYS and k != "supernet"}
+    nested = options.get("supernet")
+    if isinstance(nested, dict):
+        out.update({f"supernet.{k}": v for k, v in nested.items()})
+    elif "supernet" in options:
+        out["supernet"] = nested
+    return out
+
+
 def _differences(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
     out = []
     for section, label in (("space", "space"), ("dataset", "dataset"), ("options", "option")):
@@ -113,6 +140,8 @@ def _differences(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
             continue
         if section == "space":
             a, b, label = a.get("options") or {}, b["options"], "space option"
+        if section == "options":
+            a, b = _flat(stored_options(old)), _flat(b)
         for key in sorted(set(a) | set(b)):
             if a.get(key) != b.get(key):
                 out.append(f"{label} {key}={a.get(key)!r} (asked: {b.get(key)!r})")
@@ -143,25 +172,49 @@ def load_tensors(folder: Path, device: str | torch.device = "cpu"
     return model, optim
 
 
-def load_supernet(checkpoint_dir: str | os.PathLike[str], *, device: str = "cpu",
-                  ) -> tuple[SuperNet, dict[str, Any]]:
-    """The trained :class:`SuperNet` of a checkpoint folder (eval mode) and its info.
+def _space_of(folder: Path, info: dict[str, Any], space: Space | None) -> Space:
+    """``space`` checked against the checkpoint's, or the checkpoint's registered space."""
+    recorded = info.get("space") or {}
+    name, options = recorded.get("name"), recorded.get("options") or {}
+    if space is None:
+        from nas.registry import SPACES
+
+        if not isinstance(name, str) or ":" in name or name not in SPACES.names():
+            raise ConfigError(f"supernet checkpoint {str(folder)!r}: space {name!r} is not a "
+                              "registered space; pass the space (load_supernet(folder, space))")
+        return SPACES.create(name, **options)
+    mine = _plain(dict(space.options))
+    differ = sorted(k for k in set(mine) | set(options) if mine.get(k) != options.get(k))
+    if name != space.name or differ:
+        detail = f"options that differ: {', '.join(differ)}" if name == space.name else \
+            f"not {space.name!r}"
+        raise ConfigError(f"supernet checkpoint {str(folder)!r}: a supernet of space {name!r} "
+                          f"({detail})")
+    return space
+
+
+def load_supernet(checkpoint_dir: str | os.PathLike[str], space: Space | None = None, *,
+                  device: str = "cpu") -> tuple[torch.nn.Module, dict[str, Any]]:
+    """The trained supernet of a checkpoint folder (eval mode) and its info.
+
+    Args:
+        checkpoint_dir: the folder (``supernet.safetensors`` and ``supernet.json``).
+        space: the space it must be a supernet of (None: the registered space it records).
+        device: where to load it.
 
     Raises:
-        ConfigError: no checkpoint, an unreadable one, or a space other than ``mnasnet``.
+        ConfigError: no checkpoint, an unreadable one, or one of another space than ``space``
+            (one line naming both, or the space options that differ).
     """
     folder = Path(checkpoint_dir)
     if not (folder / MODEL_FILE).is_file():
         raise ConfigError(f"supernet checkpoint {str(folder)!r}: no {MODEL_FILE} (train one with "
                           "nas.supernet.train_supernet)")
     info = _tensor_info(folder / MODEL_FILE)
-    space_info = info.get("space") or {}
-    if space_info.get("name") != MnasNetSpace.name:
-        raise ConfigError(f"supernet checkpoint {str(folder)!r}: space "
-                          f"{space_info.get('name')!r} is not {MnasNetSpace.name!r}")
-    space = MnasNetSpace(**space_info.get("options", {}))
+    space = _space_of(folder, info, space)
     options = SupernetOptions.from_dict(info.get("options", {}))
-    model = SuperNet(space, kernel=options.kernel)
+    with torch.random.fork_rng(devices=[]):  # the builder's initialisation is overwritten
+        model = make_supernet(space, options.supernet)
     state, _ = load_tensors(folder, device)
     model.to(device).load_state_dict(state, strict=True)
     return model.eval(), info

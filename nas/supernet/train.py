@@ -2,12 +2,14 @@
 
 SPOS (Guo et al., arXiv:1904.00420) trains the weights of a supernet by running one uniformly
 sampled path per step, so that every path's weights are trained about equally and a child's
-accuracy with inherited weights ranks it among the others. ``sampling="sandwich"`` is BigNAS's
-rule (Yu et al., arXiv:2003.11142; OFA's progressive shrinking, arXiv:1908.09791, likewise trains
-the largest network first): per step the largest path, the smallest path and ``sandwich_paths``
-random paths, their gradients summed, the others learning from the largest path's soft labels
-(``distill``). The largest and smallest paths are those with the most and the fewest parameters
-among one op everywhere at the largest (or smallest) kernel, SE, filters and layers.
+accuracy with inherited weights ranks it among the others. The supernet is the space's
+(``space.supernet(**options.supernet)``, :mod:`nas.supernet.base`), and so is the path of a step
+(its ``sample``: uniform over the space unless the space says otherwise, e.g. NAS-Bench-201's
+``paths: non_isomorphic``). ``sampling="sandwich"`` is BigNAS's rule (Yu et al.,
+arXiv:2003.11142; OFA's progressive shrinking, arXiv:1908.09791, likewise trains the largest
+network first): per step the largest path, the smallest path and ``sandwich_paths`` random paths,
+their gradients summed, the others learning from the largest path's soft labels (``distill``);
+the space's supernet names the largest and smallest (its ``extremes()``).
 
 The data are read through the dataset's batch source (:mod:`nas.evaluation.data`), the optimizer
 and the learning-rate schedule are the proxy trainer's (:func:`nas.evaluation.train.make_optimizer`,
@@ -20,6 +22,7 @@ never stopped.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import os
@@ -37,7 +40,8 @@ from nas._devices import resolve_device, torch_threads
 from nas.errors import TrialFailed
 from nas.evaluation.data import AnyDataset
 from nas.evaluation.train import TrainConfig, lr_factor, make_optimizer
-from nas.space import Arch
+from nas.space import Arch, Space
+from nas.supernet.base import extremes_of, make_supernet, names_extremes, sample_path
 from nas.supernet.checkpoint import (
     FORMAT,
     MODEL_FILE,
@@ -49,11 +53,10 @@ from nas.supernet.checkpoint import (
     save_checkpoint,
     write_info,
 )
-from nas.supernet.model import SuperNet
 from nas.supernet.options import SupernetOptions
-from search_spaces.mnasnet import MnasNetSpace
 
-__all__ = ["train_supernet", "sandwich_archs", "count_params", "resolve_options", "supernet_device"]
+__all__ = ["train_supernet", "sandwich_archs", "count_params", "resolve_options",
+           "supernet_device", "with_builder_defaults"]
 
 log = logging.getLogger(__name__)
 
@@ -80,48 +83,45 @@ def _seed(*parts: int) -> int:
     return int(np.random.SeedSequence(list(parts)).generate_state(1)[0])
 
 
-def _extreme(space: MnasNetSpace, op: str, pick: Callable[[Any], Any]) -> Arch:
-    values = {}
-    for label, choice in space.choices().items():
-        field = label.rpartition(".")[2]
-        if field == "op":
-            values[label] = op if op in choice.options else choice.options[0]
-        elif field == "skip":
-            values[label] = "identity" if "identity" in choice.options else choice.options[0]
-        else:
-            values[label] = pick(choice.options)
-    return space.validate(values)
-
-
-def count_params(space: MnasNetSpace, arch: Arch) -> int:
+def count_params(space: Space, arch: Arch) -> int:
     """Parameters of ``space.build(arch)`` (built on the CPU, faster than on the meta device for
-    these small networks; the caller's random state is kept)."""
+    small networks; the caller's random state is kept)."""
     with torch.random.fork_rng(devices=[]):
         return sum(p.numel() for p in space.build(arch).parameters())
 
 
-def sandwich_archs(space: MnasNetSpace) -> tuple[Arch, Arch]:
-    """``(largest, smallest)`` paths of the sandwich rule (by parameter count)."""
-    ops = dict.fromkeys(o for c in space.choices().values() if c.label.endswith(".op")
-                        for o in c.options)
-    large = [_extreme(space, op, max) for op in ops]
-    small = [_extreme(space, op, min) for op in ops]
+def _meta_supernet(space: Space, options: SupernetOptions) -> torch.nn.Module:
+    """The space's supernet on PyTorch's meta device (no memory, no initialisation)."""
+    with torch.device("meta"):
+        return make_supernet(space, options.supernet)
 
-    def size(arch: Arch) -> int:
-        return count_params(space, arch)
 
-    return max(large, key=size), min(small, key=size)
+def with_builder_defaults(space: Space, options: SupernetOptions) -> SupernetOptions:
+    """``options`` whose ``supernet`` is the space's builder's own (its defaults filled in), as
+    checkpoints record it, checked: ConfigError for a space without the hook, an option its
+    builder refuses, or ``sampling: sandwich`` for a supernet without extremes."""
+    module = _meta_supernet(space, options)
+    if options.sampling == "sandwich" and not names_extremes(module):
+        extremes_of(module)  # raises the missing-extremes error
+    builder = dict(getattr(module, "options", None) or options.supernet)
+    return dataclasses.replace(options, supernet=builder)
+
+
+def sandwich_archs(space: Space, supernet: Mapping[str, Any] | None = None) -> tuple[Arch, Arch]:
+    """``(largest, smallest)`` paths of the sandwich rule: the ``extremes()`` of the space's
+    supernet (built with the options ``supernet``)."""
+    return extremes_of(_meta_supernet(space, SupernetOptions(supernet=dict(supernet or {}))))
 
 
 class _Trainer:
     """The model, optimizer and data of one training call; :meth:`epoch` is the hot loop."""
 
-    def __init__(self, space: MnasNetSpace, dataset: AnyDataset, options: SupernetOptions,
+    def __init__(self, space: Space, dataset: AnyDataset, options: SupernetOptions,
                  device: torch.device) -> None:
         self.space, self.options, self.device = space, options, device
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(options.seed)
-            self.model = SuperNet(space, kernel=options.kernel).to(device)
+            self.model = make_supernet(space, options.supernet).to(device)
         self.source = dataset.batch_source(device)
         self.batch = min(options.batch_size, self.source.num_train)
         self.steps_per_epoch = max(self.source.num_train // self.batch, 1)
@@ -130,7 +130,7 @@ class _Trainer:
                              weight_decay=options.weight_decay, schedule="cosine")
         self.optimizer = make_optimizer(self.model, config)
         self.factor = lr_factor(config, self.steps_per_epoch)
-        self.extremes = sandwich_archs(space) if options.sampling == "sandwich" else None
+        self.extremes = extremes_of(self.model) if options.sampling == "sandwich" else None
 
     def restore(self, folder: Path) -> None:
         """Weights, BN buffers and momentum buffers of the checkpoint."""
@@ -164,7 +164,7 @@ class _Trainer:
     def _step(self, x: torch.Tensor, y: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
         """Forward and backward of one step's paths; returns the mean loss (detached)."""
         if self.extremes is None:
-            loss = F.cross_entropy(self.model(x, self.space.sample(rng)), y)
+            loss = F.cross_entropy(self.model(x, sample_path(self.model, rng)), y)
             loss.backward()
             return loss.detach()
         largest, smallest = self.extremes
@@ -173,7 +173,8 @@ class _Trainer:
         loss.backward()
         total = loss.detach()
         target = logits.detach().softmax(dim=1) if self.options.distill else y
-        others = [smallest] + [self.space.sample(rng) for _ in range(self.options.sandwich_paths)]
+        others = [smallest] + [sample_path(self.model, rng)
+                               for _ in range(self.options.sandwich_paths)]
         for arch in others:
             loss = F.cross_entropy(self.model(x, arch), target)
             loss.backward()
@@ -181,8 +182,7 @@ class _Trainer:
         return total / (1 + len(others))
 
 
-def _new_info(space: MnasNetSpace, dataset: AnyDataset, options: SupernetOptions
-              ) -> dict[str, Any]:
+def _new_info(space: Space, dataset: AnyDataset, options: SupernetOptions) -> dict[str, Any]:
     return {"format": FORMAT, "space": {"name": space.name, "options": dict(space.options)},
             "dataset": dataset_summary(dataset), "options": options.to_dict(),
             "seed": options.seed, "epochs": options.epochs, "epochs_done": 0, "complete": False,
@@ -214,7 +214,7 @@ def _rng_kept(device: torch.device) -> Iterator[None]:
         yield
 
 
-def train_supernet(space: MnasNetSpace, dataset: AnyDataset,
+def train_supernet(space: Space, dataset: AnyDataset,
                    options: SupernetOptions | Mapping[str, Any] | None,
                    checkpoint_dir: str | os.PathLike[str], *,
                    on_epoch: EpochCallback | None = None) -> dict[str, Any]:
@@ -228,13 +228,12 @@ def train_supernet(space: MnasNetSpace, dataset: AnyDataset,
     :func:`nas.supernet.load_supernet`.
 
     Raises:
-        ConfigError: bad options, or a folder that holds another supernet (the message names
-            every space option, dataset field or training option that differs).
+        ConfigError: bad options, a space without the supernet hook, or a folder that holds
+            another supernet (the message names the space, or every space option, dataset field
+            or training option that differs).
         TrialFailed: a NaN or infinite training loss.
     """
-    options = resolve_options(options)
-    if not isinstance(space, MnasNetSpace):
-        SuperNet(space)  # raises the not-a-MnasNet-space error
+    options = with_builder_defaults(space, resolve_options(options))
     folder = Path(checkpoint_dir)
     folder.mkdir(parents=True, exist_ok=True)
     fresh = _new_info(space, dataset, options)

@@ -6,7 +6,9 @@ Every registered space must pass these checks; ``tests/test_space_conformance.py
     from nas.testing.spaces import run_space_conformance
     run_space_conformance(lambda **o: MySpace(**o), input_sizes=(16, 32))
 
-Each check raises ``AssertionError`` with a readable message when the space misbehaves.
+Each check raises ``AssertionError`` with a readable message when the space misbehaves. A space
+with the supernet hook (:meth:`nas.space.Space.supernet`) is also checked for exact extraction
+(:func:`check_supernet_extraction`).
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ __all__ = [
     "check_validate_errors",
     "check_key_stable_across_processes",
     "check_build_forward",
+    "check_supernet_extraction",
     "run_space_conformance",
 ]
 
@@ -175,10 +178,58 @@ def check_build_forward(
             assert torch.isfinite(out).all(), f"{space.name}: non-finite output"
 
 
+def _scramble(module: Any, seed: int) -> None:
+    """Random BN statistics and affine parameters, and noise on every other parameter, so that a
+    wrong slice of any tensor (a zero bias, a unit BN included) changes the output."""
+    import torch
+
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for m in module.modules():
+            if isinstance(m, torch.nn.modules.batchnorm._BatchNorm) and m.running_var is not None:
+                m.running_mean.normal_(0.0, 0.2, generator=gen)
+                m.running_var.uniform_(0.5, 2.0, generator=gen)
+        for p in module.parameters():
+            p.add_(torch.randn(p.shape, generator=gen) * 0.1)
+
+
+def check_supernet_extraction(space: Space, n: int = 4, seed: int = 4, batch: int = 2,
+                              options: dict[str, Any] | None = None) -> None:
+    """The supernet's path and the child cut out of it compute the same (``torch.equal``, eval
+    mode) on a seeded input, for ``n`` sampled architectures (and the sandwich extremes, when the
+    supernet names them); the child is ``space.build(arch)``'s class."""
+    import torch
+
+    from nas.supernet.base import make_supernet, names_extremes
+
+    torch.manual_seed(seed)
+    net = make_supernet(space, options)
+    _scramble(net, seed)
+    net.eval()
+    rng = np.random.default_rng(seed)
+    archs = [space.sample(rng) for _ in range(n)]
+    if names_extremes(net):
+        archs += list(net.extremes())
+    x = torch.randn(batch, *space.input_shape(), generator=torch.Generator().manual_seed(seed))
+    for arch in archs:
+        child = net.extract(arch)
+        assert type(child) is type(space.build(arch)), (
+            f"{space.name}: extract gave {type(child).__name__}, build gives another class")
+        assert not child.training, f"{space.name}: the extracted child is not in eval mode"
+        with torch.no_grad():
+            path, alone = net(x, arch), child(x)
+        assert torch.equal(path, alone), (
+            f"{space.name}: supernet path and extracted child differ for {arch.to_json()} "
+            f"(max |difference| {(path - alone).abs().max().item():.3g})")
+
+
 def run_space_conformance(
     make_space: SpaceFactory, input_sizes: Sequence[int] = (8, 32), **kwargs: Any
 ) -> None:
-    """Run every check on ``make_space()`` (``make_space(input_size=..., num_classes=...)`` too)."""
+    """Run every check on ``make_space()`` (``make_space(input_size=..., num_classes=...)`` too);
+    the supernet extraction check when the space has the supernet hook."""
+    from nas.supernet.base import has_supernet
+
     space = make_space(**kwargs)
     check_sample_validate(space)
     check_roundtrips(space)
@@ -186,3 +237,5 @@ def run_space_conformance(
     check_validate_errors(space)
     check_key_stable_across_processes(space)
     check_build_forward(make_space, input_sizes)
+    if has_supernet(space):
+        check_supernet_extraction(space)

@@ -1,7 +1,8 @@
 """The weight-sharing supernet of the MnasNet space (SPOS, Guo et al., arXiv:1904.00420).
 
-:class:`SuperNet` holds every choice of a :class:`search_spaces.mnasnet.MnasNetSpace` at once and
-runs one single path, an :class:`nas.space.Arch`, per call (``supernet(x, arch)``). The path's
+:class:`MnasNetSupernet` (what ``MnasNetSpace.supernet(kernel=...)`` returns) holds every choice
+of a :class:`search_spaces.mnasnet.MnasNetSpace` at once and runs one single path, an
+:class:`nas.space.Arch`, per call (``supernet(x, arch)``). The path's
 layers are the ones :func:`search_spaces.blocks.walk_table` walks for the architecture's block
 table, the same walk the child builder uses, so geometry (channels, strides, residuals) is the
 child's by construction.
@@ -29,29 +30,36 @@ parameters and running statistics. In training mode a path normalises with its b
 (and updates its slice of the running ones); a child is scored only after its own statistics are
 recalibrated (:func:`nas.supernet.score.recalibrate_bn`), as SPOS does.
 
-:func:`extract` returns ``space.build(arch)`` (the class the search builds) loaded strictly with the
-path's slices. Forward and extraction read the same slices (each part's ``tensors``), and the
-child computes with the same functional calls on equal tensors, so in eval mode its output equals
-the path's bit for bit.
+The sandwich rule's extremes (:meth:`MnasNetSupernet.extremes`) are the paths with the most and
+the fewest parameters among one op everywhere at the largest (or smallest) kernel, SE, filters
+and layers.
+
+:meth:`~nas.supernet.base.SupernetModule.extract` returns ``space.build(arch)`` (the class the
+search builds) loaded strictly with the path's slices (:meth:`MnasNetSupernet.child_state`).
+Forward and extraction read the same slices (each part's ``tensors``), and the child computes
+with the same functional calls on equal tensors, so in eval mode its output equals the path's bit
+for bit.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from nas._checks import check_choice
 from nas.errors import UsageError
-from nas.space import Arch
+from nas.space import Arch, Space
+from nas.supernet.base import SupernetModule, Tensors
 from search_spaces.blocks import ACTIVATIONS, LayerGeometry, walk_table
-from search_spaces.mnasnet import OP_CHOICES, MnasNetSpace
+from search_spaces.mnasnet_geometry import OP_CHOICES
 
-__all__ = ["SuperNet", "extract", "KERNEL_MODES"]
+__all__ = ["MnasNetSupernet", "KERNEL_MODES", "count_params"]
 
 KERNEL_MODES = ("shared", "separate")
-Tensors = dict[str, torch.Tensor]
 
 
 def _reduced(cin: int, ratio: float) -> int:
@@ -239,11 +247,11 @@ class SuperLayer(nn.Module):
         return out
 
 
-def _decision(space: MnasNetSpace, label: str) -> tuple[Any, ...]:
+def _decision(space: Space, label: str) -> tuple[Any, ...]:
     return space.choices()[label].options
 
 
-class SuperNet(nn.Module):
+class MnasNetSupernet(SupernetModule):
     """Every choice of a MnasNet space in one network; ``forward(x, arch)`` runs one path.
 
     Args:
@@ -251,15 +259,13 @@ class SuperNet(nn.Module):
         kernel: ``shared`` (3x3 = centre of the 5x5) or ``separate`` (own 3x3 and 5x5 weights).
     """
 
-    def __init__(self, space: MnasNetSpace, kernel: str = "shared") -> None:
-        super().__init__()
-        if not isinstance(space, MnasNetSpace):
+    def __init__(self, space: Space, kernel: str = "shared") -> None:
+        if not callable(getattr(space, "block_table", None)):
             raise UsageError(f"supernet: space {getattr(space, 'name', space)!r} is not a "
                              "MnasNet space (search_spaces.mnasnet.MnasNetSpace)")
-        if kernel not in KERNEL_MODES:
-            raise UsageError(f"supernet option kernel={kernel!r}: allowed values: "
-                             f"{', '.join(KERNEL_MODES)}")
-        self.space, self.kernel = space, kernel
+        check_choice("supernet option kernel", kernel, KERNEL_MODES)
+        super().__init__(space, {"kernel": kernel})
+        self.kernel = kernel
         info = space.describe(space.decode([0] * len(space.labels())))
         act = ACTIVATIONS[info["activation"]]
         self.stem_channels, self.head_channels = info["stem"]["channels"], info["head_channels"]
@@ -274,7 +280,7 @@ class SuperNet(nn.Module):
         self.classifier = nn.Linear(self.head_channels, space.options["num_classes"])
         _init_weights(self)
 
-    def _cells(self, space: MnasNetSpace, act: type[nn.Module]) -> nn.ModuleList:
+    def _cells(self, space: Space, act: type[nn.Module]) -> nn.ModuleList:
         cells, cin, b = [], self.stem_channels, 1
         while f"b{b}.op" in space.choices():
             cout = max(_decision(space, f"b{b}.filters"))
@@ -302,6 +308,18 @@ class SuperNet(nn.Module):
         x = torch.flatten(F.adaptive_avg_pool2d(x, 1), 1)
         return self.classifier(F.dropout(x, self.dropout, self.training))
 
+    def extremes(self) -> tuple[Arch, Arch]:
+        """``(largest, smallest)`` paths of the sandwich rule (by parameter count)."""
+        ops = dict.fromkeys(o for c in self.space.choices().values() if c.label.endswith(".op")
+                            for o in c.options)
+        large = [_extreme(self.space, op, max) for op in ops]
+        small = [_extreme(self.space, op, min) for op in ops]
+
+        def size(arch: Arch) -> int:
+            return count_params(self.space, arch)
+
+        return max(large, key=size), min(small, key=size)
+
     @torch.no_grad()
     def child_state(self, arch: Arch) -> Tensors:
         """The state dict of ``space.build(arch)`` cut from this supernet (detached slices)."""
@@ -317,18 +335,28 @@ class SuperNet(nn.Module):
         return {k: v.detach() for k, v in out.items()}
 
 
-def extract(supernet: SuperNet, arch: Arch | Any) -> nn.Module:
-    """``space.build(arch)`` with every weight and BN buffer copied from the supernet's path
-    (strict ``load_state_dict``), on the supernet's device, in eval mode."""
-    arch = supernet.space.validate(arch)
-    device = next(supernet.parameters()).device
-    with torch.random.fork_rng(devices=[]):  # the builder's initialisation is overwritten
-        child = supernet.space.build(arch)
-    child.to(device).load_state_dict(supernet.child_state(arch), strict=True)
-    return child.eval()
+def count_params(space: Space, arch: Arch) -> int:
+    """Parameters of ``space.build(arch)`` (built on the CPU, faster than on the meta device for
+    these small networks; the caller's random state is kept)."""
+    with torch.random.fork_rng(devices=[]):
+        return sum(p.numel() for p in space.build(arch).parameters())
 
 
-def _init_weights(model: SuperNet) -> None:
+def _extreme(space: Space, op: str, pick: Callable[[Any], Any]) -> Arch:
+    """One op everywhere (where a block offers it), identity skips, ``pick`` of the rest."""
+    values = {}
+    for label, choice in space.choices().items():
+        field = label.rpartition(".")[2]
+        if field == "op":
+            values[label] = op if op in choice.options else choice.options[0]
+        elif field == "skip":
+            values[label] = "identity" if "identity" in choice.options else choice.options[0]
+        else:
+            values[label] = pick(choice.options)
+    return space.validate(values)
+
+
+def _init_weights(model: MnasNetSupernet) -> None:
     """He (fan-out) convolutions, zero biases, unit BN, small classifier: the child builder's."""
     for p in model.parameters():
         if p.ndim == 4:

@@ -1,0 +1,55 @@
+"""``benchmarks/evaluator_fidelity.py`` in its smoke mode: every row, the JSON, the cache, errors.
+
+The smoke mode scores a few cells with tiny recipes on generated images: it checks the script
+runs end to end and reports every row; the real numbers come from a full run (README)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SCRIPT = ROOT / "benchmarks" / "evaluator_fidelity.py"
+TABLE = ROOT.parent / "shared" / "data" / "nb201_cifar10.csv"
+
+pytestmark = [pytest.mark.slow,
+              pytest.mark.skipif(not TABLE.is_file(),
+                                 reason=f"NAS-Bench-201's table is not at {TABLE}")]
+
+
+def run(*argv):
+    return subprocess.run([sys.executable, str(SCRIPT), *map(str, argv)], capture_output=True,
+                          text=True, timeout=600, cwd=ROOT)
+
+
+def test_smoke_reports_every_row_and_the_cache_saves_the_work(tmp_path):
+    cache = tmp_path / "scores.json"
+    first = run("--smoke", "--json", "--workers", "1", "--cache", cache)
+    assert first.returncode == 0, first.stderr[-3000:]
+    rows = {r["name"]: r for r in json.loads(first.stdout)}
+    expected = {"params", "macs", "train", "supernet:accuracy", "supernet:loss",
+                "combo:train+nwot+synflow", *(f"zc:{p}" for p in
+                                              ("nwot", "synflow", "jacob_cov", "snip",
+                                               "grad_norm"))}
+    assert expected <= set(rows), sorted(rows)
+    for row in rows.values():
+        assert {"name", "spearman", "kendall", "cells", "seconds_per_cell",
+                "top10_precision"} <= set(row)
+        assert -1.0 <= row["spearman"] <= 1.0 and row["seconds_per_cell"] >= 0
+    assert rows["params"]["cells"] == 12 and rows["train"]["cells"] == 4
+    assert rows["train"]["recipe"]["epochs"] == 1
+    again = run("--smoke", "--json", "--workers", "1", "--cache", cache, "--rows", "cost,zc,train")
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert "cells scored" not in again.stderr  # every score came from the cache
+    assert {r["name"]: r["spearman"] for r in json.loads(again.stdout)}["zc:nwot"] == \
+        rows["zc:nwot"]["spearman"]
+
+
+def test_bad_flags_are_one_line():
+    out = run("--rows", "cost,bogus")
+    assert out.returncode == 2 and out.stderr.count("\n") == 1
+    assert "--rows: unknown ['bogus']" in out.stderr
