@@ -80,6 +80,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--config", default=str(ROOT / "configs" / "cifar10_nb201.yaml"))
     p.add_argument("--supernet-dir", default=None, help="keep (or reuse) the supernet here")
     p.add_argument("--supernet-epochs", type=int, default=None)
+    p.add_argument("--supernet-options", default=None, metavar="JSON",
+                   help='supernet options, e.g. \'{"batch_size": 128, "paths": "non_isomorphic"}\'')
     p.add_argument("--smoke", action="store_true", help="a few cells, tiny recipes, fake images")
     args = p.parse_args(argv)
     for flag in ("cells", "trained", "workers"):
@@ -90,6 +92,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     unknown = [g for g in args.groups if g not in GROUPS]
     if unknown:
         p.error(f"--rows: unknown {unknown}; allowed: {', '.join(GROUPS)}")
+    try:
+        args.supernet_extra = json.loads(args.supernet_options or "{}")
+        assert isinstance(args.supernet_extra, dict)
+    except (ValueError, AssertionError):
+        p.error(f"--supernet-options {args.supernet_options!r}: expected a JSON object")
     if not Path(args.table).is_file():
         p.error(f"--table {args.table}: not found (NAS-Bench-201's table; see "
                 "../shared/data/README.md)")
@@ -342,11 +349,17 @@ def main(argv: list[str] | None = None) -> int:
             recipe, options = smoke_setup(args, Path(tmp))
         else:
             recipe, options = recipe_of(args.config)
+        options = {**options, **args.supernet_extra}
         sample = sample_cells(args.table, args.cells, args.seed)
         truth = dict(sample)
         cells = [c for c, _ in sample]
         cache = Cache(args.cache)
         rows, supernet_s = collect(args, cells, cells[: args.trained], cache, recipe, options)
+        if {"train", "supernet", "combo"} & set(args.groups):  # the recipe says how many images
+            data = load_data(recipe["image_size"], recipe["max_train"], args.data_root,
+                             args.dataset)
+            recipe = {**recipe, "train_images": data.summary()["train"],
+                      "val_images": data.summary()["val"]}
         report(args, rows, truth, supernet_s, recipe, options)
     return 0
 

@@ -21,7 +21,8 @@ than the ground truth ranks itself. ``--epochs`` overrides the supernet's defaul
 one; ``--cache`` keeps the ground-truth accuracies in a JSON file (keyed by dataset, child epochs,
 seed and architecture) so that supernet options can be compared without retraining the children.
 ``--max-train N`` keeps N training images (a harder cut of the dataset; the supernet trains on the
-same cut) and ``--val-fraction`` sets the validation share; ``--workers N`` trains the ground
+same cut), ``--image-size S`` resizes the images (CIFAR-10 at 16 px: a cheaper task) and
+``--val-fraction`` sets the validation share; ``--workers N`` trains the ground
 truth in N processes (one thread each).
 """
 
@@ -44,6 +45,7 @@ from nas._checks import check_choice, check_int, check_number
 from nas.errors import UsageError
 from nas.evaluation.data import AnyDataset, load_dataset
 from nas.evaluation.evaluate import space_for_dataset
+from nas.evaluation.images import ImageOptions
 from nas.evaluation.train import TrainConfig, train
 from nas.space import Arch, Space
 from nas.supernet import SupernetOptions, load_supernet, score_child, train_supernet
@@ -79,6 +81,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--checkpoint-dir", default=None)
     p.add_argument("--cache", default=None, help="JSON file of ground-truth accuracies")
     p.add_argument("--max-train", type=int, default=None, help="keep this many training images")
+    p.add_argument("--image-size", type=int, default=None,
+                   help="resize the images (e.g. CIFAR-10 to 16 px: a cheaper task)")
     p.add_argument("--val-fraction", type=float, default=0.2)
     p.add_argument("--workers", type=int, default=1, help="processes training the ground truth")
     args = p.parse_args(argv)
@@ -91,6 +95,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     check_int("--epochs", args.epochs, optional=True)
     check_int("--threads", args.threads)
     check_int("--max-train", args.max_train, optional=True)
+    check_int("--image-size", args.image_size, optional=True)
     check_number("--val-fraction", args.val_fraction, strict=True, maximum=1.0, strict_max=True)
     check_int("--workers", args.workers)
     return args
@@ -113,6 +118,8 @@ def data_tag(args: argparse.Namespace) -> str:
     tag = args.dataset
     if args.max_train is not None:
         tag += f",max_train={args.max_train}"
+    if args.image_size is not None:
+        tag += f",size={args.image_size}"
     if args.val_fraction != 0.2:
         tag += f",val={args.val_fraction:g}"
     return tag
@@ -124,7 +131,7 @@ def _cache_key(arch: Arch, tag: str, epochs: int, seed: int) -> str:
 
 def load_data(args: argparse.Namespace) -> AnyDataset:
     return load_dataset(args.dataset, val_fraction=args.val_fraction, seed=0,
-                        max_train=args.max_train)
+                        max_train=args.max_train, images=ImageOptions(image_size=args.image_size))
 
 
 def _train_child(space: Space, arch: Arch, data: AnyDataset, epochs: int, seed: int,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import yaml
 
@@ -111,3 +113,26 @@ def test_shipped_configs_are_valid():
     gpu = load_config(root / "cifar10_mnas.yaml")
     assert gpu.search.gpus_per_trial == 0.5 and gpu.latency_service
     assert gpu.evaluator["device"] == "cuda"
+
+
+def test_the_real_task_config_builds_on_cifar10_binaries(tmp_path):
+    """configs/cifar10_nb201.yaml reads ``cifar10`` from a data root: here small generated
+    binary batches in the official layout, resized to 16 px as the config asks."""
+    import numpy as np
+
+    from nas.config import apply_overrides, parse_config
+
+    folder = tmp_path / "cifar-10-batches-bin"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    for name in [f"data_batch_{i}.bin" for i in range(1, 6)] + ["test_batch.bin"]:
+        records = rng.integers(0, 256, (200, 3073), dtype=np.uint8)
+        records[:, 0] = np.arange(200) % 10
+        records.tofile(folder / name)
+    root = Path(__file__).resolve().parents[1] / "configs"
+    data = yaml.safe_load((root / "cifar10_nb201.yaml").read_text())
+    config = parse_config(apply_overrides(data, [f"evaluator.data_root={tmp_path}",
+                                                 "evaluator.batch_size=32"]))
+    exp = build_experiment(config)
+    assert exp.space.name == "nasbench201" and exp.space.options["input_size"] == 16
+    assert exp.dataset.summary()["train"] == 900 and exp.dataset.input_shape == (3, 16, 16)
