@@ -12,7 +12,8 @@ this module:
 - :func:`open_append` (and :func:`append_line`) and :func:`open_lock` open with ``O_NOFOLLOW``
   and non-blocking, so a link planted under the name fails instead of being followed, and a pipe
   or a file with other hard links is refused instead of written in place;
-- :func:`remove_files` deletes files below a folder without following a link anywhere;
+- :func:`remove_files` deletes files below a folder without following a link anywhere, and
+  :func:`remove_tree` a whole folder mnas made (in the shared temp folder, say), likewise;
 - :func:`user_dir` makes a folder the user named (``--out DIR``, ``results_dir``): a link there
   is the user's choice, so it is followed; what mnas makes inside goes through :func:`safe_dir`.
 
@@ -28,6 +29,7 @@ import errno
 import io
 import json
 import os
+import shutil
 import stat
 import tempfile
 import uuid
@@ -36,8 +38,8 @@ from pathlib import Path
 from nas.errors import UsageError
 
 __all__ = ["MiB", "SymlinkError", "safe_dir", "user_dir", "write_atomic", "open_append",
-           "append_line", "open_lock", "remove_files", "read_bytes", "read_text", "read_json",
-           "check_no_link", "check_writable_folder"]
+           "append_line", "open_lock", "remove_files", "remove_tree", "read_bytes", "read_text",
+           "read_json", "check_no_link", "check_writable_folder"]
 
 MiB = 1 << 20
 DEFAULT_CAP = 64 * MiB  # configs, cards, run.json and the like are kilobytes
@@ -218,6 +220,28 @@ def remove_files(folder: str | Path, suffix: str) -> int:
                     continue
                 removed += 1
     return removed
+
+
+def remove_tree(path: str | Path, *, root: str | Path) -> bool:
+    """Delete the folder ``path`` (below ``root``) and everything in it; False if it is missing.
+
+    Nothing is followed: no component from ``root`` (exclusive) down to ``path`` may be a link
+    (:func:`safe_dir`), and the walk (``shutil.rmtree``'s descriptor-based one) removes a link
+    found inside as a link, never what it points to.
+
+    Raises:
+        SymlinkError: ``path`` or a folder on the way is a symbolic link (nothing is deleted).
+        UsageError: a component is not a folder.
+        OSError: the removal failed part-way (e.g. a file created meanwhile).
+    """
+    path = Path(path)
+    safe_dir(path, root=root, create=False)
+    if not os.path.lexists(path):
+        return False
+    if not shutil.rmtree.avoids_symlink_attacks:  # pragma: no cover (not on Linux)
+        raise UsageError(f"{path}: this platform cannot remove a folder without following links")
+    shutil.rmtree(path)
+    return True
 
 
 def read_bytes(path: str | Path, what: str = "file", *, cap: int = DEFAULT_CAP) -> bytes:

@@ -43,11 +43,12 @@ def finalist_rows(entries: list[dict[str, Any]]) -> list[list[Any]]:
 
 def cmd_remeasure(args: argparse.Namespace) -> int:
     """Re-measure the finalists of ``RUN_DIR`` and print the search's and the final numbers."""
+    from nas.runner.progress import make_view
     from nas.runner.remeasure import remeasure_run
 
+    # each measurement shown (a bar on a terminal, a line otherwise), the intro line included
     entries = remeasure_run(args.run_dir, top=args.top, passes=args.passes,
-                            say=lambda line: print(line, file=sys.stderr),
-                            trust_code=args.trust_code)
+                            view=make_view("auto"), trust_code=args.trust_code)
     if not entries:
         print(f"{args.run_dir}: no complete trial with a measured latency to re-measure",
               file=sys.stderr)

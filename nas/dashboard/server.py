@@ -19,6 +19,7 @@ closed, so half-open or forgotten keep-alive connections cannot pin threads for 
 
 from __future__ import annotations
 
+import errno
 import ipaddress
 import json
 import logging
@@ -258,4 +259,7 @@ def make_server(run_dir: str | Path, *, port: int = DEFAULT_PORT, host: str = DE
     try:
         return DashboardServer(source, host, port, allow_remote)
     except OSError as exc:
-        raise UsageError(f"cannot listen on {host} port {port}: {exc.strerror or exc}") from None
+        hint = ("; choose another --port, or --port 0 for a free one"
+                if exc.errno == errno.EADDRINUSE and port != 0 else "")
+        raise UsageError(f"cannot listen on {host} port {port}: {exc.strerror or exc}{hint}"
+                         ) from None

@@ -36,7 +36,7 @@ from nas.runner.search import (
     run_trials,
     trial_payload,
 )
-from nas.runner.session import RaySession, run_tag, start_ray
+from nas.runner.session import RaySession, remove_activity_dir, run_tag, start_ray
 from nas.runner.strays import (
     MARKER,
     new_marker,
@@ -73,7 +73,10 @@ def start_search(config: SearchConfig, *, name: str | None = None, address: str 
         check_run_name(name)  # an empty --name is refused, not ignored
     exp = build_experiment(config)
     name = name or config.name or default_run_name(config_path)
-    path = RunDir.new_path(config.results_dir, name)
+    # resolved once, here: every path handed to Ray's workers (whose working folder is not
+    # this one) is absolute; a link the user put on the way stays theirs
+    results_dir = Path(config.results_dir).absolute()
+    path = RunDir.new_path(results_dir, name)
     resolved = config.to_dict()
     resolved["name"] = name
     resolved["space"]["options"] = dict(exp.space.options)  # sized for the dataset
@@ -85,8 +88,8 @@ def start_search(config: SearchConfig, *, name: str | None = None, address: str 
         run = None
         try:
             if config.auto_target:
-                exp, resolved = _measure_target(exp, resolved)
-            run = RunDir.create(config.results_dir, name, resolved, lock="search")
+                exp, resolved = _measure_target(exp, resolved, progress)
+            run = RunDir.create(results_dir, name, resolved, lock="search")
             output.move_to(run.path / LOG_NAME)
             return _search(run, exp, session, progress, on_ready, trackers)
         finally:
@@ -115,12 +118,15 @@ def _start_ray(exp: Experiment, address: str | None, path: Path) -> RaySession:
     return session
 
 
-def _measure_target(exp: Experiment, resolved: dict[str, Any]) -> tuple[Experiment, dict]:
-    """``reward.target: auto`` resolved by measuring sampled children (the number is stored)."""
+def _measure_target(exp: Experiment, resolved: dict[str, Any],
+                    view: ProgressFn | None = None) -> tuple[Experiment, dict]:
+    """``reward.target: auto`` resolved by measuring sampled children (the number is stored),
+    each shown as it is measured (like ``view``)."""
     from nas.runner.calibrate import auto_target
 
     payload = trial_payload(exp.space, exp.settings, latency_service=exp.config.latency_service)
-    resolved = {**resolved, "reward": {**resolved["reward"], "target": auto_target(exp, payload)}}
+    target = auto_target(exp, payload, view=view)
+    resolved = {**resolved, "reward": {**resolved["reward"], "target": target}}
     return exp.with_config(parse_config(resolved)), resolved
 
 
@@ -143,7 +149,7 @@ def _search(run: RunDir, exp: Experiment, session: RaySession, progress_fn: Prog
     search_s, remeasured, stopped = 0.0, [], None
     try:
         actors = _actors(run, exp, session)  # keep the handles: named actors live meanwhile
-        exp, supernet = prepare_supernet(run, exp, local=session.local)
+        exp, supernet = prepare_supernet(run, exp, local=session.local, view=progress_fn)
         payload = trial_payload(exp.space, exp.settings, weight_store=actors.get("weights"),
                                 latency_service=exp.config.latency_service,
                                 activity=activity_dir(run_tag(run.path)), supernet=supernet)
@@ -155,13 +161,15 @@ def _search(run: RunDir, exp: Experiment, session: RaySession, progress_fn: Prog
                    epochs=exp.settings.train.epochs)
         search_s = time.perf_counter() - begin
         stopped = searcher.stopped
-        remeasured = remeasure_at_end(run, exp, actors, payload["activity"])
+        _close(progress_fn)  # the search's view ends here; the re-measurement shows its own
+        remeasured = remeasure_at_end(run, exp, actors, payload["activity"], view=progress_fn)
         if searcher.keeper is not None and budgeted(run.trials()) >= exp.config.search.trials:
             searcher.keeper.finalize(final_ranking(run, exp))
         del actors
     finally:
         _close(progress_fn, trackers)
         session.stop()
+        remove_activity_dir(run.path)  # this node's quiet-window folder: nothing uses it now
         crash_point("after_trials")
         run.drop_tune_pickles()
         _finish(run, exp.config.search.trials)

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 import ray
@@ -30,6 +30,7 @@ from nas.latency.conditions import measuring
 from nas.latency.lut import LatencyCache
 from nas.latency.measure import LatencyConfig
 from nas.registry import SPACES
+from nas.runner.phases import collect, stream_steps
 from nas.space import Arch, Space
 
 __all__ = ["LATENCY_RESOURCE", "LATENCY_ACTOR", "LatencyClient", "start_latency_service",
@@ -75,28 +76,44 @@ class _LatencyWorker:
                  "cached": result["cached"]}
         return {**result, "device": {**result["device"], "measured_by": stamp}}
 
-    def remeasure(self, request: dict[str, Any]) -> dict[str, dict[str, Any]]:
-        """The finalists' final latencies, measured on this node (:mod:`nas.latency.final`)."""
+    def remeasure(self, request: dict[str, Any]) -> Iterator[tuple[str, Any]]:
+        """The finalists' final latencies, measured on this node (:mod:`nas.latency.final`): a
+        generator of each measurement as it ends, then the results
+        (:func:`nas.runner.phases.stream_steps`)."""
         from nas.latency.final import remeasure_archs
 
         space = self._space(request["space"], request["options"])
         archs = [space.validate(a) for a in request["archs"]]
         config = LatencyConfig.from_dict(request["config"])
-        results = remeasure_archs(space, archs, config, passes=request["passes"],
-                                  activity=request.get("activity"))
-        for result in results.values():
-            result["device"] = {**result["device"], "measured_by": dict(self._me)}
-        return results
+
+        def run(report: Callable[..., None]) -> dict[str, dict[str, Any]]:
+            results = remeasure_archs(space, archs, config, passes=request["passes"],
+                                      activity=request.get("activity"), on_measured=report)
+            for result in results.values():
+                result["device"] = {**result["device"], "measured_by": dict(self._me)}
+            return results
+
+        yield from stream_steps(run)
 
     def stats(self) -> dict[str, int]:
         return self._cache.stats()
 
 
+_OWN_PACKAGES = ("nas", "search_spaces", "controllers")
+
+
 def space_ref(space: Space) -> str:
-    """A name that recreates ``space`` in another process (registered name or module:Class)."""
-    if space.name in SPACES and isinstance(space, SPACES.get(space.name)):
-        return space.name
+    """A name that recreates ``space`` in another process (a Ray worker).
+
+    A space of mnas's own packages goes by its registered name. Any other goes by
+    ``module:Class``, even when the driver knows it by a registered name: a name registered by
+    importing the user's module (``@register_space``) exists only in processes that imported
+    it, and a worker would not know it."""
     cls = type(space)
+    registered = space.name in SPACES and isinstance(space, SPACES.get(space.name))
+    own = cls.__module__.split(".")[0] in _OWN_PACKAGES or cls.__module__ == "__main__"
+    if registered and own:
+        return space.name
     return f"{cls.__module__}:{cls.__qualname__}"
 
 
@@ -145,14 +162,16 @@ class LatencyClient:
 
         return fn
 
-    def remeasure(self, space: Space, archs: list[Arch], config: LatencyConfig,
-                  passes: int) -> dict[str, dict[str, Any]]:
+    def remeasure(self, space: Space, archs: list[Arch], config: LatencyConfig, passes: int,
+                  on_measured: Callable[[str, int, int], None] | None = None,
+                  ) -> dict[str, dict[str, Any]]:
         """Final latencies of ``archs`` measured by the service on its node (a
-        :data:`nas.runner.remeasure.MeasureFn`)."""
+        :data:`nas.runner.remeasure.MeasureFn`); ``on_measured`` gets each measurement as it
+        ends (the architecture key, measurements done, in all)."""
         request = {"space": space_ref(space), "options": dict(space.options),
                    "archs": [a.to_dict()["decisions"] for a in archs],
                    "config": config.to_dict(), "passes": passes, "activity": self.activity}
-        return ray.get(self.actor.remeasure.remote(request))
+        return collect(self.actor.remeasure.remote(request), on_measured or (lambda *_: None))
 
     def stats(self) -> dict[str, int]:
         """Cache statistics of the service: ``{"entries", "hits", "misses"}``."""

@@ -12,14 +12,17 @@ measured the way the trials were), or by the latency service where the search us
 result is appended to ``RUN/remeasured.jsonl`` with the search's number beside it;
 ``trials.jsonl`` is never rewritten.
 Rankings, fronts and exports then use the final numbers (:func:`nas.frame.trials_frame`).
+Every measurement is shown as it ends (finalist k/N, its pass, ETA; :mod:`nas.runner.phases`),
+from a Ray task or the latency service too (their reports stream back to the driver).
 """
 
 from __future__ import annotations
 
+import inspect
 import logging
 import statistics
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +33,7 @@ from nas.latency.final import rescale
 from nas.latency.measure import LatencyConfig
 from nas.records import TrialRecord, budgeted
 from nas.results import RunDir
+from nas.runner.phases import collect, start_phase, stream_steps
 from nas.space import Arch, Space
 
 __all__ = ["finalists", "remeasure_finalists", "remeasure_run", "remeasure_at_end",
@@ -39,7 +43,10 @@ log = logging.getLogger(__name__)
 
 MAX_ROUNDS = 4  # re-measurement rounds: a finalist that fell out lets a new one in
 
+# (space, finalists, latency settings, passes); one that also takes ``on_measured`` (a callback
+# with the architecture key, the measurements done and in all) reports each measurement
 MeasureFn = Callable[[Space, list[Arch], LatencyConfig, int], Mapping[str, dict[str, Any]]]
+StepFn = Callable[[str, int, int], None]
 
 
 def finalists(records: list[TrialRecord], reward: Any, top: int,
@@ -59,18 +66,39 @@ def finalists(records: list[TrialRecord], reward: Any, top: int,
 def _local_measure(activity: str | None) -> MeasureFn:
     from nas.latency.final import remeasure_archs
 
-    def measure(space: Space, archs: list[Arch], config: LatencyConfig,
-                passes: int) -> Mapping[str, dict[str, Any]]:
-        return remeasure_archs(space, archs, config, passes=passes, activity=activity)
+    def measure(space: Space, archs: list[Arch], config: LatencyConfig, passes: int,
+                on_measured: StepFn | None = None) -> Mapping[str, dict[str, Any]]:
+        return remeasure_archs(space, archs, config, passes=passes, activity=activity,
+                               on_measured=on_measured)
 
     return measure
+
+
+def _measured(measure: MeasureFn, phase: Any, passes: int) -> dict[str, Any]:
+    """``on_measured`` for ``measure`` when it takes one (each measurement a step of
+    ``phase``), else nothing: its results come all at once."""
+    try:
+        takes = "on_measured" in inspect.signature(measure).parameters
+    except (TypeError, ValueError):
+        takes = False
+    if not takes:
+        return {}
+
+    def step(key: str, done: int, total: int) -> None:
+        per_pass = max(1, total // max(1, passes))
+        phase.step(done, f"finalist {key[:12]} (pass {min(passes, (done - 1) // per_pass + 1)}"
+                         f"/{passes})")
+
+    return {"on_measured": step}
 
 
 def remeasure_finalists(run: RunDir, space: Space, config: LatencyConfig, reward: Any, *,
                         top: int = 5, passes: int = 3, by: str = "remeasure",
                         measure: MeasureFn | None = None, activity: str | None = None,
-                        say: Callable[[str], None] | None = None) -> list[dict[str, Any]]:
-    """Re-measure the run's finalists and append the results (the caller holds the lock).
+                        say: Callable[[str], None] | None = None,
+                        view: Any = None) -> list[dict[str, Any]]:
+    """Re-measure the run's finalists and append the results (the caller holds the lock);
+    each measurement is shown like ``view`` (:mod:`nas.runner.phases`; None: not shown).
 
     Returns the entries written, one per architecture: ``arch_key``, ``trial_ids``, the final
     ``latency_ms`` (p10, p90, spread, n), ``search_latency_ms``, ``passes``, ``conditions``,
@@ -91,11 +119,17 @@ def remeasure_finalists(run: RunDir, space: Space, config: LatencyConfig, reward
         keys = [k for k in finalists(records, reward, top, done) if k not in done]
         if not keys:
             break
-        if say is not None:
-            say(f"re-measuring the latency of {len(keys)} finalists ({passes} interleaved "
+        what = (f"re-measuring the latency of {len(keys)} finalists ({passes} interleaved "
                 f"passes{', paired with a reference network' if config.paired else ''})")
-        results = measure(space, [space.validate(by_key[k][0].arch) for k in keys], config,
-                          passes)
+        if say is not None:
+            say(what)
+        phase = start_phase(view, "re-measure", passes * len(keys), unit="measured",
+                            intro=what.removeprefix("re-measuring "))
+        try:
+            results = measure(space, [space.validate(by_key[k][0].arch) for k in keys],
+                              config, passes, **_measured(measure, phase, passes))
+        finally:
+            phase.finish()
         measured = [k for k in keys if k in results]
         if reference_ms is None and measured:
             reference_ms = (results[measured[0]].get("reference") or {}).get("latency_ms")
@@ -119,9 +153,11 @@ def _write(run: RunDir, key: str, records: list[TrialRecord], result: Mapping[st
 
 def remeasure_run(path: str | Path, *, top: int = 5, passes: int = 3,
                   say: Callable[[str], None] | None = None,
-                  trust_code: bool = False) -> list[dict[str, Any]]:
+                  trust_code: bool = False, view: Any = None) -> list[dict[str, Any]]:
     """``nas remeasure RUN``: lock the run folder (one writer), rebuild its space and latency
-    settings, and re-measure its finalists here, on this machine's target device.
+    settings, and re-measure its finalists here, on this machine's target device (each
+    measurement shown like ``view``). This node's quiet-window folder of the run is removed
+    at the end.
 
     Raises:
         UsageError: not a run folder, bad ``top``/``passes``, or latency not measured; a
@@ -133,7 +169,7 @@ def remeasure_run(path: str | Path, *, top: int = 5, passes: int = 3,
     from nas.experiment import eval_settings
     from nas.latency.conditions import activity_dir
     from nas.registry import get_space, names_from
-    from nas.runner.session import run_tag
+    from nas.runner.session import remove_activity_dir, run_tag
 
     check_int("top", top, minimum=0)
     check_int("passes", passes)
@@ -146,15 +182,17 @@ def remeasure_run(path: str | Path, *, top: int = 5, passes: int = 3,
             space = get_space(raw["space"]["name"], **dict(raw["space"].get("options") or {}))
         return remeasure_finalists(run, space, settings.latency, reward_settings(raw), top=top,
                                    passes=passes, activity=activity_dir(run_tag(run.path)),
-                                   say=say)
+                                   say=say, view=view)
     finally:
+        remove_activity_dir(run.path)
         run.unlock()
 
 
-def remeasure_at_end(run: RunDir, exp: Any, actors: dict[str, Any],
-                     activity: str) -> list[dict[str, Any]]:
-    """The finalists re-measured once every trial is done (``search.remeasure_top``); a
-    failure is logged and costs only the final numbers (the search's stay in use)."""
+def remeasure_at_end(run: RunDir, exp: Any, actors: dict[str, Any], activity: str, *,
+                     view: Any = None) -> list[dict[str, Any]]:
+    """The finalists re-measured once every trial is done (``search.remeasure_top``), each
+    measurement shown like ``view``; a failure is logged and costs only the final numbers (the
+    search's stay in use)."""
     search, latency = exp.config.search, exp.settings.latency
     if search.remeasure_top == 0 or latency.mode != "measure" or \
             budgeted(run.trials()) < search.trials:
@@ -162,14 +200,14 @@ def remeasure_at_end(run: RunDir, exp: Any, actors: dict[str, Any],
     service = actors.get("latency")
     if service is not None:
         service.activity = activity
-        measure = service.remeasure
+        measure = service.remeasure  # reports its measurements (the service streams them)
     else:  # in a worker with a trial's resources: measured the way the trials were
         measure = _task_measure(search, activity)
     try:
         return remeasure_finalists(run, exp.space, latency, exp.settings.reward,
                                    top=search.remeasure_top, passes=search.remeasure_passes,
                                    by="search", measure=measure, activity=activity,
-                                   say=log.info)
+                                   say=log.info, view=view)
     except Exception as exc:  # never lose a finished search to its last step
         log.warning("could not re-measure the finalists: %s: %s", type(exc).__name__, exc)
         return []
@@ -177,14 +215,20 @@ def remeasure_at_end(run: RunDir, exp: Any, actors: dict[str, Any],
 
 def _remote_measure(ref: str, options: dict[str, Any], archs: list[dict[str, Any]],
                     config: dict[str, Any], passes: int,
-                    activity: str | None) -> Mapping[str, dict[str, Any]]:
-    """The Ray task body: rebuild the space and re-measure the finalists on this worker."""
+                    activity: str | None) -> Iterator[tuple[str, Any]]:
+    """The Ray task body, a generator: rebuild the space and re-measure the finalists on this
+    worker, yielding each measurement as it ends, then the results
+    (:func:`nas.runner.phases.stream_steps`)."""
     from nas.latency.final import remeasure_archs
     from nas.registry import SPACES
 
-    space = SPACES.create(ref, **options)
-    return remeasure_archs(space, [space.validate(a) for a in archs],
-                           LatencyConfig.from_dict(config), passes=passes, activity=activity)
+    def run(report: StepFn) -> Mapping[str, dict[str, Any]]:
+        space = SPACES.create(ref, **options)
+        return remeasure_archs(space, [space.validate(a) for a in archs],
+                               LatencyConfig.from_dict(config), passes=passes,
+                               activity=activity, on_measured=report)
+
+    yield from stream_steps(run)
 
 
 def _task_measure(search: Any, activity: str | None) -> MeasureFn:
@@ -193,13 +237,13 @@ def _task_measure(search: Any, activity: str | None) -> MeasureFn:
 
     from nas.runner.latency_service import space_ref
 
-    def measure(space: Space, archs: list[Arch], config: LatencyConfig,
-                passes: int) -> Mapping[str, dict[str, Any]]:
+    def measure(space: Space, archs: list[Arch], config: LatencyConfig, passes: int,
+                on_measured: StepFn | None = None) -> Mapping[str, dict[str, Any]]:
         task = ray.remote(_remote_measure).options(num_cpus=search.cpus_per_trial,
                                                    num_gpus=search.gpus_per_trial, max_retries=0)
-        return ray.get(task.remote(space_ref(space), dict(space.options),
+        return collect(task.remote(space_ref(space), dict(space.options),
                                    [a.to_dict()["decisions"] for a in archs], config.to_dict(),
-                                   passes, activity))
+                                   passes, activity), on_measured or (lambda *_: None))
 
     return measure
 

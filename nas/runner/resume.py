@@ -42,7 +42,7 @@ def resume_search(run_path: str | Path, *, address: str | None = None,
     ``trust_code`` imports the ``module:attr`` names of the folder's ``config.yaml`` (refused
     otherwise: the folder may come from someone else).
     """
-    run = RunDir.open(run_path)
+    run = RunDir.open(Path(run_path).absolute())  # workers run elsewhere: absolute paths only
     _check_trust(run, trust_code)  # before the lock: a refusal writes nothing
     run.lock("resume")
     try:

@@ -3,7 +3,10 @@
 Embedded default: a local Ray started by the search (``address="local"``, so a dead cluster from a
 killed run is never joined) with the dashboard off, in a temp folder unique to the run folder, so
 Ray processes orphaned by a killed driver can be found and stopped when the run is resumed. Every
-socket of that Ray listens on 127.0.0.1 only (see :func:`_loopback_only`).
+socket of that Ray listens on 127.0.0.1 only (see :func:`_loopback_only`). Once that Ray has shut
+down, :meth:`RaySession.stop` removes what it left in the temp folder (its session folder), and
+the temp folder itself when nothing else is left in it (a killed driver's session stays, with
+Ray's logs for a post-mortem, and so does the folder then).
 
 ``--address``, the config's ``ray.address`` or ``RAY_ADDRESS`` connect to an existing cluster
 instead (which we never stop). The address is probed first, so an unreachable or refusing one is a
@@ -15,6 +18,7 @@ Ray's token authentication stays at its default (on).
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import logging
 import os
@@ -30,11 +34,12 @@ from typing import Any
 
 import ray
 
-from nas._fs import safe_dir
+from nas._fs import remove_tree, safe_dir
 from nas.errors import UsageError
 from nas.runner.strays import MARKER
 
-__all__ = ["MARKER", "RaySession", "start_ray", "ray_temp_dir", "LOOPBACK", "scoped_env"]
+__all__ = ["MARKER", "RaySession", "start_ray", "ray_temp_dir", "LOOPBACK", "scoped_env",
+           "remove_ray_session", "remove_activity_dir"]
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +62,8 @@ class RaySession:
 
     ``node_ip`` is the address of the node this driver runs on (``127.0.0.1`` for a local Ray).
     ``began`` is the driver's clock taken just before Ray started
-    (:func:`nas.runner.strays.segment_clock`), set by the driver.
+    (:func:`nas.runner.strays.segment_clock`), set by the driver. ``session_dir`` is the folder
+    the local Ray made in ``temp_dir`` (None: joined, or already removed).
     """
 
     local: bool
@@ -66,11 +72,61 @@ class RaySession:
     startup_s: float
     node_ip: str | None = None
     began: dict[str, Any] | None = None
+    session_dir: str | None = None
 
     def stop(self) -> None:
-        """Disconnect; a local cluster we started is shut down with it."""
+        """Disconnect; a local cluster we started is shut down with it, and what it left in
+        its temp folder is removed (:func:`remove_ray_session`)."""
         if ray.is_initialized():
             ray.shutdown()
+        if self.local and self.temp_dir and self.session_dir:
+            session, self.session_dir = self.session_dir, None
+            remove_ray_session(self.temp_dir, session)
+
+
+def remove_ray_session(temp_dir: str, session_dir: str) -> None:
+    """After its Ray shut down: remove ``session_dir`` (inside ``temp_dir``), the
+    ``session_latest`` link when it names it, and ``temp_dir`` when that leaves it empty.
+
+    Only what that Ray made goes: another Ray's session in the same folder (a second driver of the
+    same run path, refused later by the run's lock; a killed driver's) stays, and so does the
+    folder. Never through a link (:func:`nas._fs.remove_tree`); a failure is logged, never raised
+    (a finished search does not fail on its clean-up)."""
+    temp = Path(temp_dir)
+    session = Path(session_dir)
+    if session.parent != temp:
+        log.warning("not removing Ray's session folder %s: not inside %s", session, temp)
+        return
+    shared = tempfile.gettempdir()
+    try:
+        for attempt in (1, 2):  # a dying Ray process may add a log file during the first walk
+            try:
+                remove_tree(session, root=shared)
+                break
+            except OSError:
+                if attempt == 2:
+                    raise
+        latest = temp / "session_latest"
+        if latest.is_symlink() and Path(os.readlink(latest)).name == session.name:
+            latest.unlink()
+        os.rmdir(temp)  # only when empty; our own folder is never a link (checked at start)
+    except OSError as exc:
+        if exc.errno not in (errno.ENOTEMPTY, errno.ENOENT):
+            log.warning("could not remove Ray's temp folder %s: %s", temp, exc)
+    except UsageError as exc:  # a link planted meanwhile: left alone
+        log.warning("not removing Ray's temp folder: %s", exc)
+
+
+def remove_activity_dir(run_path: Path) -> None:
+    """Remove this node's quiet-window folder of a run (:func:`nas.latency.conditions.
+    activity_dir`) once nothing of the run measures or trains here (the run's lock held, its Ray
+    stopped); never through a link, a failure logged."""
+    from nas.latency.conditions import activity_dir
+
+    try:
+        remove_tree(activity_dir(run_tag(run_path)), root=tempfile.gettempdir())
+    except (OSError, UsageError) as exc:
+        log.warning("could not remove the run's activity folder: %s", exc)
 
 
 def run_tag(run_path: Path) -> str:
@@ -118,7 +174,8 @@ def start_ray(settings: Any, *, address: str | None, run_path: Path,
     if node_ip != LOOPBACK:
         log.warning("the local Ray runs on %s, not %s: its sockets listen on every interface",
                     node_ip, LOOPBACK)
-    return RaySession(True, None, temp_dir, time.perf_counter() - started, node_ip)
+    return RaySession(True, None, temp_dir, time.perf_counter() - started, node_ip,
+                      session_dir=_session_dir())
 
 
 @contextmanager
@@ -162,6 +219,13 @@ def scoped_env(name: str, value: str, keep: bool = False) -> Iterator[None]:
 def _node_ip() -> str | None:
     node = getattr(ray._private.worker, "_global_node", None)
     return getattr(node, "node_ip_address", None)
+
+
+def _session_dir() -> str | None:
+    """The session folder the local Ray made in its temp folder."""
+    node = getattr(ray._private.worker, "_global_node", None)
+    getter = getattr(node, "get_session_dir_path", None)
+    return str(getter()) if getter is not None else None
 
 
 def _join(target: str, common: dict[str, Any]) -> None:

@@ -9,8 +9,11 @@ driver's node so that its per-epoch checkpoints land in ``RUN/supernet/`` (safet
 ``supernet.json``). A search killed meanwhile continues the training on ``nas resume``; a
 finished folder is used at once; ``evaluator.options.checkpoint`` names a folder trained before
 (a supernet folder or a run folder holding one), which later searches reuse as it is. The trials
-get the folder's path; on a joined cluster they also get its bytes (in the Ray object store with
-the trial payload), which a worker on another node writes to its own temp folder once.
+get the folder's absolute path (resolved here, in the driver: a trial's working folder is not the
+driver's); on a joined cluster they also get its bytes (in the Ray object store with the trial
+payload), which a worker on another node writes to its own temp folder once. Each epoch is shown
+as it ends (epoch k/N, loss, ETA; :mod:`nas.runner.phases`): the task is a generator whose items
+are the epochs, then the checkpoint's info.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ import dataclasses
 import logging
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +31,7 @@ import ray
 from nas._fs import safe_dir, write_atomic
 from nas.errors import ConfigError
 from nas.results import RunDir
+from nas.runner.phases import Phase, collect, start_phase, stream_steps
 
 __all__ = ["prepare_supernet", "check_named_supernet", "materialize", "SUPERNET_FILES"]
 
@@ -36,15 +41,20 @@ SUPERNET_FILES = ("supernet.safetensors", "supernet.json")
 
 
 def _train_task(space_ref: str, space_options: dict[str, Any], settings: dict[str, Any],
-                options: dict[str, Any], folder: str) -> dict[str, Any]:
-    """The Ray task body: rebuild the space and dataset, then train (or resume) the supernet."""
+                options: dict[str, Any], folder: str) -> Iterator[tuple[str, Any]]:
+    """The Ray task body, a generator: rebuild the space and dataset, then train (or resume)
+    the supernet; yields each finished epoch (``{"epoch", "epochs", "loss", "seconds"}``), then
+    the checkpoint's info (:func:`nas.runner.phases.stream_steps`)."""
     from nas.evaluation.evaluate import EvalSettings, get_dataset
     from nas.registry import SPACES
     from nas.supernet.train import train_supernet
 
-    space = SPACES.create(space_ref, **space_options)
-    data = get_dataset(EvalSettings.from_dict(settings))
-    return train_supernet(space, data, options, folder)
+    def train(report: Any) -> dict[str, Any]:
+        space = SPACES.create(space_ref, **space_options)
+        data = get_dataset(EvalSettings.from_dict(settings))
+        return train_supernet(space, data, options, folder, on_epoch=report)
+
+    yield from stream_steps(train)
 
 
 def _check_hook(exp: Any, options: Any) -> None:
@@ -92,10 +102,12 @@ def check_named_supernet(exp: Any) -> dict[str, Any] | None:
     return info
 
 
-def prepare_supernet(run: RunDir, exp: Any, *, local: bool) -> tuple[Any, dict[str, Any] | None]:
+def prepare_supernet(run: RunDir, exp: Any, *, local: bool,
+                     view: Any = None) -> tuple[Any, dict[str, Any] | None]:
     """``(experiment, blob)``: the experiment whose evaluator options name the trained supernet
-    folder, and (on a joined cluster) the folder's files for workers on other nodes. Other
-    evaluators: ``(exp, None)`` unchanged."""
+    folder (an absolute path), and (on a joined cluster) the folder's files for workers on other
+    nodes; each epoch trained is shown like ``view`` (None: silent). Other evaluators:
+    ``(exp, None)`` unchanged."""
     if exp.settings.evaluator != "supernet":
         return exp, None
     from nas.runner.latency_service import space_ref
@@ -106,6 +118,7 @@ def prepare_supernet(run: RunDir, exp: Any, *, local: bool) -> tuple[Any, dict[s
     options, named = split_options(exp.settings.evaluator_options)
     # RUN/supernet is the run folder's content: made here, refused when it is a link
     folder = checkpoint_folder(named) if named else safe_dir(run.path / "supernet", root=run.path)
+    folder = folder.absolute()  # the trials' working folder is not the driver's
     stored = check_named_supernet(exp)
     if stored is not None:  # reused as it was trained (an unfinished one is finished first)
         trained = {k: v for k, v in stored_options(stored).items() if k in TRAINING_KEYS}
@@ -118,8 +131,18 @@ def prepare_supernet(run: RunDir, exp: Any, *, local: bool) -> tuple[Any, dict[s
             node_id=node, soft=False))
     t0 = time.perf_counter()
     settings = exp.settings.to_dict()
-    info = ray.get(task.remote(space_ref(exp.space), dict(exp.space.options), settings,
-                               options.to_dict(), str(folder)))
+    phase = _epochs_phase(view, folder, options.epochs)
+
+    def epoch(report: dict[str, Any]) -> None:
+        phase.step(int(report["epoch"]), f"loss {float(report['loss']):.4f}")
+
+    try:
+        info = collect(task.remote(space_ref(exp.space), dict(exp.space.options), settings,
+                                   options.to_dict(), str(folder)), epoch)
+    except BaseException:
+        phase.finish()
+        raise
+    phase.finish(f"ready in {folder} ({info.get('epochs_done')} epochs)")
     log.info("supernet ready in %s (%s epochs, %.1f s here)", folder, info.get("epochs_done"),
              time.perf_counter() - t0)
     new = dataclasses.replace(exp.settings, evaluator_options={
@@ -127,6 +150,20 @@ def prepare_supernet(run: RunDir, exp: Any, *, local: bool) -> tuple[Any, dict[s
     blob = None if local else {"id": supernet_id(folder), "files": {
         name: (folder / name).read_bytes() for name in SUPERNET_FILES}}
     return dataclasses.replace(exp, settings=new), blob
+
+
+def _epochs_phase(view: Any, folder: Path, epochs: int) -> Phase:
+    """The training's progress: from the epochs the folder holds already (a resumed one)."""
+    from nas.supernet.evaluator import stored_info
+
+    try:
+        done = int((stored_info(folder) or {}).get("epochs_done") or 0)
+    except Exception:  # an unreadable folder: the task reports what is wrong with it
+        done = 0
+    what = (f"training {epochs} epochs into {folder}" if done == 0 else
+            f"{done}/{epochs} epochs in {folder}" + ("" if done >= epochs else "; continuing"))
+    return start_phase(view, "supernet", epochs, done=min(done, epochs), unit="epoch",
+                       intro=what)
 
 
 def materialize(settings: Any, blob: dict[str, Any] | None) -> Any:
