@@ -2,7 +2,8 @@
 
 ``remeasured.jsonl`` (see :mod:`nas.latency.final`) holds the final latencies of the finalists,
 the latest per architecture winning. :func:`trials_frame` applies them: ``latency_ms`` (and its
-p10/p90, spread, n and conditions) become the final values, ``latency_search_ms`` keeps the
+p10/p90, spread, n and conditions) become the final values (missing where the final
+measurement has none: never the search's beside a final median), ``latency_search_ms`` keeps the
 number the search measured, and ``latency_final`` says which rows were re-measured. Rankings,
 fronts, rewards (recomputed from ``latency_ms``) and exports read this frame, so they all use the
 final number, and the records in ``trials.jsonl`` keep the search's.
@@ -31,9 +32,8 @@ def _flat(prefix: str, obj: Mapping[str, Any]) -> Iterator[tuple[str, Any]]:
 def _apply_final(row: dict[str, Any], final: Mapping[str, Any]) -> None:
     """Overlay one architecture's final latency on its trial's row."""
     row["latency_search_ms"] = row.get("latency_ms")
-    for column in FINAL_COLUMNS:
-        if column in final:
-            row[column] = final[column]
+    for column in FINAL_COLUMNS:  # all from the final measurement: none of the search's kept
+        row[column] = final.get(column)
     for key in [k for k in row if k.startswith("latency_conditions.")]:
         row["latency_search_conditions." + key.split(".", 1)[1]] = row.pop(key)
     row.update(dict(_flat("latency_conditions.", final.get("conditions") or {})))

@@ -6,9 +6,38 @@ from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
+
 from nas.results import RunDir, trials_frame
 
-__all__ = ["Run", "load_run"]
+__all__ = ["Run", "load_run", "Ranking"]
+
+# what ``print(run.best(3))`` always shows, in this order, when not every column fits
+LEAD = ("rank", "trial_id", "reward", "accuracy", "latency_ms", "latency_cond", "params")
+
+
+class Ranking(pd.DataFrame):
+    """A ranking (:meth:`Run.best`): a DataFrame whose printout keeps rank, trial, reward,
+    accuracy, latency (final or search-time: ``latency_cond``) and params in view.
+
+    Where pandas would drop middle columns behind ``...`` to fit the screen, it prints those
+    columns and names the others below; every column is still in the frame (``to_string()``,
+    ``to_csv()`` and indexing see them all).
+    """
+
+    @property
+    def _constructor(self) -> type[Ranking]:
+        return Ranking
+
+    def __repr__(self) -> str:
+        plain = pd.DataFrame(self)
+        text = repr(plain)
+        lead = [c for c in LEAD if c in plain.columns]
+        shown = set(text.split())
+        if len(lead) < len(LEAD) or all(str(c) in shown for c in plain.columns):
+            return text
+        rest = [str(c) for c in plain.columns if c not in lead]
+        return f"{plain[lead]!r}\n(more columns: {', '.join(rest)})"
 
 
 class Run:
@@ -45,11 +74,13 @@ class Run:
 
     def best(self, k: int = 1, target_ms: float | None = None, *, target: float | None = None,
              alpha: float | None = None, beta: float | None = None) -> Any:
-        """Top ``k`` complete trials: rank, trial_id, accuracy, latency_ms, macs, params, reward."""
+        """Top ``k`` architectures, best first (:func:`nas.analysis.analyze.top_k`): rank,
+        trial_id, reward, accuracy, latency_ms, latency_cond, params, macs, evals, reward_std,
+        arch_key, as a :class:`Ranking` (it prints the first seven in 80 columns)."""
         from nas.analysis.analyze import top_k
 
-        return top_k(self.trials, k, self.reward(target_ms, target=target, alpha=alpha,
-                                                 beta=beta))
+        return Ranking(top_k(self.trials, k, self.reward(target_ms, target=target, alpha=alpha,
+                                                         beta=beta)))
 
     def pareto(self, cost: str = "latency_ms") -> Any:
         """Non-dominated complete trials, accuracy (max) vs ``cost`` (``latency_ms``/``macs``)."""

@@ -102,8 +102,8 @@ def test_rerank_for_a_new_target(crafted):
     top = crafted.best(5, target_ms=0.5)
     assert list(top["trial_id"]) == [1, 6, 0, 4, 3]
     assert np.allclose(top["reward"], [0.80, 0.70, 0.45, 0.85 * 0.5 / 1.5, 0.95 * 0.5 / 4.0])
-    assert list(top.columns) == ["rank", "trial_id", "evals", "accuracy", "latency_ms",
-                                 "latency_cond", "macs", "params", "reward", "reward_std",
+    assert list(top.columns) == ["rank", "trial_id", "reward", "accuracy", "latency_ms",
+                                 "latency_cond", "params", "macs", "evals", "reward_std",
                                  "arch_key"]
     # far target: everything is under it, so reward = accuracy
     assert list(crafted.best(2, target_ms=5.0)["trial_id"]) == [3, 0]
@@ -120,8 +120,8 @@ def test_rerank_with_new_exponents(crafted):
 def test_pareto_membership(crafted):
     lat = crafted.pareto()
     assert list(lat["trial_id"]) == [6, 1, 0, 3]  # 4 is dominated by 0; failed 2 excluded
-    assert list(lat.columns) == ["trial_id", "evals", "accuracy", "latency_ms", "reward",
-                                 "arch_key"]
+    assert list(lat.columns) == ["trial_id", "evals", "accuracy", "latency_ms", "latency_cond",
+                                 "reward", "arch_key"]
     macs = crafted.pareto("macs")
     assert list(macs["trial_id"]) == [1, 3]
     with pytest.raises(UsageError, match="cost='flops'"):

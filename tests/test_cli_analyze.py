@@ -77,7 +77,7 @@ def test_analyze_csv_and_markdown(run_dir, tmp_path, capsys):
     assert main(["analyze", str(run_dir), "--format", "csv", "--out", str(tmp_path / "a")]) == 0
     captured = capsys.readouterr()
     assert captured.out.startswith(
-        "# top\nrank,trial_id,evals,accuracy,latency_ms,latency_cond,macs,params,reward")
+        "# top\nrank,trial_id,reward,accuracy,latency_ms,latency_cond,params,macs,evals")
     assert "wrote" in captured.err and (tmp_path / "a" / "report.html").exists()
     assert main(["analyze", str(run_dir), "--format", "markdown", "--no-files",
                  "--alpha", "-0.07", "--beta", "-0.07"]) == 0

@@ -45,8 +45,9 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-TOP_COLUMNS = ["rank", "trial_id", "evals", "accuracy", "latency_ms", "latency_cond", "macs",
-               "params", "reward", "reward_std", "arch_key"]
+# what a reader looks for first, the wide key last (``print(run.best(3))``)
+TOP_COLUMNS = ["rank", "trial_id", "reward", "accuracy", "latency_ms", "latency_cond", "params",
+               "macs", "evals", "reward_std", "arch_key"]
 MEANS = ("reward", "accuracy", "latency_ms", "macs", "params")
 COSTS = {"latency_ms": "latency (ms)", "macs": "MACs", "params": "parameters"}
 
@@ -194,8 +195,8 @@ def _view(frame: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
 
 
 def top_k(frame: pd.DataFrame, k: int, reward: RewardConfig | None) -> pd.DataFrame:
-    """The ``k`` best architectures (:func:`rank_archs`): rank, best trial, evaluations, mean
-    accuracy, latency, MACs, params and reward, the reward's spread, the key."""
+    """The ``k`` best architectures (:func:`rank_archs`): rank, best trial, mean reward, accuracy,
+    latency (``latency_cond``: final or search), params, MACs, evals, reward spread, key."""
     if isinstance(k, bool) or not isinstance(k, int) or k < 1:
         raise UsageError(f"top={k!r}: must be an integer >= 1", params=("top",))
     from nas.analysis.conditions import latency_condition
@@ -222,7 +223,13 @@ def pareto_front(frame: pd.DataFrame, cost: str = "latency_ms",
     points = np.column_stack([done["accuracy"], done[cost]])
     front = done[pareto_mask(points, maximize=(True, False))].copy()
     front = front.sort_values([cost, "trial_id"], kind="stable")
-    return _view(front, ["trial_id", "evals", "accuracy", cost, "reward", "arch_key"])
+    columns = ["trial_id", "evals", "accuracy", cost, "reward", "arch_key"]
+    if cost == "latency_ms":  # which latency each row shows: final or search-time
+        from nas.analysis.conditions import latency_condition
+
+        front = front.assign(latency_cond=latency_condition(front).to_numpy() if len(front) else [])
+        columns.insert(4, "latency_cond")
+    return _view(front, columns)
 
 
 def finish_order(frame: pd.DataFrame) -> pd.DataFrame:
@@ -312,11 +319,12 @@ def decision_summary(stats: pd.DataFrame) -> pd.DataFrame:
         best = group.iloc[0]
         second = group.iloc[1] if len(group) > 1 else None
         rows.append({"decision": decision, "best_value": best["value"],
-                     "mean_reward": best["mean_reward"], "n": best["n"], "lift": best["lift"],
+                     "mean_reward": best["mean_reward"], "n": best["n"],
+                     "top_n": best["top_n"], "lift": best["lift"],
                      "runner_up": None if second is None else second["value"],
                      "runner_up_mean": np.nan if second is None else second["mean_reward"]})
-    return pd.DataFrame(rows, columns=["decision", "best_value", "mean_reward", "n", "lift",
-                                       "runner_up", "runner_up_mean"])
+    return pd.DataFrame(rows, columns=["decision", "best_value", "mean_reward", "n", "top_n",
+                                       "lift", "runner_up", "runner_up_mean"])
 
 
 @dataclass

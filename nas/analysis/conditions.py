@@ -12,7 +12,7 @@ from typing import Any
 
 import pandas as pd
 
-__all__ = ["latency_warnings", "latency_condition", "chance_warnings", "BUSY"]
+__all__ = ["latency_warnings", "latency_condition", "chance_warnings", "BUSY", "LATENCY_NOTE"]
 
 BUSY = "latency_conditions.training_children"
 LOAD = "latency_conditions.load_1m"
@@ -26,19 +26,23 @@ def _number(value: Any) -> float | None:
     return value if math.isfinite(value) else None
 
 
+LATENCY_NOTE = ("latency_cond: final = re-measured after the search (RUN/remeasured.jsonl); "
+                "search = as measured during it (busy N: N other children trained meanwhile)")
+
+
 def latency_condition(rows: pd.DataFrame) -> pd.Series:
-    """Per row, how its latency was taken: ``final`` (re-measured at the end), ``quiet`` (in a
-    quiet window), ``busy N`` (N other children trained meanwhile), ``idle`` or ``-`` (not
-    recorded)."""
+    """Per row, which latency it shows and how it was taken: ``final`` (re-measured at the end),
+    or the search's: ``search, quiet`` (in a quiet window), ``search, busy N`` (N other children
+    trained meanwhile), ``search, idle`` or ``search`` (conditions not recorded)."""
     def one(row: pd.Series) -> str:
         if bool(row.get("latency_final", False) is True):
             return "final"
         busy = _number(row.get(BUSY))
         if busy is not None and busy > 0:
-            return f"busy {int(busy)}"
+            return f"search, busy {int(busy)}"
         if row.get("latency_conditions.quiet") is True:
-            return "quiet"
-        return "idle" if busy == 0 else "-"
+            return "search, quiet"
+        return "search, idle" if busy == 0 else "search"
 
     return rows.apply(one, axis=1) if len(rows) else pd.Series([], dtype=object)
 

@@ -80,18 +80,21 @@ def _load(path: Path, trust_code: bool = False) -> Any:
 
 
 def _print_sections(sections: dict[str, Any], fmt: str) -> None:
-    from nas.analysis.report import TITLES, display_rows, to_markdown
+    from nas.analysis.report import NOTES, TITLES, display_rows, to_markdown
 
     for name, table in sections.items():
         title = TITLES.get(name, name)
         if fmt == "csv":
             print(f"# {name}")
             print(table.to_csv(index=False), end="")
-        elif fmt == "markdown":
+            continue
+        if fmt == "markdown":
             print(f"## {title}\n\n{to_markdown(table)}\n")
         else:
             columns, rows = display_rows(table)
             print_table(title, columns, rows or [["-"] * len(columns)])
+        if name in NOTES and not table.empty:
+            print(f"{NOTES[name]}\n" if fmt == "markdown" else NOTES[name])
 
 
 def _note(fmt: str, text: str) -> None:

@@ -28,7 +28,8 @@ def register(subparsers: Any) -> None:
         "bench",
         help="benchmark controllers on a lookup table (no training)",
         description="Run controllers against a CSV lookup table over many seeds and print the "
-        "mean +- std of the best metric found after 10, 25, 50, 100, ... trials.",
+        "mean +- std of the best metric found after 10, 25, 50, 100, ... trials (with a cost: "
+        "the metric of the best-reward architecture, which can go down).",
         epilog=EXAMPLE,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -147,7 +148,13 @@ def run(args: argparse.Namespace) -> int:
     """Handler of ``nas bench``."""
     from nas import get_space
     from nas.search.bench import load_table
-    from nas.search.bench_report import hypervolume, hypervolume_table, summarize, write_outputs
+    from nas.search.bench_report import (
+        curve_label,
+        hypervolume,
+        hypervolume_table,
+        summarize,
+        write_outputs,
+    )
 
     controllers = _check_args(args)
     options = parse_sets(args.set, controllers)
@@ -156,25 +163,27 @@ def run(args: argparse.Namespace) -> int:
     objective, norm = _objective(args, get_space(args.space), table)
     curves = _curves(args, objective, controllers, options)
     summary = summarize(curves)
-    _print_summary(summary, args, objective.best_metric)
+    label = curve_label(args.metric, cost=norm is not None, noise=bool(args.noise))
+    _print_summary(summary, args, objective.best_metric, label)
     hv = None
     if norm is not None:
         hv = hypervolume_table(curves, norm)
         _print_hv(hv, norm, hypervolume(objective.metrics(), objective.costs(), norm))
     if args.out:
-        paths = write_outputs(curves, summary, args.out, metric=args.metric, hv=hv)
+        paths = write_outputs(curves, summary, args.out, metric=args.metric, hv=hv, label=label)
         print("wrote " + ", ".join(str(p) for p in paths.values()))
     return 0
 
 
-def _print_summary(summary: Any, args: argparse.Namespace, table_best: float) -> None:
+def _print_summary(summary: Any, args: argparse.Namespace, table_best: float,
+                   label: str) -> None:
     from rich.console import Console
     from rich.table import Table
 
     marks = [c[len("best@"):-len(" mean")] for c in summary.columns if c.endswith(" mean")
              and c.startswith("best@")]
     noise = f", told with noise std {args.noise:g}" if args.noise else ""
-    title = (f"best {args.metric} after N trials (mean +- standard error over {args.seeds} "
+    title = (f"{label} after N trials (mean +- standard error over {args.seeds} "
              f"seeds{noise}); table best {table_best:.4g}")
     table = Table(title=title)
     table.add_column("controller")

@@ -69,12 +69,10 @@ def _print_export(result: Any) -> None:
     print(f"  arch {card['arch_key']} in space {card['space']['name']}")
     for text in card["structure"].get("block_strings", []):
         print(f"    {text}")
-    print(f"  accuracy {_fmt(metrics.get('accuracy'), '.4f')}, latency "
-          f"{_fmt(metrics.get('latency_ms'), '.3f', ' ms')} (p10 "
-          f"{_fmt(metrics.get('latency_p10_ms'), '.3f')}, p90 "
-          f"{_fmt(metrics.get('latency_p90_ms'), '.3f')}), params {card['model']['params']:,}, "
-          f"MACs {_fmt(metrics.get('macs'), ',')}; dataset {prov['dataset']}, "
-          f"epochs {prov['epochs']}")
+    print(f"  accuracy {_fmt(metrics.get('accuracy'), '.4f')}, params "
+          f"{card['model']['params']:,}, MACs {_fmt(metrics.get('macs'), ',')}; dataset "
+          f"{prov['dataset']}, epochs {prov['epochs']}")
+    print(f"  latency {_latency_text(prov.get('latency') or {})}")
     _print_weights(card.get("weights") or {})
     checks = card["checks"]
     if "pt2" in checks:
@@ -87,6 +85,21 @@ def _print_export(result: Any) -> None:
               f"{tuple(o['input_shape'])}: max abs diff {o['max_abs_diff']:.3g} "
               f"({'ok' if o['ok'] else 'MISMATCH'})")
     print("  files: " + ", ".join(f"{k} {_size(v)}" for k, v in result.sizes.items()))
+
+
+def _latency_text(latency: dict[str, Any]) -> str:
+    """The card's latency (``provenance.latency``): its median, whether it is the final
+    (re-measured) or the search-time figure, and the p10/p90 of that same measurement (left out
+    when it has none)."""
+    median, p10, p90 = (latency.get(k) for k in ("median_ms", "p10_ms", "p90_ms"))
+    if median is None:
+        return "- (not measured)"
+    spread = f"; p10 {p10:.3f}, p90 {p90:.3f}" if p10 is not None and p90 is not None else ""
+    if latency.get("source") == "remeasured":
+        search = latency.get("search_median_ms")
+        was = f"; the search measured {search:.3f} ms" if search is not None else ""
+        return f"{median:.3f} ms, final (re-measured after the search{spread}{was})"
+    return f"{median:.3f} ms, search-time (measured during the search{spread})"
 
 
 def _print_weights(weights: dict[str, Any]) -> None:

@@ -68,15 +68,51 @@ def _view(quiet: bool, mode: str) -> Any:
     return make_view("none" if quiet else mode)
 
 
-def _top(run_dir: Path) -> None:
-    """The five best architectures of the run."""
-    from nas.analysis.report import display_rows
-    from nas.run import load_run
+# the end-of-search top table: column -> short header (`nas analyze` has them all)
+TOP_VIEW = {"rank": "#", "trial_id": "trial", "reward": "reward", "accuracy": "acc",
+            "latency_ms": "lat ms", "latency_cond": "latency", "params": "params",
+            "macs": "MACs", "evals": "evals", "arch_key": "arch"}
+TOP_LEGEND = ("latency: final = re-measured after the search; search = measured during it "
+              "(busy N: N other children trained meanwhile)\nfull arch keys and every column: "
+              "nas analyze {run} (then {run}/analysis/top.csv)")
 
-    top = load_run(run_dir).best(5)
-    if len(top):
-        columns, rows = display_rows(top)
-        print_table("top 5", columns, rows)
+
+def top_table(top: Any, title: str) -> Any:
+    """The top architectures as a rich table that keeps one line per row in 120 columns: short
+    headers, nothing wrapped; an arch key too long to fit is elided (:data:`TOP_LEGEND` says
+    where the full ones are)."""
+    from rich.table import Table
+
+    from nas.analysis.report import format_value
+
+    table = Table(title=title)
+    for column, header in TOP_VIEW.items():
+        text = column in ("arch_key", "latency_cond")
+        table.add_column(header, justify="left" if text else "right", no_wrap=column != "arch_key",
+                         overflow="ellipsis", min_width=6 if column == "arch_key" else None)
+    for _, row in top.iterrows():
+        table.add_row(*[format_value(row.get(column)) for column in TOP_VIEW])
+    return table
+
+
+def _top(run_dir: Path) -> None:
+    """The five best architectures of the run, and the best in one line: its latency the final
+    one where the finalists were re-measured, saying so, with the search-time numbers beside."""
+    from rich.console import Console
+
+    from nas.analysis.best import final_best
+    from nas.run import load_run
+    from nas.runner.progress import best_text
+
+    run = load_run(run_dir)
+    top = run.best(5)
+    if not len(top):
+        return
+    Console(width=120).print(top_table(top, "top 5"))
+    print(TOP_LEGEND.format(run=run_dir))
+    best = final_best(run.trials, run.reward())
+    if best is not None:
+        print(f"best: {best_text(best)}")
 
 
 def _latency_summary(result: Any) -> None:
@@ -180,7 +216,7 @@ def cmd_resume(args: argparse.Namespace) -> int:
 
 def run_status(run_dir: Path) -> dict[str, Any]:
     """Summary of a run folder (also used by tests)."""
-    from nas.records import best_of, budgeted
+    from nas.records import budgeted
     from nas.results import RunDir
 
     run = RunDir.open(run_dir)
@@ -192,7 +228,7 @@ def run_status(run_dir: Path) -> dict[str, Any]:
         state = "running"  # a live driver holds the folder's lock
     elif state == "running" or (state == "created" and records):
         state = "interrupted"  # its driver is gone (the OS released the lock)
-    best = best_of(records)
+    best = _best(records, run.final_latencies(), config)
     times = [r.finished_at for r in records if r.finished_at]
     starts = [r.started_at for r in records if r.started_at]
     return {"run": str(run.path), "state": state, "trials": budgeted(records), "target": target,
@@ -201,6 +237,23 @@ def run_status(run_dir: Path) -> dict[str, Any]:
             "segments": meta.get("segments", 0),
             "wall_s": (max(times) - min(starts)) if times and starts else None,
             "best": best}
+
+
+def _best(records: list[Any], final: dict[str, Any], config: dict[str, Any]
+          ) -> dict[str, Any] | None:
+    """The run's best: as the search saw it (``latency_source: search``) until its finalists
+    were re-measured, then as ``nas analyze`` and ``nas export`` rank it, by the final
+    latencies (``latency_source: final``, the search-time numbers beside)."""
+    from nas.records import best_of
+
+    if not final:
+        best = best_of(records)
+        return None if best is None else {**best, "latency_source": "search"}
+    from nas.analysis.analyze import reward_settings
+    from nas.analysis.best import final_best
+    from nas.results import trials_frame
+
+    return final_best(trials_frame(records, final), reward_settings(config))
 
 
 def _parsed(run: Any, config: dict[str, Any]) -> Any:
@@ -225,10 +278,12 @@ def cmd_status(args: argparse.Namespace) -> int:
             ["space", info["space"]], ["controller", info["controller"]],
             ["segments", info["segments"]], ["trial wall time", _duration(info["wall_s"])]]
     if info["best"]:
+        from nas.runner.progress import latency_text
+
         b = info["best"]
         rows.append(["best", f"trial {b['trial_id']} reward {b['reward']:.4f} acc "
-                     f"{_fmt(b['accuracy'], '.4f')} lat {_fmt(b['latency_ms'], '.3f')} ms "
-                     f"({b['arch_key']})"])
+                     f"{_fmt(b['accuracy'], '.4f')} ({b['arch_key']})"])
+        rows.append(["best's latency", latency_text(b)])
     print_table(f"run {info['run']}", ["", ""], rows)
     sys.stdout.flush()
     return 0

@@ -9,9 +9,12 @@ metrics under the run's reward settings. Every number is a finite Python number 
 Keys: ``schema``; ``run`` (name, path, state from ``run.json``, target trials, ``done``,
 ``complete``, ``failed``, ``pruned``, space, controller, reward, the best trial); ``decisions``
 (labels in the space's order); ``trials`` (one entry per finished trial, by id: decisions, raw
-metrics, reward, rank, status, error, history); ``front`` (ids on the accuracy-latency front);
-``importance`` (per decision: the spread of mean reward over its values, largest first);
-``progress`` (best-so-far reward per finished trial); ``has_history``; ``stamp``.
+metrics, reward, rank, status, error, history; ``latency_ms`` is the final, re-measured latency
+where there is one, as the reward and the front use, with ``latency_source`` ``final`` and the
+search's number in ``latency_search_ms``, else the search's, ``latency_source`` ``search``);
+``front`` (ids on the accuracy-latency front); ``importance`` (per decision: the spread of mean
+reward over its values, largest first); ``progress`` (best-so-far reward per finished trial);
+``has_history``; ``stamp``.
 """
 
 from __future__ import annotations
@@ -57,29 +60,51 @@ def _history(metrics: Mapping[str, Any]) -> list[dict[str, Any]]:
             for h in history if isinstance(h, Mapping)]
 
 
-def trial_entry(record: Mapping[str, Any], scores: Mapping[int, tuple[int, Any]]) -> dict[str, Any]:
-    """One trial of the payload from a record's ``to_dict()``; ``scores``: id -> (rank, reward)."""
+def _latency(metrics: Mapping[str, Any], final: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The latency a trial shows: the final (re-measured) one where there is one, with the
+    search's beside it, and which of the two it is (``latency_source``)."""
+    if final is None:
+        source = "search" if plain(metrics.get("latency_ms")) is not None else None
+        return {"latency_source": source}
+    return {"latency_ms": plain(final.get("latency_ms")),
+            "latency_spread": plain(final.get("latency_spread")), "latency_source": "final",
+            "latency_search_ms": plain(metrics.get("latency_ms"))}
+
+
+def trial_entry(record: Mapping[str, Any], scores: Mapping[int, tuple[int, Any]],
+                finals: Mapping[int, Mapping[str, Any]] | None = None) -> dict[str, Any]:
+    """One trial of the payload from a record's ``to_dict()``; ``scores``: id -> (rank, reward);
+    ``finals``: id -> the final latency of a re-measured trial (the one its reward is from)."""
     metrics = record.get("metrics") or {}
     rank, reward = scores.get(int(record["trial_id"]), (None, None))
     return {"id": int(record["trial_id"]), "key": record.get("arch_key"),
             "status": str(record.get("status")), "error": _first_line(record.get("error")),
             "decisions": {str(k): plain(v) for k, v in (record.get("arch") or {}).items()},
             **{m: plain(metrics.get(m)) for m in METRICS},
+            **_latency(metrics, (finals or {}).get(int(record["trial_id"]))),
             "reward": plain(reward), "stored_reward": plain(record.get("reward")), "rank": rank,
             "step": plain(record.get("step")), "node": (record.get("node") or {}).get("hostname"),
             "started_at": plain(record.get("started_at")),
             "finished_at": plain(record.get("finished_at")), "history": _history(metrics)}
 
 
+def _finals(analysis: Any) -> dict[int, dict[str, Any]]:
+    """Trial id -> the final latency of every ranked trial whose latency was re-measured."""
+    return {int(row["trial_id"]): {k: row.get(k) for k in ("latency_ms", "latency_spread")}
+            for row in _rows(analysis.ranked) if plain(row.get("latency_final")) is True}
+
+
 def _from_analysis(analysis: Any, scores: Mapping[int, tuple[int, Any]]) -> list[dict[str, Any]]:
     """Trials without records: the ranked rows, then the status of every other finished trial."""
-    trials = {}
+    trials, finals = {}, _finals(analysis)
     for row in _rows(analysis.ranked):
         record = {"trial_id": row["trial_id"], "arch_key": row.get("arch_key"),
                   "status": TrialStatus.COMPLETE.value, "step": row.get("step"),
                   "arch": {k[len("arch."):]: v for k, v in row.items() if k.startswith("arch.")},
                   "metrics": {m: row.get(m) for m in METRICS}}
-        trials[int(row["trial_id"])] = trial_entry(record, scores)
+        if plain(row.get("latency_final")) is True:  # the row holds the final latency already
+            record["metrics"]["latency_ms"] = row.get("latency_search_ms")
+        trials[int(row["trial_id"])] = trial_entry(record, scores, finals)
     for row in _rows(analysis.progress):
         tid = int(row["trial_id"])
         trials.setdefault(tid, trial_entry({"trial_id": tid, "status": row.get("status")}, {}))
@@ -116,8 +141,10 @@ def _summary(analysis: Any, meta: Mapping[str, Any], trials: list[dict[str, Any]
             "controller": (config.get("controller") or {}).get("name"),
             "reward": reward.describe() if reward is not None else "stored reward",
             "latency_target": plain(reward.target) if latency_target else None,
-            "best": {k: plain(chosen[k]) for k in ("trial_id", "reward", "accuracy", "latency_ms")
-                     if k in chosen} or None,
+            "best": {**{k: plain(chosen[k]) for k in ("trial_id", "reward", "accuracy",
+                                                       "latency_ms") if k in chosen},
+                     "latency_source": "final" if plain(chosen.get("latency_final")) is True
+                     else "search"} if chosen else None,
             "last_finished_at": max(finished) if finished else None}
 
 
@@ -145,7 +172,8 @@ def build_payload(analysis: Any, records: Iterable[Any] | None = None,
     if records is None:
         trials = _from_analysis(analysis, scores)
     else:
-        trials = [trial_entry(r.to_dict() if hasattr(r, "to_dict") else r, scores)
+        finals = _finals(analysis)
+        trials = [trial_entry(r.to_dict() if hasattr(r, "to_dict") else r, scores, finals)
                   for r in records]
     trials.sort(key=lambda t: t["id"])
     return {"schema": SCHEMA, "run": _summary(analysis, meta or {}, trials),

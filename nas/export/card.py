@@ -152,8 +152,9 @@ def _card(run: Any, record: Mapping[str, Any], space: Any, arch: Any, model: nn.
     metrics = {k: v for k, v in (record.metrics or {}).items() if k != "train"}
     final = (getattr(run, "final", None) or {}).get(record.arch_key)
     if final:  # the card's metrics state the final latency, as the ranking used
-        metrics.update({k: final[k] for k in ("latency_ms", "latency_p10_ms", "latency_p90_ms",
-                                              "latency_spread", "latency_n") if k in final})
+        metrics.update({k: final.get(k) for k in ("latency_ms", "latency_p10_ms",
+                                                  "latency_p90_ms", "latency_spread",
+                                                  "latency_n")})  # none of the search's kept
         metrics["latency_search_ms"] = (record.metrics or {}).get("latency_ms")
     train = dict((record.metrics or {}).get("train") or {})
     train.pop("history", None)

@@ -8,8 +8,10 @@ of load spread over all of them rather than biasing the ones measured last), eve
 a quiet window. An architecture's final latency is the median of the round medians of all its
 passes, after the rounds slower than the fastest by more than ``round_tolerance`` are dropped as
 disturbed (as within one measurement, :func:`nas.latency.measure.robust_stats`): ``passes`` times
-the search's repeats, over minutes rather than seconds. Its p10 and p90 are the lowest p10 and
-the highest p90 of the passes, so the spread shows how much the passes disagreed.
+the search's repeats, over minutes rather than seconds. Its p10 and p90 are the 10th and 90th
+percentiles of the same round medians, so they bracket the median they sit beside and the spread
+shows how much the rounds of all passes disagreed (not single runs' extremes, which on a loaded
+machine can lie far from any round's median).
 
 With ``latency.paired`` (the default) every measurement is paired with the space's reference network
 (:mod:`nas.latency.paired`): an architecture's final latency is the median of its passes' ratio
@@ -36,15 +38,22 @@ from nas.space import Arch, Space
 __all__ = ["remeasure_archs", "combine_passes", "combine_paired", "rescale"]
 
 
+def _percentiles(rounds: Sequence[float]) -> tuple[float, float, float]:
+    """(median, p10, p90) of one set of round medians: the percentiles come from the very
+    values the median does, so p10 <= median <= p90."""
+    values = np.asarray(rounds, dtype=float)
+    median = float(np.median(values))
+    p10, p90 = (float(v) for v in np.percentile(values, [10, 90]))
+    return median, min(p10, median), max(p90, median)  # min/max: rounding only
+
+
 def combine_passes(results: Sequence[LatencyResult], conditions: Sequence[Mapping[str, Any]],
                    tolerance: float) -> dict[str, Any]:
     """One final measurement from several passes over the same model (see the module doc)."""
     rounds = [r for res in results for r in res.rounds]
     fastest = min(rounds)
     kept = [r for r in rounds if r <= fastest * (1.0 + tolerance)]
-    median = float(np.median(kept))
-    p10 = min(float(min(res.p10_ms for res in results)), median)  # the range over all passes
-    p90 = max(float(max(res.p90_ms for res in results)), median)
+    median, p10, p90 = _percentiles(kept)
     busy = [c.get("training_children") for c in conditions if c.get("training_children")
             is not None]
     loads = [c["load_1m"] for c in conditions if c.get("load_1m") is not None]
@@ -69,10 +78,8 @@ def combine_paired(results: Sequence[PairedResult], conditions: Sequence[Mapping
     rounds' median times ``reference_ms`` (see the module doc), the unpaired number beside it."""
     plain = combine_passes([r.model for r in results], conditions, tolerance)
     rounds = [r for res in results for r in res.ratio["rounds"]]
-    ratio = float(np.median(rounds))
-    p10 = min(min(res.ratio["p10_ms"] for res in results), ratio) * reference_ms
-    p90 = max(max(res.ratio["p90_ms"] for res in results), ratio) * reference_ms
-    median = ratio * reference_ms
+    ratio, low, high = _percentiles(rounds)
+    median, p10, p90 = ratio * reference_ms, low * reference_ms, high * reference_ms
     return {**plain, "latency_ms": median, "latency_p10_ms": p10, "latency_p90_ms": p90,
             "latency_spread": (p90 - p10) / median if median > 0 else float("nan"),
             "pass_medians": [res.ratio["median_ms"] * reference_ms for res in results],

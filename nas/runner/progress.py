@@ -4,6 +4,9 @@
 finished trial. :class:`LiveView` draws it with rich on a terminal (the running children with
 their node, epoch and validation accuracy; counts; the best so far; elapsed time and ETA);
 :class:`LinePrinter` prints one line per finished child where the output is not a terminal.
+The best's latency is labelled ``search-time``: the finalists are re-measured after the view
+closes, and the end-of-search summary (``nas search``, ``nas status``) shows the best by the
+final numbers, labelled ``final`` (:func:`best_text` of :func:`nas.analysis.best.final_best`).
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any, TextIO
 
 __all__ = ["SearchProgress", "LiveView", "LinePrinter", "make_view", "progress_line",
-           "duration"]
+           "duration", "best_text", "latency_text"]
 
 
 @dataclass
@@ -102,13 +105,27 @@ def _fmt(value: Any, spec: str) -> str:
     return "-" if value is None else format(value, spec)
 
 
+def latency_text(best: dict[str, Any]) -> str:
+    """``1.188 ms search-time``, or for a best whose latency was re-measured after the search
+    (``latency_source: final``, :func:`nas.analysis.best.final_best`) ``1.477 ms final,
+    re-measured; at search time 1.188 ms gave reward 1.0174``."""
+    text = f"{_fmt(best.get('latency_ms'), '.3f')} ms"
+    if best.get("latency_source") != "final":
+        return f"{text} search-time"
+    was, reward = best.get("search_latency_ms"), best.get("search_reward")
+    if was is None:
+        return f"{text} final, re-measured"
+    scored = f" gave reward {reward:.4f}" if reward is not None else ""
+    return f"{text} final, re-measured; at search time {was:.3f} ms{scored}"
+
+
 def best_text(best: dict[str, Any] | None) -> str:
+    """The best child in one line, its latency labelled search-time or final."""
     if not best:
         return "-"
     flag = ", AT CHANCE: learned nothing" if best.get("at_chance") else ""
     return (f"{best['reward']:.4f} (trial {best['trial_id']}, acc "
-            f"{_fmt(best.get('accuracy'), '.4f')}, lat {_fmt(best.get('latency_ms'), '.3f')} ms"
-            f"{flag})")
+            f"{_fmt(best.get('accuracy'), '.4f')}, lat {latency_text(best)}{flag})")
 
 
 def chance_text(p: SearchProgress) -> str:

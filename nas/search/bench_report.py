@@ -16,7 +16,20 @@ from nas.errors import UsageError
 from nas.search.bench import checkpoints
 
 __all__ = ["summarize", "HVNorm", "hypervolume", "hypervolume_table", "plot_curves",
-           "write_outputs"]
+           "write_outputs", "curve_label"]
+
+
+def curve_label(metric: str, *, cost: bool = False, noise: bool = False) -> str:
+    """What the curves' ``best_metric`` is (:func:`nas.search.bench.run_bench`): the true
+    ``metric`` of the incumbent, the architecture the controller was told scored best. Alone,
+    that is the best ``metric`` found; under a cost it is the ``metric`` of the best-*reward*
+    architecture, and with noise that of the best-looking one: either can go down as trials
+    are added."""
+    if cost:
+        return f"{metric} of the best-reward architecture"
+    if noise:
+        return f"true {metric} of the best-looking architecture"
+    return f"best {metric}"
 
 
 def summarize(curves: pd.DataFrame, marks: Sequence[int] | None = None) -> pd.DataFrame:
@@ -112,9 +125,11 @@ def hypervolume_table(curves: pd.DataFrame, norm: HVNorm,
     return pd.DataFrame(rows)
 
 
-def plot_curves(curves: pd.DataFrame, path: str | Path, *, metric: str = "metric") -> Path:
+def plot_curves(curves: pd.DataFrame, path: str | Path, *, metric: str = "metric",
+                label: str | None = None) -> Path:
     """PNG of the mean best-metric curve of each controller with a +-1 std band (Agg backend),
-    written atomically (never through a link)."""
+    written atomically (never through a link); ``label`` (:func:`curve_label`) names the
+    curves (default ``best <metric>``)."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
@@ -128,7 +143,7 @@ def plot_curves(curves: pd.DataFrame, path: str | Path, *, metric: str = "metric
                         alpha=0.2)
     ax.set_xscale("log")
     ax.set_xlabel("trials (new architectures evaluated)")
-    ax.set_ylabel(f"best {metric} so far (mean +- std over seeds)")
+    ax.set_ylabel(f"{label or curve_label(metric)} so far (mean +- std over seeds)")
     ax.grid(alpha=0.3)
     ax.legend()
     fig.tight_layout()
@@ -138,7 +153,8 @@ def plot_curves(curves: pd.DataFrame, path: str | Path, *, metric: str = "metric
 
 
 def write_outputs(curves: pd.DataFrame, summary: pd.DataFrame, out: str | Path, *,
-                  metric: str = "metric", hv: pd.DataFrame | None = None) -> dict[str, Path]:
+                  metric: str = "metric", hv: pd.DataFrame | None = None,
+                  label: str | None = None) -> dict[str, Path]:
     """Write ``curves.csv``, ``summary.csv``, ``curves.png`` (and ``hypervolume.csv``) into
     ``out`` (the user's folder, made if missing), each atomically and never through a link.
 
@@ -150,7 +166,7 @@ def write_outputs(curves: pd.DataFrame, summary: pd.DataFrame, out: str | Path, 
              "plot": out / "curves.png"}
     write_atomic(paths["curves"], curves.to_csv(index=False))
     write_atomic(paths["summary"], summary.to_csv(index=False))
-    plot_curves(curves, paths["plot"], metric=metric)
+    plot_curves(curves, paths["plot"], metric=metric, label=label)
     if hv is not None:
         paths["hypervolume"] = out / "hypervolume.csv"
         write_atomic(paths["hypervolume"], hv.to_csv(index=False))
