@@ -9,7 +9,11 @@ and the distinct architectures proposed in the last 100 trials. Run from the rep
         --trials 300 --seeds 30
     python benchmarks/controller_sweep.py --grid rl 'rl:{"entropy_weight": 0.01}' --noise 0.3
 
-The defaults shipped are the best entries of the sweeps recorded in the README's controller table.
+The defaults shipped are the best entries of the sweeps recorded in docs/reference/controllers.md.
+
+``--smoke`` runs the same path at a tiny budget (seconds; for the test suite, no numbers worth
+reading): ``--grid random 'evolution:{"population_size": 10}' --trials 30 --seeds 2`` unless
+given otherwise. It reads the real table as ever.
 """
 
 from __future__ import annotations
@@ -37,21 +41,31 @@ def parse_entry(text: str) -> tuple[str, str, dict]:
     return text, name, options
 
 
-def main() -> None:
+SMOKE = {"grid": ["random", 'evolution:{"population_size": 10}'], "trials": 30, "seeds": 2}
+
+
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--grid", nargs="+", required=True, help="NAME or NAME:{json options}")
+    parser.add_argument("--grid", nargs="+", help="NAME or NAME:{json options} (required)")
     parser.add_argument("--table", default=str(DEFAULT_TABLE))
     parser.add_argument("--metric", default="cifar10_test_acc")
     parser.add_argument("--trials", type=int, default=300)
     parser.add_argument("--seeds", type=int, default=30)
     parser.add_argument("--noise", type=float, default=0.0)
     parser.add_argument("--workers", type=int, default=1)
-    args = parser.parse_args()
+    parser.add_argument("--smoke", action="store_true",
+                        help="a tiny budget, seconds (flags given still win)")
+    args = parser.parse_args(argv)
+    if args.smoke:
+        parser.set_defaults(**SMOKE)
+        args = parser.parse_args(argv)
+    if not args.grid:
+        parser.error("the following arguments are required: --grid")
 
     space = get_space("nasbench201")
     table = load_table(args.table, key="arch_str", metric=args.metric)
     objective = TableObjective(space, table, key="arch_str", metric=args.metric)
-    marks = [m for m in checkpoints(args.trials) if m >= 25]
+    marks = [m for m in checkpoints(args.trials) if m >= 25] or [args.trials]
     rows = []
     for label, name, options in map(parse_entry, args.grid):
         started = time.perf_counter()

@@ -23,6 +23,9 @@ Sections (``--sections``, comma-separated):
   random search and MnasNet's scalar reward for the scalar controllers.
 * ``overhead``: median and p95 wall time of one trial's ask + tell (repeats answered included)
   over a 300-trial search, per controller, on NAS-Bench-201 and on the default MnasNet space.
+
+``--smoke`` runs every section at a tiny budget (seconds; for the test suite, no numbers worth
+reading): ``--trials 12 --seeds 2 --mo-seeds 2`` unless given otherwise, on the real table.
 """
 
 from __future__ import annotations
@@ -169,7 +172,10 @@ def _score(table: TableObjective | None, arch) -> float:
     return float(sum((k * (d + 3)) % 5 for d, k in enumerate(arch.indices)))
 
 
-def main() -> None:
+SMOKE = {"trials": 12, "seeds": 2, "mo_seeds": 2}
+
+
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--table", default=str(TABLE))
     parser.add_argument("--trials", type=int, default=300)
@@ -177,7 +183,12 @@ def main() -> None:
     parser.add_argument("--noise", type=float, default=0.3)
     parser.add_argument("--mo-seeds", type=int, default=10)
     parser.add_argument("--sections", default="quality,noise,mo,overhead")
-    args = parser.parse_args()
+    parser.add_argument("--smoke", action="store_true",
+                        help="a tiny budget, seconds (flags given still win)")
+    args = parser.parse_args(argv)
+    if args.smoke:
+        parser.set_defaults(**SMOKE)
+        args = parser.parse_args(argv)
     sections = set(args.sections.split(","))
 
     print(f"machine: {platform.machine()} {platform.processor() or ''}, {os.cpu_count()} CPUs, "

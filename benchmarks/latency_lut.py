@@ -8,7 +8,11 @@ error |predicted - measured| / measured, plus the time each approach took; then 
 table's scale on ``--calibrate`` other architectures and prints the errors again.
 
     python benchmarks/latency_lut.py [--archs 20] [--calibrate 5] [--input-size 224]
-                                     [--runtime torch]
+                                     [--runtime torch] [--warmup 10] [--repeats 50] [--rounds 5]
+
+``--smoke`` runs the same path at a tiny budget (seconds; for the test suite, no numbers worth
+reading): ``--archs 3 --calibrate 2 --input-size 32 --warmup 1 --repeats 6 --rounds 2`` unless
+given otherwise.
 """
 
 from __future__ import annotations
@@ -38,7 +42,10 @@ def _rows(report: dict, n: int) -> None:
               f"{row['rel_error']:8.1%}")
 
 
-def main() -> None:
+SMOKE = {"archs": 3, "calibrate": 2, "input_size": 32, "warmup": 1, "repeats": 6, "rounds": 2}
+
+
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--archs", type=int, default=20)
     parser.add_argument("--input-size", type=int, default=224)
@@ -47,8 +54,18 @@ def main() -> None:
     parser.add_argument("--calibrate", type=int, default=5)
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--save", help="write the table as JSON here")
-    args = parser.parse_args()
-    cfg = LatencyConfig(threads=args.threads, runtime=args.runtime)
+    defaults = LatencyConfig()
+    parser.add_argument("--warmup", type=int, default=defaults.warmup)
+    parser.add_argument("--repeats", type=int, default=defaults.repeats)
+    parser.add_argument("--rounds", type=int, default=defaults.rounds)
+    parser.add_argument("--smoke", action="store_true",
+                        help="a tiny budget, seconds (flags given still win)")
+    args = parser.parse_args(argv)
+    if args.smoke:
+        parser.set_defaults(**SMOKE)
+        args = parser.parse_args(argv)
+    cfg = LatencyConfig(threads=args.threads, runtime=args.runtime, warmup=args.warmup,
+                        repeats=args.repeats, rounds=args.rounds)
     space = get_space("mnasnet", input_size=args.input_size)
     rng = np.random.default_rng(args.seed)
     archs = [space.sample(rng) for _ in range(args.archs)]

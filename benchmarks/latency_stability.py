@@ -12,7 +12,11 @@ The naive estimate runs in the same process, so it shares the allocator setting
 (``--no-steady-malloc`` shows both without it).
 
     python benchmarks/latency_stability.py [--archs 30] [--input-size 224] [--runtime torch]
+                                           [--warmup 10] [--repeats 50] [--rounds 5]
                                            [--no-steady-malloc]
+
+``--smoke`` runs the same path at a tiny budget (seconds; for the test suite, no numbers worth
+reading): ``--archs 3 --input-size 32 --warmup 1 --repeats 6 --rounds 2`` unless given otherwise.
 """
 
 from __future__ import annotations
@@ -63,7 +67,10 @@ def measure_twice(models: list, shape: tuple[int, ...], cfg: LatencyConfig, thre
     return est, spreads
 
 
-def main() -> None:
+SMOKE = {"archs": 3, "input_size": 32, "warmup": 1, "repeats": 6, "rounds": 2}
+
+
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--archs", type=int, default=30)
     parser.add_argument("--input-size", type=int, default=224)
@@ -72,8 +79,18 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--no-steady-malloc", action="store_true",
                         help="leave glibc malloc as is (see nas.latency.measure.steady_allocator)")
-    args = parser.parse_args()
-    cfg = LatencyConfig(threads=args.threads, runtime=args.runtime,
+    defaults = LatencyConfig()
+    parser.add_argument("--warmup", type=int, default=defaults.warmup)
+    parser.add_argument("--repeats", type=int, default=defaults.repeats)
+    parser.add_argument("--rounds", type=int, default=defaults.rounds)
+    parser.add_argument("--smoke", action="store_true",
+                        help="a tiny budget, seconds (flags given still win)")
+    args = parser.parse_args(argv)
+    if args.smoke:
+        parser.set_defaults(**SMOKE)
+        args = parser.parse_args(argv)
+    cfg = LatencyConfig(threads=args.threads, runtime=args.runtime, warmup=args.warmup,
+                        repeats=args.repeats, rounds=args.rounds,
                         steady_malloc=not args.no_steady_malloc)
     space = get_space("mnasnet", input_size=args.input_size)
     rng = np.random.default_rng(args.seed)

@@ -18,12 +18,17 @@ skeleton, 224 px, batch 1, one thread), in one run:
 and prints Spearman's rho and the median relative difference against the reference (target for
 the final ranking: rho >= 0.98). Then it prices quiet windows with two worker processes that
 evaluate quick-start children end to end as a 2-worker search does (latency at ``--input-size``,
-then six epochs on digits), once without and once with quiet windows: the training time lost is
-the trainers' paused seconds over their training seconds (target < 10%), beside the wall times.
+then ``--epochs`` (six) epochs on digits, on ``--max-train`` of its training images (all)), once
+without and once with quiet windows: the training time lost is the trainers' paused seconds over
+their training seconds (target < 10%), beside the wall times.
 
     python benchmarks/latency_under_load.py [--children 20] [--input-size 224] [--passes 3]
-                                            [--cost-children 6] [--seed 0] [--only ranking|cost]
-                                            [--json]
+                                            [--cost-children 6] [--epochs 6] [--max-train N]
+                                            [--seed 0] [--only ranking|cost] [--json]
+
+``--smoke`` runs both parts at a tiny budget (seconds; for the test suite, no numbers worth
+reading): ``--children 3 --input-size 32 --warmup 1 --repeats 4 --rounds 2 --passes 1
+--cost-children 2 --epochs 1 --max-train 64`` unless given otherwise.
 """
 
 from __future__ import annotations
@@ -106,7 +111,13 @@ def ranking(args: argparse.Namespace) -> list[dict[str, Any]]:
         archs[arch.key] = arch
     cfg = LatencyConfig(threads=1, warmup=args.warmup, repeats=args.repeats, rounds=args.rounds)
     models = {k: space.build(a) for k, a in archs.items()}
-    folder = tempfile.mkdtemp(prefix="mnas-bench-activity-")
+    with tempfile.TemporaryDirectory(prefix="mnas-bench-activity-",
+                                     ignore_cleanup_errors=True) as folder:
+        return _ranking(args, space, archs, models, cfg, folder, rng)
+
+
+def _ranking(args: argparse.Namespace, space: Any, archs: dict[str, Any], models: dict[str, Any],
+             cfg: LatencyConfig, folder: str, rng: np.random.Generator) -> list[dict[str, Any]]:
     rows = []
     t0 = time.perf_counter()
     ref = remeasure_archs(space, list(archs.values()), cfg, passes=args.passes, activity=folder,
@@ -160,8 +171,9 @@ def under_load(space: Any, archs: dict[str, Any], models: dict[str, Any], cfg: L
     return rows
 
 
-def _worker(keys: list[dict], input_size: int, quiet: bool, folder: str, out: Any) -> None:
-    """One search worker: its children evaluated end to end (latency, then six epochs)."""
+def _worker(keys: list[dict], input_size: int, quiet: bool, folder: str, out: Any,
+            epochs: int = 6, max_train: int | None = None) -> None:
+    """One search worker: its children evaluated end to end (latency, then ``epochs``)."""
     from nas.config import parse_config
     from nas.evaluation.evaluate import evaluate_arch, get_dataset, space_for_dataset
     from nas.experiment import eval_settings
@@ -169,6 +181,7 @@ def _worker(keys: list[dict], input_size: int, quiet: bool, folder: str, out: An
     raw = _quickstart()
     raw["latency"] = {**raw["latency"], "input_size": input_size, "quiet": quiet}
     raw["reward"] = {"preset": "soft", "target": 1.0}
+    raw["evaluator"] = {**raw["evaluator"], "epochs": epochs, "max_train": max_train}
     settings = eval_settings(parse_config(raw))
     data = get_dataset(settings)
     space = space_for_dataset("mnasnet", data, **raw["space"]["options"])
@@ -190,28 +203,34 @@ def cost(args: argparse.Namespace) -> list[dict[str, Any]]:
     children = [space.sample(rng).to_dict()["decisions"] for _ in range(args.cost_children)]
     rows = []
     for quiet in (False, True):
-        folder = tempfile.mkdtemp(prefix="mnas-bench-cost-")
-        ctx = mp.get_context("spawn")
-        queue = ctx.Queue()
-        procs = [ctx.Process(target=_worker, args=(children[w::2], args.input_size, quiet,
-                                                   folder, queue)) for w in range(2)]
-        t0 = time.perf_counter()
-        for p in procs:
-            p.start()
-        timings, ended = [], 0
-        while ended < 2:
-            item = queue.get(timeout=1800)
-            ended += item is None
-            if item is not None:
-                timings.append(item)
-        for p in procs:
-            p.join(timeout=300)
+        with tempfile.TemporaryDirectory(prefix="mnas-bench-cost-",
+                                         ignore_cleanup_errors=True) as folder:
+            ctx = mp.get_context("spawn")
+            queue = ctx.Queue()
+            procs = [ctx.Process(target=_worker, args=(children[w::2], args.input_size, quiet,
+                                                       folder, queue, args.epochs,
+                                                       args.max_train)) for w in range(2)]
+            t0 = time.perf_counter()
+            for p in procs:
+                p.start()
+            timings, ended = [], 0
+            while ended < 2:
+                item = queue.get(timeout=1800)
+                ended += item is None
+                if item is not None:
+                    timings.append(item)
+            for p in procs:
+                p.join(timeout=300)
         train_s = sum(t["train_s"] for t in timings)
         paused = sum(t["train_paused_s"] for t in timings)
         rows.append({"quiet": quiet, "children": len(timings), "wall_s": time.perf_counter() - t0,
                      "train_s": train_s, "paused_s": paused, "lost": paused / train_s,
                      "latency_s": sum(t["latency_s"] for t in timings)})
     return rows
+
+
+SMOKE = {"children": 3, "input_size": 32, "warmup": 1, "repeats": 4, "rounds": 2, "passes": 1,
+         "cost_children": 2, "epochs": 1, "max_train": 64}
 
 
 def _args(argv: list[str] | None) -> argparse.Namespace:
@@ -223,13 +242,24 @@ def _args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--passes", type=int, default=3)
     p.add_argument("--cost-children", type=int, default=6)
+    p.add_argument("--epochs", type=int, default=6, help="training epochs of a cost child")
+    p.add_argument("--max-train", type=int,
+                   help="a cost child trains on this many digits images (default: all)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--only", choices=("ranking", "cost"), help="run one of the two parts")
     p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.add_argument("--smoke", action="store_true",
+                   help="a tiny budget, seconds (flags given still win)")
     args = p.parse_args(argv)
-    for name in ("children", "input_size", "repeats", "rounds", "passes", "cost_children"):
+    if args.smoke:
+        p.set_defaults(**SMOKE)
+        args = p.parse_args(argv)
+    for name in ("children", "input_size", "repeats", "rounds", "passes", "cost_children",
+                 "epochs"):
         if getattr(args, name) < (2 if name in ("children", "cost_children") else 1):
             p.error(f"--{name.replace('_', '-')}={getattr(args, name)}: too small")
+    if args.max_train is not None and args.max_train < 1:
+        p.error(f"--max-train={args.max_train}: too small")
     if args.rounds > args.repeats:
         p.error(f"--rounds={args.rounds}: must be <= --repeats={args.repeats}")
     return args
@@ -249,8 +279,9 @@ def print_ranking(args: argparse.Namespace, rows: list[dict[str, Any]]) -> None:
 
 
 def print_cost(args: argparse.Namespace, prices: list[dict[str, Any]]) -> None:
+    images = "" if args.max_train is None else f" ({args.max_train} images)"
     print(f"\n2 workers x {args.cost_children // 2} quick-start children (latency at "
-          f"{args.input_size} px, 6 epochs on digits):")
+          f"{args.input_size} px, {args.epochs} epochs on digits{images}):")
     print(f"{'quiet windows':14s} {'wall s':>7s} {'train s':>8s} {'paused s':>8s} "
           f"{'lost':>6s} {'latency s':>9s}")
     for r in prices:

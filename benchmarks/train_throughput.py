@@ -6,6 +6,11 @@ batch size and optimizer (SGD, momentum 0.9, Nesterov), one epoch per repetition
 timed (``nas.evaluation.train`` excludes its validation pass from ``images_per_s``).
 
     python benchmarks/train_throughput.py [--reps 5] [--threads 1] [--batch-size 64]
+                                          [--max-train N]
+
+``--max-train`` trains on a seeded subset of that many of digits' training images (default: all).
+``--smoke`` runs the same path at a tiny budget (seconds; for the test suite, no numbers worth
+reading): ``--reps 1 --max-train 64 --batch-size 32`` unless given otherwise.
 """
 
 from __future__ import annotations
@@ -55,14 +60,23 @@ def models(data: Dataset) -> dict[str, nn.Module]:
     return out
 
 
-def main() -> None:
+SMOKE = {"reps": 1, "max_train": 64, "batch_size": 32}
+
+
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--reps", type=int, default=5)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--batch-size", type=int, default=64)
-    args = parser.parse_args()
+    parser.add_argument("--max-train", type=int, help="train on this many images (default: all)")
+    parser.add_argument("--smoke", action="store_true",
+                        help="a tiny budget, seconds (flags given still win)")
+    args = parser.parse_args(argv)
+    if args.smoke:
+        parser.set_defaults(**SMOKE)
+        args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
-    data = load_dataset("digits")
+    data = load_dataset("digits", max_train=args.max_train)
     cfg = TrainConfig(epochs=1, batch_size=args.batch_size, lr=0.01, schedule="constant",
                       weight_decay=0.0, threads=args.threads)
     print(f"digits train={len(data.y_train)} batch={args.batch_size} threads={args.threads} "
