@@ -52,9 +52,9 @@ class BananasController(Controller):
 
     Defaults are the best of a sweep on the real NAS-Bench-201 CIFAR-10 table at 25-300 trials,
     noise-free and with noise of NB201's seed-to-seed spread (``benchmarks/controller_sweep.py``;
-    figures in the README): predictors of 2 x 16 units trained 100 Adam steps at lr 0.02 beat
-    BANANAS' wider, longer-trained ones here and fit 4x faster; refitting after every 10% more
-    results keeps the median ask + tell at a few ms.
+    figures in docs/reference/controllers.md): predictors of 2 x 16 units trained 100 Adam
+    steps at lr 0.02 beat BANANAS' wider, longer-trained ones here and fit 4x faster;
+    refitting after every 10% more results keeps the median ask + tell at a few ms.
 
     Args:
         space: the search space (at least two architectures).

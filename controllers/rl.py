@@ -53,7 +53,7 @@ class RLController(Controller):
       standard deviation) and ``learn_repeats=False``: NASNet's ``1e-5`` on raw rewards collapsed
       the policy onto 4-5 architectures per 100 children after ~150 children on NAS-Bench-201;
       0.05 was the best of {0.02, 0.05, 0.1} at 100-300 children
-      (``benchmarks/controller_sweep.py``; the README's controller table has the figures).
+      (``benchmarks/controller_sweep.py``; docs/reference/controllers.md has the figures).
     * ``clip=0.2``: PPO (arXiv:1707.06347, section 6.1, the best of the values tried).
     * ``ppo_epochs=3``: PPO's Atari setting (arXiv:1707.06347, table 5; 10 for MuJoCo).
     * ``lr=0.01``, ``batch_size=10``: NASNet's ``lr=3.5e-4`` suits its 20,000 children gathered from

@@ -102,7 +102,7 @@ STRUCTURAL: tuple[tuple[str, str, Any, str], ...] = (
      "options of the space (see `nas space show NAME`); `in_channels`, `input_size` and "
      "`num_classes` come from the dataset unless given"),
     ("controller.name", "str", REQUIRED,
-     "registered controller (e.g. `evolution`, `bananas`; README, Controllers) or "
+     "registered controller (e.g. `evolution`, `bananas`; docs: reference/controllers.md) or "
      "`package.module:Class`"),
     ("controller.options", "mapping", {}, "keyword options of the controller"),
     ("latency.service", "bool", False,

@@ -31,6 +31,9 @@ def _group_ray_tests(config, items):
     for item in items:
         if "ray" in item.keywords or item.path.name in _RAY_MODULES:
             item.add_marker(pytest.mark.xdist_group("ray"))
+        elif item.path.name == "test_docs_examples.py":
+            # the pages' examples share one small quick-start run (a session fixture): one worker
+            item.add_marker(pytest.mark.xdist_group("docs"))
 
 
 def pytest_collection_modifyitems(config, items):

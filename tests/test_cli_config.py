@@ -111,8 +111,17 @@ def test_docstring_args_are_read_entry_by_entry():
                                 "b": "shared meaning continued here.", "c": "see `x.Y` and `z`."}
 
 
-def test_resolved_config_fills_defaults_and_round_trips():
-    config, exp = check_config(QUICKSTART, [])
+@pytest.fixture
+def quickstart_ran(tmp_path, monkeypatch):
+    """A working directory where the quick start has already run: ``results/quickstart`` exists
+    (as it does in a checkout after the README's first command)."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "results" / "quickstart").mkdir(parents=True)
+    return tmp_path
+
+
+def test_resolved_config_fills_defaults_and_round_trips(quickstart_ran):
+    config, exp = check_config(QUICKSTART, [], new_run=False)
     resolved = resolved_config(config, exp.settings, exp.space.options, exp.controller.options)
     for row in config_keys():
         section, _, key = row.key.partition(".")
@@ -139,7 +148,7 @@ def test_config_show_lists_the_keys(capsys):
     assert rows["space.name"]["required"] and rows["evaluator.max_train"]["type"] == "int | null"
 
 
-def test_config_show_with_a_config_prints_it_resolved(capsys):
+def test_config_show_with_a_config_prints_it_resolved(capsys, quickstart_ran):
     code, out, _ = run(capsys, "config", "show", QUICKSTART, "--set", "evaluator.epochs=2",
                        "--json")
     resolved = json.loads(out)["resolved"]
@@ -149,6 +158,10 @@ def test_config_show_with_a_config_prints_it_resolved(capsys):
     shown = yaml.safe_load(out[out.index("\nname:"):])
     assert code == 0 and shown["evaluator"]["batch_size"] == 64
     assert run(capsys, "config", "show", "--set", "a=1")[0] == 2
+    # check is what `nas search` would do: the quick start's run exists, so it is refused
+    code, _, err = run(capsys, "config", "check", QUICKSTART)
+    assert code == 2 and "results/quickstart' exists" in err
+    assert run(capsys, "config", "check", QUICKSTART, "--set", "name=another")[0] == 0
 
 
 def test_config_check_ok(tmp_path, capsys):

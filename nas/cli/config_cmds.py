@@ -43,16 +43,19 @@ def _add_overrides(p: argparse.ArgumentParser) -> None:
                    help="override a config value as `nas search --set` does (repeatable)")
 
 
-def check_config(path: Path, overrides: list[str]) -> tuple[Any, Any]:
+def check_config(path: Path, overrides: list[str], *,
+                 new_run: bool = True) -> tuple[Any, Any]:
     """(config, experiment) after the checks ``nas search`` makes before Ray; raises their
-    ConfigError / UsageError."""
+    ConfigError / UsageError. ``new_run=False`` (``nas config show``) skips the check that the
+    named run folder does not exist yet: showing a config is not starting its run."""
     from nas.config import load_config, parse_config
     from nas.experiment import build_experiment
     from nas.results import RunDir
 
     config = load_config(path, overrides)
     exp = build_experiment(config)
-    if config.name is not None:  # `nas search` names an unnamed run after the file and the time
+    # `nas search` names an unnamed run after the file and the time
+    if new_run and config.name is not None:
         RunDir.new_path(config.results_dir, config.name)
     resolved = config.to_dict()  # what the search writes to config.yaml, parsed again
     resolved["space"]["options"] = dict(exp.space.options)
@@ -92,7 +95,7 @@ def cmd_show(args: argparse.Namespace) -> int:
     keys = config_keys()
     resolved = None
     if args.config is not None:
-        config, exp = check_config(args.config, args.overrides)
+        config, exp = check_config(args.config, args.overrides, new_run=False)
         resolved = resolved_config(config, exp.settings, exp.space.options,
                                    exp.controller.options)
     elif args.overrides:

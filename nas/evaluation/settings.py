@@ -32,8 +32,13 @@ class EvalSettings:
         max_train: keep at most this many training samples (None: all).
         data_root: CIFAR-10 / torchvision folder (None: ``$MNAS_DATA_DIR`` or ``~/.cache/mnas``).
         download: download CIFAR-10 or a torchvision dataset if missing.
-        image_size, stream, stream_above_mb, num_workers, augment: how ``folder:PATH`` images
-            are read and streamed (:class:`nas.evaluation.images.ImageOptions`).
+        image_size: side of the square inputs: ``folder:PATH`` images are resized to it, an
+            array dataset (``cifar10``, ``npz:``) is downscaled to it once (None: as stored).
+        stream: ``folder:PATH`` only: ``auto``, ``true`` (always stream from disk) or ``false``.
+        stream_above_mb: the ``auto`` streaming threshold in MiB.
+        num_workers: DataLoader worker processes when streaming.
+        augment: random crop and flip of streamed training batches
+            (:class:`nas.evaluation.images.ImageOptions`).
         train: proxy-training settings (its ``seed`` also seeds weight initialisation).
         latency: latency settings.
         reward: reward settings, or None for raw metrics only.

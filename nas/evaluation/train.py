@@ -61,7 +61,8 @@ class TrainConfig:
         schedule: ``cosine`` (to 0 at the end), ``step`` (x ``step_gamma`` every ``step_epochs``)
             or ``constant``; applied per step after a linear warm-up of ``warmup_epochs``.
         warmup_epochs: linear warm-up length in epochs (may be fractional).
-        step_epochs, step_gamma: the step schedule.
+        step_epochs: the step schedule's period in epochs.
+        step_gamma: the step schedule's factor.
         label_smoothing: cross-entropy label smoothing in [0, 1).
         time_budget_s: wall-time budget of training (None: no budget).
         budget_action: ``fail`` (raise TrialFailed) or ``stop`` (keep the model trained so far).

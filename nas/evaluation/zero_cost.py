@@ -229,7 +229,8 @@ def draw_batches(dataset: Any, *, batches: int, batch_size: int, seed: int,
 
     Args:
         dataset: a :class:`nas.evaluation.data.Dataset` or any dataset with ``batch_source``.
-        batches, batch_size: how many batches, of how many samples.
+        batches: how many batches.
+        batch_size: samples per batch.
         seed: seeds the order (the same seed gives the same batches).
         device: where the batches go.
 
@@ -284,7 +285,8 @@ def zero_cost_scores(model: nn.Module, dataset: Any, proxies: Iterable[str] = PR
         dataset: a :class:`nas.evaluation.data.Dataset` (or streamed images) that fits the model.
         proxies: names from :data:`PROXIES`.
         seed: seeds the batches and the proxies' own randomness.
-        batch_size, batches: the batches that data-dependent proxies average over.
+        batch_size: samples per batch that data-dependent proxies average over.
+        batches: how many such batches.
         device: where the proxies run (default: the model's device).
         loss: the loss of snip and grad_norm (default: cross-entropy).
         timings: if given, gets each proxy's seconds by name.
