@@ -1,4 +1,5 @@
-"""Every ``nas ...`` command line in README.md's ```bash blocks parses with the real parser.
+"""Every ``nas ...`` command line in the ```bash blocks of README.md and the documentation pages
+parses with the real parser, those the docs do not run included.
 
 Lines are read as a shell reads them, as far as it matters here: ``\\`` continuations are joined,
 ``#`` comments dropped, quotes respected, ``&&``/``||``/``;``/``|``/``(``/``)`` split commands,
@@ -19,7 +20,9 @@ import pytest
 
 from nas.cli import build_parser
 
-README = Path(__file__).resolve().parents[1] / "README.md"
+ROOT = Path(__file__).resolve().parents[1]
+README = ROOT / "README.md"
+PAGES = [README, *sorted((ROOT / "docs").rglob("*.md"))]
 SEPARATORS = {"&&", "||", ";", "|", "&", "(", ")", ";;"}
 REDIRECTS = {">", ">>", "<", ">&", "&>", "<<", "<<<"}
 ASSIGNMENT = re.compile(r"[A-Za-z_]\w*=")
@@ -109,20 +112,22 @@ def parse_error(argv: list[str]) -> str | None:
     return None
 
 
-README_COMMANDS = nas_commands(README.read_text())
+README_COMMANDS = [(str(page.relative_to(ROOT)), number, line, argv) for page in PAGES
+                   for number, line, argv in nas_commands(page.read_text())]
 
 
-def test_the_readme_has_commands_to_check():
-    assert len(README_COMMANDS) >= 30, README_COMMANDS
-    assert {argv[0] for _, _, argv in README_COMMANDS} >= {"search", "evaluate", "config"}
+def test_the_docs_have_commands_to_check():
+    assert len(README_COMMANDS) >= 60, README_COMMANDS
+    assert {argv[0] for *_, argv in README_COMMANDS if argv} >= {
+        "search", "evaluate", "config", "export", "analyze", "bench", "dashboard", "resume"}
 
 
-@pytest.mark.parametrize("number, line, argv", README_COMMANDS,
-                         ids=[f"line{n}" for n, _, _ in README_COMMANDS])
-def test_readme_command_parses(number, line, argv):
-    assert argv is not None, f"README.md line {number}: `{line}`: not a shell line (open quote)"
+@pytest.mark.parametrize("page, number, line, argv", README_COMMANDS,
+                         ids=[f"{p}:{n}" for p, n, _, _ in README_COMMANDS])
+def test_docs_command_parses(page, number, line, argv):
+    assert argv is not None, f"{page} line {number}: `{line}`: not a shell line (open quote)"
     error = parse_error(argv)
-    assert error is None, f"README.md line {number}: `{line}`: {error}"
+    assert error is None, f"{page} line {number}: `{line}`: {error}"
 
 
 SAMPLE = """
