@@ -16,9 +16,11 @@ Rules (also on the docs' Development page):
   ``nas search``, ``evaluate``, ``export --train-epochs``, ``bench`` and ``remeasure``, and
   checks ``nas dashboard`` by fetching its page and stopping it; in Python blocks ``trials=N``
   becomes ``trials=2`` and ``overrides={`` gains a small budget.
-- A page that uses ``results/quickstart`` without making it gets a copy of one small quick-start
-  run (and ``cards/best``, its rank-1 export, where the page does not make it); a page that
-  needs ``nb201_cifar10.csv`` gets a copy of the shared one, or is skipped saying why.
+- Every page that does not run the quick start itself starts where a reader who did stands:
+  with a copy of one small quick-start run in ``results/quickstart`` (so an example that would
+  clash with it fails), and ``cards/best``, its rank-1 export, where the page uses it without
+  making it; a page that needs ``nb201_cifar10.csv`` gets a copy of the shared one, or is
+  skipped saying why.
 """
 
 from __future__ import annotations
