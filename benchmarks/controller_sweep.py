@@ -24,6 +24,7 @@ import time
 from pathlib import Path
 
 import pandas as pd
+from _smoke import parse_with_smoke
 
 from nas import get_space
 from nas.search.bench import TableObjective, checkpoints, load_table, run_bench
@@ -53,12 +54,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seeds", type=int, default=30)
     parser.add_argument("--noise", type=float, default=0.0)
     parser.add_argument("--workers", type=int, default=1)
-    parser.add_argument("--smoke", action="store_true",
-                        help="a tiny budget, seconds (flags given still win)")
-    args = parser.parse_args(argv)
-    if args.smoke:
-        parser.set_defaults(**SMOKE)
-        args = parser.parse_args(argv)
+    args = parse_with_smoke(parser, argv, SMOKE)
     if not args.grid:
         parser.error("the following arguments are required: --grid")
 

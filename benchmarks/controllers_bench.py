@@ -40,6 +40,7 @@ from pathlib import Path
 import numpy as np
 import optuna
 import pandas as pd
+from _smoke import parse_with_smoke
 from scipy import stats
 
 from nas import CONTROLLERS, get_space
@@ -183,12 +184,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--noise", type=float, default=0.3)
     parser.add_argument("--mo-seeds", type=int, default=10)
     parser.add_argument("--sections", default="quality,noise,mo,overhead")
-    parser.add_argument("--smoke", action="store_true",
-                        help="a tiny budget, seconds (flags given still win)")
-    args = parser.parse_args(argv)
-    if args.smoke:
-        parser.set_defaults(**SMOKE)
-        args = parser.parse_args(argv)
+    args = parse_with_smoke(parser, argv, SMOKE)
     sections = set(args.sections.split(","))
 
     print(f"machine: {platform.machine()} {platform.processor() or ''}, {os.cpu_count()} CPUs, "

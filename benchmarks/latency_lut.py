@@ -23,6 +23,7 @@ import statistics
 import time
 
 import numpy as np
+from _smoke import parse_with_smoke
 
 from nas import get_space
 from nas.latency.lut import LatencyTable, lut_report, measure_arch
@@ -58,12 +59,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--warmup", type=int, default=defaults.warmup)
     parser.add_argument("--repeats", type=int, default=defaults.repeats)
     parser.add_argument("--rounds", type=int, default=defaults.rounds)
-    parser.add_argument("--smoke", action="store_true",
-                        help="a tiny budget, seconds (flags given still win)")
-    args = parser.parse_args(argv)
-    if args.smoke:
-        parser.set_defaults(**SMOKE)
-        args = parser.parse_args(argv)
+    args = parse_with_smoke(parser, argv, SMOKE)
     cfg = LatencyConfig(threads=args.threads, runtime=args.runtime, warmup=args.warmup,
                         repeats=args.repeats, rounds=args.rounds)
     space = get_space("mnasnet", input_size=args.input_size)

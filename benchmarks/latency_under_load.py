@@ -44,6 +44,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from _smoke import parse_with_smoke
 
 from nas import get_space
 from nas.latency.conditions import measuring, training
@@ -248,12 +249,7 @@ def _args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--only", choices=("ranking", "cost"), help="run one of the two parts")
     p.add_argument("--json", action="store_true", help="print one JSON object")
-    p.add_argument("--smoke", action="store_true",
-                   help="a tiny budget, seconds (flags given still win)")
-    args = p.parse_args(argv)
-    if args.smoke:
-        p.set_defaults(**SMOKE)
-        args = p.parse_args(argv)
+    args = parse_with_smoke(p, argv, SMOKE)
     for name in ("children", "input_size", "repeats", "rounds", "passes", "cost_children",
                  "epochs"):
         if getattr(args, name) < (2 if name in ("children", "cost_children") else 1):

@@ -21,6 +21,7 @@ import statistics
 import time
 
 import torch
+from _smoke import parse_with_smoke
 from torch import nn
 
 from nas.evaluation.data import Dataset, load_dataset
@@ -69,12 +70,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--max-train", type=int, help="train on this many images (default: all)")
-    parser.add_argument("--smoke", action="store_true",
-                        help="a tiny budget, seconds (flags given still win)")
-    args = parser.parse_args(argv)
-    if args.smoke:
-        parser.set_defaults(**SMOKE)
-        args = parser.parse_args(argv)
+    args = parse_with_smoke(parser, argv, SMOKE)
     torch.set_num_threads(args.threads)
     data = load_dataset("digits", max_train=args.max_train)
     cfg = TrainConfig(epochs=1, batch_size=args.batch_size, lr=0.01, schedule="constant",
