@@ -10,27 +10,19 @@ summary can show one number and explain the other.
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from nas.analysis.analyze import score, top_k
+from nas.analysis.conditions import _number
 from nas.reward import RewardConfig
 
 __all__ = ["final_best", "FINAL", "SEARCH"]
 
 FINAL = "final"  # the latency re-measured after the search
 SEARCH = "search"  # the latency measured while the search ran
-
-
-def _number(value: Any) -> float | None:
-    try:
-        value = float(value)
-    except (TypeError, ValueError):
-        return None
-    return value if math.isfinite(value) else None
 
 
 def _true(value: Any) -> bool:
