@@ -183,9 +183,11 @@ def _print_summary(summary: Any, args: argparse.Namespace, table_best: float,
     marks = [c[len("best@"):-len(" mean")] for c in summary.columns if c.endswith(" mean")
              and c.startswith("best@")]
     noise = f", told with noise std {args.noise:g}" if args.noise else ""
-    title = (f"{label} after N trials (mean +- standard error over {args.seeds} "
-             f"seeds{noise}); table best {table_best:.4g}")
-    table = Table(title=title)
+    # Two plain lines above the table: a rich title wraps (and splits phrases) at the table's width.
+    heading = (f"{label} after N trials\n"
+               f"mean +- standard error over {args.seeds} seeds{noise}; "
+               f"table best {table_best:.4g}")
+    table = Table()
     table.add_column("controller")
     for mark in marks:
         table.add_column(f"@{mark}", justify="right")
@@ -199,7 +201,9 @@ def _print_summary(summary: Any, args: argparse.Namespace, table_best: float,
         final = f"{row['final reward mean']:.{digits}f} +- {row['final reward se']:.{digits}f}"
         table.add_row(str(row["controller"]), *cells, final, f"{row['failed']:.1f}",
                       f"{row['repeats']:.1f}", f"{row['distinct_late']:.1f}")
-    Console(width=max(110, 22 * (len(marks) + 4))).print(table)
+    console = Console(width=max(110, 22 * (len(marks) + 4)))
+    console.print(heading, soft_wrap=True, highlight=False, markup=False)
+    console.print(table)
 
 
 def _print_hv(hv: Any, norm: Any, best: float) -> None:
