@@ -126,3 +126,23 @@ def test_bench_under_a_cost_says_its_values_are_the_best_reward_architectures(tm
     assert "best acc after" not in out
     assert main(base) == 0
     assert "best acc after N trials" in " ".join(capsys.readouterr().out.split())
+
+
+def test_analyze_top_table_fits_120_columns(wide_run, capsys):
+    """``nas analyze``'s eleven top columns at realistic widths: one line per architecture with
+    a 16-digit key (a longer custom key, shown whole here, folds onto a second line)."""
+    assert main(["analyze", str(wide_run.path), "--no-files"]) == 0
+    out = capsys.readouterr().out
+    lines = out.splitlines()
+    start = lines.index("Top architectures")
+    header = lines[start + 1].split()
+    assert header[:3] == ["rank", "trial_id", "reward"] and header[-1] == "arch_key"
+    end = next(i for i in range(start, len(lines)) if lines[i].startswith("latency_cond:"))
+    body = lines[start + 3:end]
+    assert all(len(line) <= 120 for line in lines[start:end + 2]), out
+    rows = [line for line in body if len(line.split()) >= 10]  # a rank's first line
+    assert [row.split()[0] for row in rows] == ["1", "2", "3", "4", "5", "6"], out
+    assert body.index(rows[1]) == len(body) - 5  # the five 16-digit keys: one line each
+    assert all(f"000{i}9f3c2b1a7e6d" in row and "search, busy 12" in row
+               for i, row in enumerate(rows[1:])), out
+    assert LONG_KEY in "".join(line.split()[-1] for line in body[:body.index(rows[1])])

@@ -154,17 +154,28 @@ def print_json(obj: Any) -> None:
     print(json.dumps(obj, indent=2, default=str))
 
 
-def print_table(title: str | None, columns: list[str], rows: list[list[Any]]) -> None:
-    """Print a table with rich (plain text when not on a terminal)."""
+def print_table(title: str | None, columns: list[str], rows: list[list[Any]], *,
+                compact: bool = False) -> None:
+    """Print a table with rich (plain text when not on a terminal), 120 columns wide.
+
+    ``compact``: the title on a line of its own, no cell borders, one space between columns and
+    a rule under the header (a wide table, e.g. ``nas analyze``'s eleven columns, then fits 120
+    columns)."""
+    from rich import box
     from rich.console import Console
     from rich.table import Table
 
-    table = Table(title=title, show_lines=False)
+    style: dict[str, Any] = ({"box": box.SIMPLE_HEAD, "padding": (0, 0), "show_edge": False,
+                              "pad_edge": False} if compact else {})
+    table = Table(title=None if compact else title, show_lines=False, **style)
     for col in columns:
         table.add_column(col, overflow="fold")
     for row in rows:
         table.add_row(*[str(v) for v in row])
-    Console(width=120).print(table)
+    console = Console(width=120)
+    if compact and title:
+        console.print(title, style="bold", highlight=False, markup=False)
+    console.print(table)
 
 
 def known_spaces() -> list[str]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import textwrap
 from pathlib import Path
 from typing import Any
 
@@ -92,9 +93,9 @@ def _print_sections(sections: dict[str, Any], fmt: str) -> None:
             print(f"## {title}\n\n{to_markdown(table)}\n")
         else:
             columns, rows = display_rows(table)
-            print_table(title, columns, rows or [["-"] * len(columns)])
+            print_table(title, columns, rows or [["-"] * len(columns)], compact=True)
         if name in NOTES and not table.empty:
-            print(f"{NOTES[name]}\n" if fmt == "markdown" else NOTES[name])
+            print(f"{NOTES[name]}\n" if fmt == "markdown" else textwrap.fill(NOTES[name], 120))
 
 
 def _note(fmt: str, text: str) -> None:
