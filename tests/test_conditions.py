@@ -207,3 +207,14 @@ def test_a_child_trains_through_quiet_windows_and_records_the_time_it_lost(tmp_p
     assert holder[0].communicate(timeout=60)[0].strip() == "1"  # it saw the child paused
     assert record["status"] == "complete"
     assert record["timings"]["train_paused_s"] >= 0.3
+
+
+def test_latency_condition_names_each_source_and_no_latency_as_a_dash():
+    from nas.analysis.conditions import latency_condition
+
+    frame = pd.DataFrame({"latency_ms": [1.2, 1.3, 1.4, float("nan"), 1.5],
+                          "latency_final": [True, False, False, False, False],
+                          "latency_conditions.training_children": [0, 2, 0, 0, None],
+                          "latency_conditions.quiet": [None, None, True, None, None]})
+    assert latency_condition(frame).tolist() == [
+        "final", "search, busy 2", "search, quiet", "-", "search"]

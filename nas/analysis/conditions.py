@@ -33,8 +33,11 @@ LATENCY_NOTE = ("latency_cond: final = re-measured after the search (RUN/remeasu
 def latency_condition(rows: pd.DataFrame) -> pd.Series:
     """Per row, which latency it shows and how it was taken: ``final`` (re-measured at the end),
     or the search's: ``search, quiet`` (in a quiet window), ``search, busy N`` (N other children
-    trained meanwhile), ``search, idle`` or ``search`` (conditions not recorded)."""
+    trained meanwhile), ``search, idle`` or ``search`` (conditions not recorded); ``-`` where the
+    row has no latency (``latency.mode: skip``)."""
     def one(row: pd.Series) -> str:
+        if "latency_ms" in row and _number(row.get("latency_ms")) is None:
+            return "-"
         if bool(row.get("latency_final", False) is True):
             return "final"
         busy = _number(row.get(BUSY))
