@@ -7,6 +7,11 @@ import os
 import pytest
 
 os.environ.setdefault("MPLBACKEND", "Agg")
+# Inherited by every process the tests start (the CLI, the docs' examples, Ray's workers): two
+# pytest-xdist workers on 2 cores, each running torch on as many threads as there are cores,
+# oversubscribe the machine, and torch's threads then wait on each other (a docs example took
+# 20 s alone and 155 s beside a 2-worker search). Tests that need more threads ask for them.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 
 @pytest.fixture(autouse=True)
@@ -31,9 +36,6 @@ def _group_ray_tests(config, items):
     for item in items:
         if "ray" in item.keywords or item.path.name in _RAY_MODULES:
             item.add_marker(pytest.mark.xdist_group("ray"))
-        elif item.path.name == "test_docs_examples.py":
-            # the pages' examples share one small quick-start run (a session fixture): one worker
-            item.add_marker(pytest.mark.xdist_group("docs"))
 
 
 def pytest_collection_modifyitems(config, items):

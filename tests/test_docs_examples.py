@@ -30,15 +30,34 @@ def docs_env(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
-def quickstart(tmp_path_factory, docs_env):
-    """One small quick-start run and its rank-1 card, made once and copied where needed."""
-    where = tmp_path_factory.mktemp("docs-quickstart")
+def quickstart(tmp_path_factory, docs_env, worker_id):
+    """One small quick-start run and its rank-1 card, made once per test session and copied
+    where needed. Under pytest-xdist the pages run on every worker, and the first worker to need
+    the run makes it in the session's shared temporary folder (a file lock; the others wait and
+    reuse it)."""
+    from filelock import FileLock
+
+    if worker_id == "master":  # one process: a folder of its own
+        return _make_quickstart(tmp_path_factory.mktemp("docs-quickstart"), docs_env)
+    shared = tmp_path_factory.getbasetemp().parent  # this session's, common to its workers
+    where = shared / "docs-quickstart"
+    with FileLock(str(shared / "docs-quickstart.lock")):
+        if not (where / "made").is_file():
+            if where.exists():  # a worker failed half-way: start again
+                shutil.rmtree(where)
+            where.mkdir()
+            _make_quickstart(where, docs_env)
+            (where / "made").write_text("")
+    return where
+
+
+def _make_quickstart(where: Path, env: dict[str, str]) -> Path:
     dx.copy_configs(where)
     # four children (the export page ranks three), the rest as small as the shim makes them
     setup = dx.Block("fixture", 0, "bash", f"{sys.executable} -m nas.cli search "
                      "configs/quickstart.yaml --quiet " + " ".join(SMALL_SEARCH) + "\n"
                      "nas export results/quickstart --format json --out cards/best")
-    dx.run_block(setup, where, docs_env)
+    dx.run_block(setup, where, env)
     return where
 
 
