@@ -25,23 +25,27 @@ def _torch_threads():
     torch.set_num_threads(old)
 
 
-# tests that start Ray or look for a machine's stray Ray processes: under pytest-xdist
-# (``-n 2 --dist loadgroup``) they all run on one worker, one at a time
-_RAY_MODULES = ("test_strays.py",)
+# Under pytest-xdist (``-n 2 --dist loadgroup``) each test module is one group, run on one worker,
+# so a module's expensive module-scoped fixture (a real search, a trained supernet) is made once;
+# the docs' page examples are the exception (one module, many minutes): they spread over the
+# workers and share their quick-start run through a file lock (tests/test_docs_examples.py).
+# The group marker must be in place before pytest-xdist reads it: this hook runs first.
+_SPREAD_MODULES = ("test_docs_examples.py",)
 
 
-def _group_ray_tests(config, items):
+def _group_by_module(config, items):
     if not config.pluginmanager.hasplugin("xdist"):
         return
     for item in items:
-        if "ray" in item.keywords or item.path.name in _RAY_MODULES:
-            item.add_marker(pytest.mark.xdist_group("ray"))
+        if item.path.name not in _SPREAD_MODULES:
+            item.add_marker(pytest.mark.xdist_group(item.path.stem))
 
 
+@pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(config, items):
-    """Group the Ray tests on one xdist worker; skip tests marked ``gpu`` where CUDA is not
-    available."""
-    _group_ray_tests(config, items)
+    """Group each module's tests on one xdist worker (the docs' examples excepted); skip tests
+    marked ``gpu`` where CUDA is not available."""
+    _group_by_module(config, items)
     try:
         import torch
 
