@@ -41,11 +41,38 @@ def _group_by_module(config, items):
             item.add_marker(pytest.mark.xdist_group(item.path.stem))
 
 
+def _docs_pages_first(items):
+    """The docs' page examples (tens of seconds each) first, the heaviest first, so that they do
+    not leave one worker busy at the end while the other is idle; the pages that run the quick
+    start themselves lead (the others wait for the shared quick-start run)."""
+    import re
+
+    import docs_examples
+    from test_docs_examples import QUICKSTART_PAGES
+
+    heavy = re.compile(r"\bnas (search|resume|export|evaluate|latency|remeasure|bench)\b|"
+                       r"nas\.(search|resume)\(|\btrain\(")
+
+    def weight(item):
+        page = item.callspec.params["page"]
+        lead = any(str(page).endswith("/" + q) for q in QUICKSTART_PAGES)
+        code = "\n".join(b.code for b in docs_examples.blocks(page) if b.runs)
+        return (not lead, -len(heavy.findall(code)))
+
+    pages = [i for i in items if i.path.name == "test_docs_examples.py"
+             and getattr(i, "callspec", None) is not None and "page" in i.callspec.params]
+    if pages:
+        chosen = set(pages)
+        items[:] = sorted(pages, key=weight) + [i for i in items if i not in chosen]
+
+
 @pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(config, items):
-    """Group each module's tests on one xdist worker (the docs' examples excepted); skip tests
-    marked ``gpu`` where CUDA is not available."""
+    """Group each module's tests on one xdist worker (the docs' examples excepted, and run
+    first); skip tests marked ``gpu`` where CUDA is not available."""
     _group_by_module(config, items)
+    if config.pluginmanager.hasplugin("xdist"):
+        _docs_pages_first(items)
     try:
         import torch
 
