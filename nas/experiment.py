@@ -83,7 +83,8 @@ def build_experiment(config: SearchConfig, *, warm: bool = True) -> Experiment:
     if warm and config.controller.get("warm_start"):
         from nas.search.warm_load import load_sources
 
-        sources = load_sources(config.controller["warm_start"], seen)
+        sources = load_sources(config.controller["warm_start"], seen,
+                               space_name=config.space["name"])
         try:
             controller.warm_start(sources)
         except UsageError as exc:

@@ -222,8 +222,7 @@ def resolved_config(config: SearchConfig, settings: EvalSettings,
     out = config.to_dict()
     out["space"] = {"name": config.space["name"], "options": dict(space_options)}
     out["controller"] = {"name": config.controller["name"], "options": dict(controller_options)}
-    if config.controller.get("warm_start"):
-        out["controller"]["warm_start"] = [dict(e) for e in config.controller["warm_start"]]
+    out["controller"]["warm_start"] = [dict(e) for e in config.controller.get("warm_start", [])]
     evaluator = {"name": settings.evaluator, "options": dict(settings.evaluator_options)}
     for f in fields(EvalSettings):
         if f.name == "train":

@@ -41,19 +41,22 @@ CONFIG_CAP = 4 << 20
 
 
 def load_sources(entries: Sequence[Mapping[str, Any]], space: Space,
-                 key: str = "controller.warm_start") -> list[WarmSource]:
+                 key: str = "controller.warm_start", space_name: str | None = None
+                 ) -> list[WarmSource]:
     """Every entry read (:func:`load_source`); a problem is one ConfigError naming the entry."""
     out = []
     for n, entry in enumerate(entries):
         try:
-            out.append(load_source(entry, space))
+            out.append(load_source(entry, space, space_name))
         except UsageError as exc:
             raise ConfigError(f"{key}[{n}] ({entry.get('path')}): {exc}") from None
     return out
 
 
-def load_source(entry: Mapping[str, Any], space: Space) -> WarmSource:
-    """One source (see the module docstring).
+def load_source(entry: Mapping[str, Any], space: Space, space_name: str | None = None
+                ) -> WarmSource:
+    """One source (see the module docstring); ``space_name``: the name the target's config
+    gives its space (a run folder's config must give the same, or the space's own name).
 
     Raises:
         UsageError: the path is neither a run folder nor a CSV file, a line or row is malformed,
@@ -63,7 +66,8 @@ def load_source(entry: Mapping[str, Any], space: Space) -> WarmSource:
     weight = float(entry.get("weight", 1.0))
     sign = -1.0 if entry.get("goal", "max") == "min" else 1.0
     if path.is_dir():
-        records, metric = _from_run(path, space, entry.get("metric") or "accuracy", sign)
+        records, metric = _from_run(path, space, entry.get("metric") or "accuracy", sign,
+                                    {space.name, space_name or space.name})
     elif path.is_file() and path.suffix.lower() == ".csv":
         if not entry.get("metric"):
             raise UsageError("a table needs metric: the column to learn from")
@@ -78,11 +82,11 @@ def load_source(entry: Mapping[str, Any], space: Space) -> WarmSource:
     return WarmSource(str(path), tuple(records), weight, metric)
 
 
-def _from_run(path: Path, space: Space, metric: str, sign: float
+def _from_run(path: Path, space: Space, metric: str, sign: float, names: set[str]
               ) -> tuple[list[WarmRecord], str]:
     if not (path / TRIALS).is_file():
         raise UsageError(f"{path}: no {TRIALS}; not a run folder")
-    _check_run_space(path, space)
+    _check_run_space(path, space, names)
     records = []
     for rec in read_trials(path):
         if not rec.complete:
@@ -101,8 +105,9 @@ def _from_run(path: Path, space: Space, metric: str, sign: float
     return records, metric
 
 
-def _check_run_space(path: Path, space: Space) -> None:
-    """The run's ``config.yaml`` names the target's space (only that name is read)."""
+def _check_run_space(path: Path, space: Space, names: set[str]) -> None:
+    """The run's ``config.yaml`` names the target's space (only that name is read, and
+    never imported)."""
     config = path / "config.yaml"
     try:
         data = yaml.safe_load(read_text(config, "config", cap=CONFIG_CAP))
@@ -111,8 +116,9 @@ def _check_run_space(path: Path, space: Space) -> None:
     except (yaml.YAMLError, RecursionError):
         raise UsageError(f"{config}: not a readable config") from None
     name = (data.get("space") or {}).get("name") if isinstance(data, Mapping) else None
-    if isinstance(name, str) and name != space.name and name.split(":")[-1] != space.name:
-        raise UsageError(f"{config}: a search of space {name!r}, not {space.name!r}")
+    if not isinstance(name, str) or name not in names:
+        raise UsageError(f"{config}: a search of space {name!r:.80}, not "
+                         f"{' or '.join(sorted(map(repr, names)))}")
 
 
 def _from_table(path: Path, space: Space, key: str, metric: str, sign: float
