@@ -45,10 +45,11 @@ from optuna.distributions import CategoricalDistribution
 from optuna.samplers import TPESampler
 from optuna.trial import TrialState
 
-from controllers._warm import prior_values, source_trusts
 from controllers.nsga2 import _parse_objectives as _parse_nsga2_objectives
+from controllers.tpe_warm import TPEWarmStart
 from nas.errors import ConfigError, InvalidArchError
 from nas.registry import register_controller
+from nas.reward import pareto_mask
 from nas.search.controller import Controller, Proposal, check_bool, check_int
 from nas.search.warm import ORIGIN, SourceModel
 from nas.space import Arch, Space
@@ -87,7 +88,7 @@ def _set_rng_state(rng: np.random.RandomState, state: Sequence[Any]) -> None:
 
 
 @register_controller("tpe")
-class TPEController(Controller):
+class TPEController(TPEWarmStart, Controller):
     """TPE (Bergstra et al., NeurIPS 2011) via Optuna's ``TPESampler`` (arXiv:1907.10902).
 
     By default a scalar controller (``tell`` takes the reward, maximised). With ``objectives``
@@ -176,53 +177,6 @@ class TPEController(Controller):
         self._source_models: list[SourceModel] = []
         self._prior_indices: set[tuple[int, ...]] = set()
 
-    # -- warm start ----------------------------------------------------------------------------
-    def _warm_start(self) -> None:
-        self._source_models = [SourceModel(s) for s in self._warm]
-        self._prior_indices = {r.indices for s in self._warm for r in s.records}
-        values = self._prior_values()
-        for source in self._warm:
-            for record in source.records:
-                value = values.pop(0)
-                self._study.add_trial(optuna.trial.create_trial(
-                    state=TrialState.FAIL if value is None else TrialState.COMPLETE,
-                    distributions=self._distributions,
-                    params=dict(zip(self._labels, record.indices, strict=True)),
-                    values=value))
-                self._priors += 1
-        self._priors_at = 0
-
-    def _own(self) -> list[optuna.trial.FrozenTrial]:
-        """The controller's own completed trials (priors and throwaways excluded)."""
-        trials = self._study.get_trials(deepcopy=False)[self._priors:]
-        return [t for t in trials if t.state == TrialState.COMPLETE]
-
-    def _prior_values(self) -> list[list[float] | None]:
-        own = self._own()
-        rows = [self._indices(t) for t in own]
-        signs = [1.0] if self.objectives is None else [
-            1.0 if sense == "max" else -1.0 for _, sense in self.objectives]
-        first = [signs[0] * t.values[0] for t in own]  # the first objective, higher is better
-        trusts = source_trusts(self._warm, self._source_models, rows, first)
-        observed = np.array([list(t.values) for t in own], dtype=float).reshape(
-            len(own), len(signs))
-        names = None if self.objectives is None else [n for n, _ in self.objectives]
-        values = prior_values(self._warm, trusts, observed, names)
-        return values
-
-    def _revalue_priors(self) -> None:
-        """Re-value the priors on the target's results so far, when due (see the class)."""
-        n = len(self._own())
-        if not self._priors or n == self._priors_at or (n > 8 and n < 1.25 * self._priors_at):
-            return
-        values = self._prior_values()
-        state = self._algorithm_state()
-        for item, value in zip(state["trials"][: self._priors], values, strict=True):
-            item["state"] = "FAIL" if value is None else "COMPLETE"
-            item["values"] = value
-        state["priors_at"] = n
-        self._load_algorithm_state(state)
-
     # -- public ------------------------------------------------------------------------------
     @property
     def required_metrics(self) -> tuple[str, ...]:
@@ -242,8 +196,20 @@ class TPEController(Controller):
         (every child tied for best).
         """
         names = self.required_metrics or ("reward",)
+        own = [t for t in self._study.best_trials if t.number >= self._priors]  # not the priors
+        if self._priors and len(own) < len(self._study.best_trials):  # a prior dominates some
+            trials = self._own()
+            if not trials:
+                return []
+            if self.objectives is None:
+                top = max(t.values[0] for t in trials)
+                own = [t for t in trials if t.values[0] == top]
+            else:
+                sense = [s == "max" for _, s in self.objectives]
+                mask = pareto_mask([list(t.values) for t in trials], sense)
+                own = [t for t, keep in zip(trials, mask, strict=True) if keep]
         return [(self.space.decode(self._indices(t)), dict(zip(names, t.values, strict=True)))
-                for t in self._study.best_trials]
+                for t in own]
 
     # -- optuna ------------------------------------------------------------------------------
     def _new_study(self) -> optuna.Study:

@@ -104,8 +104,8 @@ def test_run_folder_source_bad_line_and_other_space_are_named(tmp_path, space):
 def test_table_source_reads_the_key_and_metric_columns(tmp_path, space):
     path = tmp_path / "t.csv"
     keys = [space.to_string(space.decode([w, d])) for w in range(4) for d in range(3)]
-    lines = ["arch,score"] + [f'"{k}",{i}' for i, k in enumerate(keys)] + ['"junk",1', f'"{keys[0]}",']
-    path.write_text("\n".join(lines[:-1]) + "\n")
+    rows = [f'"{k}",{i}' for i, k in enumerate(keys)] + ['"junk",1', '"width=8,depth=1",']
+    path.write_text("\n".join(["arch,score", *rows]) + "\n")  # an unparsed key, a missing value
     source = load_source({"path": str(path), "key": "arch", "metric": "score"}, space)
     assert len(source.records) == 12 and source.best(1)[0].indices == (3, 2)
     with pytest.raises(UsageError, match="a table needs metric"):

@@ -282,3 +282,16 @@ def test_real_cifar10_to_cifar100_warm_start_finds_a_top_cell_in_ten_trials(spac
 def test_proposal_origin_is_not_part_of_equality(space):
     arch = space.sample(np.random.default_rng(0))
     assert Proposal(1, arch, ORIGIN) == Proposal(1, arch)
+
+
+def test_tpe_pareto_front_never_holds_a_prior(space, table, target):
+    source = sample_source(space, table)
+    ctrl = nas.CONTROLLERS.create("tpe", space=space, seed=0)
+    ctrl.warm_start([source])
+    assert ctrl.pareto_front() == []
+    for _ in range(6):
+        p = ctrl.ask()
+        ctrl.tell(p, target.evaluate(p.arch)["accuracy"] - 50.0)  # below every prior
+    (arch, values), = ctrl.pareto_front()
+    told = [t for t in ctrl.study.trials[ctrl._priors:] if t.state.name == "COMPLETE"]
+    assert values["reward"] == max(t.values[0] for t in told)
