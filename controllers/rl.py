@@ -23,7 +23,6 @@ import numpy as np
 import torch
 
 from controllers._threads import one_thread
-from controllers._warm import source_trusts
 from controllers.rl_policy import LSTMPolicy, ppo_loss, reinforce_loss
 from nas.errors import UsageError
 from nas.registry import register_controller
@@ -35,7 +34,7 @@ from nas.search.controller import (
     check_int,
     check_number,
 )
-from nas.search.warm import ORIGIN, SourceModel, normal_scores
+from nas.search.warm import MIN_AGREEMENT_N, ORIGIN, SourceModel, agreement, normal_scores
 from nas.space import Arch, Space
 
 __all__ = ["RLController"]
@@ -95,11 +94,12 @@ class RLController(Controller):
     ``warm_steps`` REINFORCE steps (with this controller's optimizer, learning rate and entropy
     bonus) whose advantages are each record's normal score in its source (its rank, so the
     source's metric and unit do not matter) times the source's weight. Its proposals until the
-    first policy update are marked ``origin: warm-start``. At that first update the sources are
-    judged (:func:`nas.search.warm.trust`, from how a nearest-neighbour model of each source
-    ranks the batch's results): when none is trusted, the policy, its optimizer and its
-    baseline start again from the cold start's initial weights, so a misleading source costs one
-    batch.
+    sources are judged are marked ``origin: warm-start``. They are judged after two batches of
+    results (at least 5): when no source's nearest-neighbour model ranks those results in the
+    same direction (Spearman's rho > 0; its sign, not :func:`nas.search.warm.trust`'s band: the
+    pre-trained policy samples only the region the sources favour, where even a useful source
+    ranks weakly), the policy, its optimizer and its baseline start again from the cold start's
+    initial weights, so a misleading source costs two batches.
     """
 
     def __init__(
@@ -182,13 +182,13 @@ class RLController(Controller):
                 self.optimizer.step()
 
     def _judge_sources(self) -> None:
-        """At the first update: back to the cold start's policy when no source is trusted."""
+        """After two batches: back to the cold start's policy when no source agrees."""
         self._warm_judged = True
         rows = [idx for idx, _ in self._told_values]
         values = [v for _, v in self._told_values]
-        trusts = source_trusts(self._warm, [SourceModel(s) for s in self._warm], rows, values)
         self._told_values = []
-        if any(t > 0 for t in trusts):
+        rhos = [agreement(SourceModel(s).predict(rows), values) for s in self._warm]
+        if any(rho is not None and rho > 0 for rho in rhos):
             return
         log.info("rl: the warm-start sources disagree with the first results; cold policy")
         self.policy.load_state_dict(self._cold_policy)
@@ -227,11 +227,11 @@ class RLController(Controller):
         self._batch.append((list(proposal.arch.indices), list(extra["logp"]), float(value)))
         if self._warm and not self._warm_judged:
             self._told_values.append((proposal.arch.indices, float(value)))
-        if len(self._batch) >= self.hp["batch_size"]:
-            if self._warm and not self._warm_judged:
+            if len(self._told_values) >= max(2 * self.hp["batch_size"], MIN_AGREEMENT_N):
                 self._judge_sources()
                 if not self._batch:
                     return
+        if len(self._batch) >= self.hp["batch_size"]:
             with one_thread():
                 self._update()
 

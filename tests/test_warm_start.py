@@ -295,3 +295,21 @@ def test_tpe_pareto_front_never_holds_a_prior(space, table, target):
     (arch, values), = ctrl.pareto_front()
     told = [t for t in ctrl.study.trials[ctrl._priors:] if t.state.name == "COMPLETE"]
     assert values["reward"] == max(t.values[0] for t in told)
+
+
+@pytest.mark.parametrize("column", ["src", "inverted"])
+def test_rl_goes_back_to_the_cold_policy_when_the_source_misleads(space, table, target, column):
+    import torch
+
+    values = table["src"].to_numpy() * (-1 if column == "inverted" else 1)
+    source = sample_source(space, table.assign(src=values), n=300)
+    ctrl = nas.CONTROLLERS.create("rl", space=space, seed=2, warm_steps=20)
+    cold = nas.CONTROLLERS.create("rl", space=space, seed=2, warm_steps=20)
+    ctrl.warm_start([source])
+    for _ in range(20):  # two batches: then the sources are judged
+        p = ctrl.ask()
+        ctrl.tell(p, target.evaluate(p.arch)["accuracy"])
+    same = all(torch.equal(a, b) for a, b in zip(ctrl.policy.state_dict().values(),
+                                                 cold.policy.state_dict().values(), strict=True))
+    assert same == (column == "inverted")
+    assert ctrl.ask().origin is None  # judged: its proposals are its own from now on
