@@ -145,3 +145,28 @@ def test_records_keep_their_origin():
     with pytest.raises(UsageError, match="origin 3 is not a string"):
         TrialRecord.from_dict({**rec, "origin": 3})
     assert math.isclose(TrialRecord.from_dict(rec).metrics["accuracy"], 0.5)
+
+
+def test_analysis_and_dashboard_mark_the_children_from_the_sources():
+    from nas.analysis.analyze import analyze
+    from nas.dashboard.payload import build_payload
+    from nas.frame import trials_frame
+
+    dicts = [{**record(0, 64, 3, 0.9, reward=0.8), "origin": "warm-start"},
+             {**record(1, 8, 1, 0.4, reward=0.3), "origin": "warm-start"},
+             record(2, 32, 2, 0.7, reward=0.6)]
+    records = [TrialRecord.from_dict(d) for d in dicts]
+    config = {"space": {"name": "toy"}, "controller": {"name": "bananas"}}
+    analysis = analyze(trials_frame(records), config)
+    warm = analysis.warm_start
+    assert warm["trial_id"].tolist() == [0, 1] and warm["rank"].tolist() == [1, 3]
+    assert "warm_start" in analysis.tables() and "warm_start" in analysis.to_dict()
+    cold = analyze(trials_frame([TrialRecord.from_dict(dicts[2])]), config)
+    assert cold.warm_start.empty and "warm_start" not in cold.tables()
+    meta = {"warm_start": [{"name": "/runs/pilot", "records": 12, "best": 0.9, "weight": 1.0}]}
+    payload = build_payload(analysis, records, meta)
+    assert payload["run"]["warm_start"][0]["name"] == "/runs/pilot"
+    assert payload["run"]["warm_children"] == 2
+    origins = {t["id"]: t["origin"] for t in payload["trials"]}
+    assert origins == {0: "warm-start", 1: "warm-start", 2: None}
+    assert build_payload(cold, [records[2]], {})["run"]["warm_start"] == []
