@@ -14,7 +14,13 @@ from nas import UsageError
 from nas.cli import main
 from nas.search.bench import TableObjective, run_controller, synthetic_table
 from nas.search.bench_report import summarize
-from nas.search.bench_warm import WarmSpec, run_warm_bench, shuffled_objective, source_search
+from nas.search.bench_warm import (
+    WarmSpec,
+    inverted_objective,
+    run_warm_bench,
+    shuffled_objective,
+    source_search,
+)
 from nas.search.controller import Proposal, load_state, save_state
 from nas.search.warm import (
     ORIGIN,
@@ -204,7 +210,9 @@ def test_tpe_makes_an_untrusted_sources_priors_invisible(space, table, target, s
     assert states == {"FAIL"}
 
 
-def test_shuffled_objective_permutes_values_per_seed(source_objective):
+def test_shuffled_objective_permutes_values_per_seed_inverted_negates(source_objective):
+    inverted = inverted_objective(source_objective)
+    assert np.array_equal(inverted.metrics(), -source_objective.metrics())
     a, b = shuffled_objective(source_objective, 0), shuffled_objective(source_objective, 1)
     assert sorted(a.metrics()) == sorted(source_objective.metrics())
     assert not np.array_equal(a.metrics(), source_objective.metrics())
@@ -232,7 +240,7 @@ def csvs(table, tmp_path_factory) -> tuple[str, str]:
     return str(target), str(source)
 
 
-@pytest.mark.parametrize("spec", ["FILE:src", "shuffled:FILE:src"])
+@pytest.mark.parametrize("spec", ["FILE:src", "shuffled:FILE:src", "inverted:FILE:src"])
 def test_cli_bench_warm_start_prints_cold_and_warm_side_by_side(csvs, tmp_path, capsys, spec):
     target, source = csvs
     out = tmp_path / "bench"

@@ -59,12 +59,13 @@ def register(subparsers: Any) -> None:
     p.add_argument("--dedup", choices=["on", "off", "both"], default="on",
                    help="answer repeated proposals from the records so a trial is a new "
                    "architecture (on, default), re-evaluate them (off), or report both")
-    p.add_argument("--warm-start", metavar="[shuffled:][FILE:]COLUMN",
+    p.add_argument("--warm-start", metavar="[shuffled:|inverted:][FILE:]COLUMN",
                    help="per seed, a source search of --warm-start-trials on COLUMN (of --table, "
                    "or of FILE, a table of the same space keyed by --key) by the same "
                    "controller, then the target search warm-started from it; curves NAME "
                    "(cold) and NAME+ws side by side. shuffled: permutes the column across "
-                   "cells (a source that knows nothing)")
+                   "cells (a source that knows nothing); inverted: negates it (one that "
+                   "misleads)")
     p.add_argument("--warm-start-trials", type=int, default=100, metavar="N",
                    help="trials of each source search (default 100)")
     p.add_argument("--set", action="append", default=[], metavar="NAME.OPTION=VALUE",
@@ -163,19 +164,22 @@ def _curves(args: argparse.Namespace, objective: Any, controllers: list[str],
 
 
 def warm_spec(args: argparse.Namespace, space: Any) -> Any:
-    """The source of ``--warm-start [shuffled:][FILE:]COLUMN``: a column of ``--table``, or of
-    another table of the same space (read like ``--table``, keyed by ``--key``)."""
+    """The source of ``--warm-start [shuffled:|inverted:][FILE:]COLUMN``: a column of
+    ``--table``, or of another table of the same space (read like ``--table``, keyed by
+    ``--key``); shuffled across cells per seed, or negated."""
     from pathlib import Path
 
     from nas.search.bench import TableObjective, load_table
     from nas.search.bench_warm import WarmSpec
 
-    text = args.warm_start
-    shuffled = text.startswith("shuffled:")
-    rest = text[len("shuffled:"):] if shuffled else text
+    text = rest = args.warm_start
+    modes = {"shuffled": False, "inverted": False}
+    while rest.partition(":")[0] in modes:
+        mode, _, rest = rest.partition(":")
+        modes[mode] = True
     path, sep, column = rest.rpartition(":")
     if not column:
-        raise UsageError(f"--warm-start={text!r}: expected [shuffled:][FILE:]COLUMN")
+        raise UsageError(f"--warm-start={text!r}: expected [shuffled:|inverted:][FILE:]COLUMN")
     if sep and not Path(path).is_file():
         raise UsageError(f"--warm-start={text!r}: {path!r} is not a file (give a column of "
                          "--table, or FILE:COLUMN of a table of the same space)")
@@ -186,7 +190,7 @@ def warm_spec(args: argparse.Namespace, space: Any) -> Any:
         raise UsageError(f"--warm-start={text!r}: {exc}") from None
     objective = TableObjective(space, table, key=args.key, metric=column)
     name = f"{Path(path).name}:{column}" if sep else column
-    return WarmSpec(objective, trials=args.warm_start_trials, shuffled=shuffled, name=name)
+    return WarmSpec(objective, trials=args.warm_start_trials, name=name, **modes)
 
 
 def run(args: argparse.Namespace) -> int:

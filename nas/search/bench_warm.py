@@ -38,7 +38,8 @@ from nas.search.bench import (
 )
 from nas.search.warm import WarmRecord, WarmSource
 
-__all__ = ["WarmSpec", "WARM_SUFFIX", "shuffled_objective", "source_search", "run_warm_bench"]
+__all__ = ["WarmSpec", "WARM_SUFFIX", "shuffled_objective", "inverted_objective", "source_search",
+           "run_warm_bench"]
 
 WARM_SUFFIX = "+ws"
 
@@ -52,27 +53,43 @@ class WarmSpec:
         trials: trials of each source search (>= 1; default 100).
         shuffled: shuffle the source's metric across the table's cells, per seed (a source that
             carries no information, for measuring what a useless source costs).
+        inverted: negate the source's metric (a source that misleads: its best are the worst).
         name: how the source is named in the runs' sources (default: its metric).
     """
 
     objective: TableObjective
     trials: int = 100
     shuffled: bool = False
+    inverted: bool = False
     name: str | None = None
 
     def label(self) -> str:
         base = self.name or self.objective.metric
+        base = f"inverted:{base}" if self.inverted else base
         return f"shuffled:{base}" if self.shuffled else base
 
 
 def shuffled_objective(objective: TableObjective, seed: int) -> TableObjective:
     """A copy of ``objective`` whose metric (and cost) rows are permuted across its cells."""
-    out = object.__new__(TableObjective)
-    out.__dict__.update(objective.__dict__)
     keys = list(objective._rows)
     perm = np.random.default_rng([seed, 0x5AFF1E]).permutation(len(keys))
-    values = [objective._rows[keys[i]] for i in perm]
-    out._rows = dict(zip(keys, values, strict=True))
+    return _with_rows(objective, [objective._rows[keys[i]] for i in perm])
+
+
+def inverted_objective(objective: TableObjective) -> TableObjective:
+    """A copy of ``objective`` whose metric is negated (its best cells become its worst)."""
+    rows = []
+    for row in objective._rows.values():
+        row = row.copy()
+        row[0] = -row[0]
+        rows.append(row)
+    return _with_rows(objective, rows)
+
+
+def _with_rows(objective: TableObjective, rows: list[np.ndarray]) -> TableObjective:
+    out = object.__new__(TableObjective)
+    out.__dict__.update(objective.__dict__)
+    out._rows = dict(zip(list(objective._rows), rows, strict=True))
     out._params = {}
     return out
 
@@ -80,7 +97,8 @@ def shuffled_objective(objective: TableObjective, seed: int) -> TableObjective:
 def source_search(controller: str, spec: WarmSpec, *, seed: int, options: Mapping[str, Any],
                   workers: int = 1, noise: float = 0.0, dedup: bool = True) -> WarmSource:
     """One source search by ``controller`` on the spec's objective; its records as a source."""
-    objective = shuffled_objective(spec.objective, seed) if spec.shuffled else spec.objective
+    objective = inverted_objective(spec.objective) if spec.inverted else spec.objective
+    objective = shuffled_objective(objective, seed) if spec.shuffled else objective
     ctrl = CONTROLLERS.create(controller, space=objective.space, seed=seed, **options)
     res = run_controller(ctrl, objective, trials=spec.trials, workers=workers, seed=seed,
                          noise=noise, dedup=dedup)
