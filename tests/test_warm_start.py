@@ -221,8 +221,8 @@ def test_shuffled_objective_permutes_values_per_seed_inverted_negates(source_obj
 
 # -- nas bench --warm-start ------------------------------------------------------------------------
 def test_run_warm_bench_warm_beats_cold_early_with_a_related_source(target, source_objective):
-    curves = run_warm_bench(target, WarmSpec(source_objective, trials=60), ["bananas", "evolution"],
-                            trials=12, seeds=3)
+    curves = run_warm_bench(target, WarmSpec(source_objective, trials=40), ["bananas", "evolution"],
+                            trials=12, seeds=2)
     summary = summarize(curves).set_index("controller")
     assert list(summary.index) == ["bananas", "bananas+ws", "evolution", "evolution+ws"]
     for name in ("bananas", "evolution"):
