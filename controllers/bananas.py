@@ -79,11 +79,6 @@ class BananasController(Controller):
             ``"onehot"``.
         warm_first: with warm-start sources, how many of their best architectures are proposed
             first (>= 0; default 5).
-        warm_random: fresh uniform samples among the candidates while a source is trusted
-            (>= 0; default 1000, instead of ``num_random``): the sources' best and their
-            neighbours pull the candidates into the basin the source search ended in, so more
-            global candidates, scored by the source-informed predictor, let the search leave a
-            basin that is not the target's best.
 
     **Warm start.** Given sources (:meth:`Controller.warm_start`), the controller proposes the
     sources' ``warm_first`` best architectures first, then fits its ensemble on its own results
@@ -117,7 +112,6 @@ class BananasController(Controller):
         refit_growth: float = 0.1,
         encoding: str = "auto",
         warm_first: int = 5,
-        warm_random: int = 1000,
     ) -> None:
         o = "bananas option "
         options = {
@@ -134,7 +128,6 @@ class BananasController(Controller):
             "refit_growth": check_number(o + "refit_growth", refit_growth, minimum=0.0),
             "encoding": check_choice(o + "encoding", encoding, ("auto", "onehot")),
             "warm_first": check_int(o + "warm_first", warm_first, minimum=0),
-            "warm_random": check_int(o + "warm_random", warm_random, minimum=0),
         }
         super().__init__(space, seed=seed, options=options)
         self.hp = options
@@ -308,9 +301,9 @@ class BananasController(Controller):
         for record in ranked_records(usable, self.hp["num_parents"]) if usable else []:
             blocks.append(np.array([record.indices]))  # a source's best itself, if unseen
             blocks.append(self._neighbours(np.array(record.indices)))
-        n_random = self.hp["warm_random"] if usable else self.hp["num_random"]
-        if n_random:
-            blocks.append(self.rng.integers(0, self._sizes, size=(n_random, len(self._sizes))))
+        if self.hp["num_random"]:
+            blocks.append(self.rng.integers(0, self._sizes, size=(self.hp["num_random"],
+                                                                   len(self._sizes))))
         pool = np.concatenate(blocks)
         seen: set[tuple[int, ...]] = set(taken)
         keep = []
