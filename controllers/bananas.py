@@ -25,9 +25,11 @@ from typing import Any
 import numpy as np
 
 from controllers._threads import one_thread
+from controllers._warm import ranked_records
 from controllers.predictor import MLPEnsemble
 from nas.registry import register_controller
 from nas.search.controller import Controller, Proposal, check_choice, check_int, check_number
+from nas.search.warm import MIN_AGREEMENT_N, ORIGIN, agreement, normal_scores, trust
 from nas.space import Arch, Space
 
 __all__ = ["BananasController"]
@@ -75,6 +77,21 @@ class BananasController(Controller):
             asks reuse the fitted ensemble (fresh Thompson draws, fresh random candidates).
         encoding: ``"auto"`` (one-hot plus the space's features where it has them) or
             ``"onehot"``.
+        warm_first: with warm-start sources, how many of their best architectures are proposed
+            first (>= 0; default 5).
+
+    **Warm start.** Given sources (:meth:`Controller.warm_start`), the controller proposes the
+    sources' ``warm_first`` best architectures first, then fits its ensemble on its own results
+    and the sources' together: every value becomes the normal score of its rank within its own
+    search (so a source of another metric, unit or reward still counts through its order), and
+    each source's rows are weighted by its trust (:func:`nas.search.warm.trust`): the prior
+    weight until ``5`` results are in, then the lower edge of Spearman's rho between a
+    predictor fitted on that source alone and the target's results. A source that does not agree
+    with what the target observes drops to weight 0 (the controller then searches as from a cold
+    start); a good one keeps counting, and since the source's rows are fixed while the target's
+    grow, the target's own results weigh more and more. While a source is trusted, the predictor
+    is used from the first ask (no random ``n_init`` phase) and the candidates include the
+    neighbours of the sources' best architectures.
     """
 
     def __init__(
@@ -94,6 +111,7 @@ class BananasController(Controller):
         lr: float = 0.02,
         refit_growth: float = 0.1,
         encoding: str = "auto",
+        warm_first: int = 5,
     ) -> None:
         o = "bananas option "
         options = {
@@ -109,6 +127,7 @@ class BananasController(Controller):
             "lr": check_number(o + "lr", lr, minimum=0.0, strict=True),
             "refit_growth": check_number(o + "refit_growth", refit_growth, minimum=0.0),
             "encoding": check_choice(o + "encoding", encoding, ("auto", "onehot")),
+            "warm_first": check_int(o + "warm_first", warm_first, minimum=0),
         }
         super().__init__(space, seed=seed, options=options)
         self.hp = options
@@ -126,6 +145,53 @@ class BananasController(Controller):
         self._has_features = options["encoding"] == "auto" and probe is not None
         self._model: MLPEnsemble | None = None
         self._model_at = -1  # number of successes the model was fitted on
+        self._model_pooled = False  # fitted on normal scores with the sources' rows
+        self._source_models: list[MLPEnsemble] | None = None  # one per warm source, lazily
+        self._warm_made = 0  # warm-start proposals handed out
+
+    # -- warm start ----------------------------------------------------------------------------
+    def _warm_start(self) -> None:
+        self._source_models = None
+
+    def _source_predictors(self) -> list[MLPEnsemble]:
+        """A predictor per source fitted on its rows alone (seeded by the source's position)."""
+        if self._source_models is None:
+            self._source_models = []
+            for n, source in enumerate(self._warm):
+                rows = np.array([r.indices for r in source.records])
+                seed = int(np.random.SeedSequence([self.seed, 0xA11, n]).generate_state(1)[0])
+                model = MLPEnsemble(members=self.hp["members"], width=self.hp["width"],
+                                    layers=self.hp["layers"], epochs=self.hp["epochs"],
+                                    lr=self.hp["lr"])
+                scores = normal_scores([r.value for r in source.records])
+                self._source_models.append(model.fit(self._encode_many(rows), scores, seed=seed))
+        return self._source_models
+
+    def source_trusts(self, good: list[tuple[tuple[int, ...], float]] | None = None
+                      ) -> list[float]:
+        """The weight each warm source has on ``good`` (default: every result so far; see the
+        class docstring)."""
+        good = self._successes() if good is None else good
+        if not self._warm:
+            return []
+        if len(good) < MIN_AGREEMENT_N:
+            return [trust(None, len(good), s.weight) for s in self._warm]
+        rows = self._encode_many(np.array([idx for idx, _ in good]))
+        observed = [v for _, v in good]
+        with one_thread():
+            preds = [m.predict(rows).mean(0) for m in self._source_predictors()]
+        return [trust(agreement(p, observed), len(good), s.weight)
+                for p, s in zip(preds, self._warm, strict=True)]
+
+    def _next_warm(self, taken: set[tuple[int, ...]]) -> Arch | None:
+        """The next of the sources' best architectures to propose first, if any is left."""
+        if self._warm_made >= self.hp["warm_first"]:
+            return None
+        for record in ranked_records(self._warm, self.hp["warm_first"])[self._warm_made:]:
+            self._warm_made += 1
+            if record.indices not in taken:
+                return self.space.decode(list(record.indices))
+        return None
 
     # -- encoding ------------------------------------------------------------------------------
     def _encode_many(self, rows: np.ndarray) -> np.ndarray:
@@ -155,15 +221,25 @@ class BananasController(Controller):
     def _propose(self) -> tuple[Arch, dict[str, Any]]:
         taken = self._taken()
         good = self._successes()
-        if len(good) < self.hp["n_init"]:
+        trusted: list[float] = []
+        if self._warm:
+            first = self._next_warm(taken)
+            if first is not None:
+                return first, {"random": False, "origin": ORIGIN}
+            trusted = self.source_trusts()
+        if len(good) < self.hp["n_init"] and not any(t > 0 for t in trusted):
             return self._random_unseen(taken), {"random": True}
-        candidates = self._candidates(good, taken)
+        candidates = self._candidates(good, taken, trusted)
         if not len(candidates):
             return self._random_unseen(taken), {"random": True}
         with one_thread():
             model = self._fitted(good)
             preds = model.predict(self._encode_many(candidates))
-        score = self._acquire(preds, max(v for _, v in good))
+        if self._model_pooled:
+            best = float(normal_scores([v for _, v in good]).max()) if good else 0.0
+        else:
+            best = max(v for _, v in good)
+        score = self._acquire(preds, best)
         best = candidates[int(np.argmax(score))]
         return self.space.decode([int(i) for i in best]), {"random": False}
 
@@ -184,8 +260,21 @@ class BananasController(Controller):
         # seeded by the data size, not drawn from the generator: a restored controller refits
         # the same ensemble and its generator stays in step
         seed = int(np.random.SeedSequence([self.seed, len(good)]).generate_state(1)[0])
-        return model.fit(self._encode_many(np.array([idx for idx, _ in good])),
-                         np.array([v for _, v in good]), seed=seed)
+        trusts = self.source_trusts(good)
+        self._model_pooled = any(t > 0 for t in trusts)
+        if not self._model_pooled:
+            return model.fit(self._encode_many(np.array([idx for idx, _ in good])),
+                             np.array([v for _, v in good]), seed=seed)
+        rows = [idx for idx, _ in good]
+        y = [normal_scores([v for _, v in good])]
+        w = [np.ones(len(good))]
+        for source, t in zip(self._warm, trusts, strict=True):
+            if t > 0:
+                rows += [r.indices for r in source.records]
+                y.append(normal_scores([r.value for r in source.records]))
+                w.append(np.full(len(source.records), t))
+        return model.fit(self._encode_many(np.array(rows)), np.concatenate(y), seed=seed,
+                         weights=np.concatenate(w))
 
     def _acquire(self, preds: np.ndarray, best: float) -> np.ndarray:
         mean, spread = preds.mean(0), preds.std(0)
@@ -202,11 +291,16 @@ class BananasController(Controller):
         return mean
 
     def _candidates(self, good: list[tuple[tuple[int, ...], float]],
-                    taken: set[tuple[int, ...]]) -> np.ndarray:
-        """Neighbours of the best ``num_parents`` results and fresh samples, none taken, as an
-        ``N x decisions`` array of option indices (first occurrence order)."""
+                    taken: set[tuple[int, ...]], trusts: list[float] | None = None) -> np.ndarray:
+        """Neighbours of the best ``num_parents`` results (and of the trusted sources' best)
+        and fresh samples, none taken, as an ``N x decisions`` array of option indices (first
+        occurrence order)."""
         parents = sorted(good, key=lambda item: item[1], reverse=True)[: self.hp["num_parents"]]
         blocks = [self._neighbours(np.array(idx)) for idx, _ in parents]
+        usable = [s for s, t in zip(self._warm, trusts or [], strict=False) if t > 0]
+        for record in ranked_records(usable, self.hp["num_parents"]) if usable else []:
+            blocks.append(np.array([record.indices]))  # a source's best itself, if unseen
+            blocks.append(self._neighbours(np.array(record.indices)))
         if self.hp["num_random"]:
             blocks.append(self.rng.integers(0, self._sizes, size=(self.hp["num_random"],
                                                                    len(self._sizes))))
@@ -247,7 +341,7 @@ class BananasController(Controller):
     # -- state ---------------------------------------------------------------------------------
     def _algorithm_state(self) -> dict[str, Any]:
         return {"told": [{"indices": list(idx), "value": v} for idx, v in self._told],
-                "fitted_on": self._model_at}
+                "fitted_on": self._model_at, "warm_made": self._warm_made}
 
     def _load_algorithm_state(self, state: dict[str, Any]) -> None:
         self._told = [(tuple(int(i) for i in item["indices"]),
@@ -255,3 +349,5 @@ class BananasController(Controller):
                       for item in state["told"]]
         self._seen = {idx for idx, _ in self._told}
         self._model, self._model_at = None, int(state["fitted_on"])
+        self._warm_made = int(state.get("warm_made", 0))
+        self._source_models = None

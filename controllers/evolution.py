@@ -17,9 +17,11 @@ from __future__ import annotations
 from collections import deque
 from typing import Any
 
+from controllers._warm import ranked_records
 from nas.errors import ConfigError
 from nas.registry import register_controller
 from nas.search.controller import Controller, Proposal, check_int
+from nas.search.warm import ORIGIN
 from nas.space import Arch, Space
 
 __all__ = ["RegularizedEvolution"]
@@ -46,6 +48,15 @@ class RegularizedEvolution(Controller):
         seed: seed of the controller's ``numpy.random.Generator``.
         population_size: P, members kept alive (>= 2; default 20).
         sample_size: S, tournament size, 1 <= S <= P (default 5).
+        warm_seeds: with warm-start sources, how many of the first population's random
+            children are replaced by the sources' best architectures, proposed first (0..P;
+            default ``None``: half the population, rounded up).
+
+    **Warm start.** The first population is seeded: its first ``warm_seeds`` children are the
+    sources' best architectures (ranked by the normal score of their rank in their source, times
+    the source's weight), the rest stay uniformly random. The seeds are evaluated on the target
+    like any child (they count in its budget), so a misleading source's seeds lose the
+    tournaments to the random half and age out; a useful one's win and are mutated at once.
     """
 
     def __init__(
@@ -55,13 +66,19 @@ class RegularizedEvolution(Controller):
         seed: int | None = None,
         population_size: int = 20,
         sample_size: int = 5,
+        warm_seeds: int | None = None,
     ) -> None:
         o = "evolution option "
         options = {
             "population_size": check_int(o + "population_size", population_size,
                                          minimum=2),
             "sample_size": check_int(o + "sample_size", sample_size, minimum=1),
+            "warm_seeds": check_int(o + "warm_seeds", warm_seeds, minimum=0, optional=True),
         }
+        if options["warm_seeds"] is not None and options["warm_seeds"] > options[
+                "population_size"]:
+            raise ConfigError(f"evolution option warm_seeds={warm_seeds!r}: must be <= "
+                              f"population_size ({population_size})")
         if options["sample_size"] > options["population_size"]:
             raise ConfigError(
                 f"evolution option sample_size={sample_size!r}: must be <= population_size "
@@ -74,6 +91,7 @@ class RegularizedEvolution(Controller):
         self.sample_size = options["sample_size"]
         # (proposal id, arch, reward), oldest first
         self._population: deque[tuple[int, Arch, float]] = deque()
+        self._warm_made = 0  # seeds proposed from the warm-start sources
 
     @property
     def population(self) -> list[tuple[Arch, float]]:
@@ -83,12 +101,27 @@ class RegularizedEvolution(Controller):
     def _propose(self) -> tuple[Arch, dict[str, Any]]:
         pending_random = sum(1 for _, extra in self._outstanding.values() if extra["parent"] < 0)
         if not self._population or len(self._population) + pending_random < self.population_size:
+            seed = self._next_seed()
+            if seed is not None:
+                return seed, {"parent": -1, "origin": ORIGIN}
             return self.space.sample(self.rng), {"parent": -1}
         size = min(self.sample_size, len(self._population))
         picks = self.rng.choice(len(self._population), size=size, replace=False)
         # highest reward wins; among equal rewards the younger member (larger id) wins
         winner = max((self._population[int(i)] for i in picks), key=lambda m: (m[2], m[0]))
         return self.space.mutate(winner[1], self.rng), {"parent": winner[0]}
+
+    def _next_seed(self) -> Arch | None:
+        """The next of the sources' best architectures to seed the population with, if any."""
+        if not self._warm:
+            return None
+        wanted = self.options["warm_seeds"]
+        wanted = (self.population_size + 1) // 2 if wanted is None else wanted
+        ranked = ranked_records(self._warm, wanted)
+        if self._warm_made >= len(ranked):
+            return None
+        self._warm_made += 1
+        return self.space.decode(list(ranked[self._warm_made - 1].indices))
 
     def _replay_extra(self, arch: Arch) -> dict[str, Any]:
         return {"parent": -1}
@@ -105,10 +138,11 @@ class RegularizedEvolution(Controller):
             {"id": i, "indices": list(arch.indices), "reward": reward}
             for i, arch, reward in self._population
         ]
-        return {"population": members}
+        return {"population": members, "warm_made": self._warm_made}
 
     def _load_algorithm_state(self, state: dict[str, Any]) -> None:
         self._population = deque(
             (int(m["id"]), self.space.decode(m["indices"]), float(m["reward"]))
             for m in state["population"]
         )
+        self._warm_made = int(state.get("warm_made", 0))

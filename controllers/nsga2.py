@@ -25,6 +25,7 @@ from nas.errors import ConfigError
 from nas.registry import register_controller
 from nas.reward import pareto_mask
 from nas.search.controller import Controller, Proposal, check_int, check_number
+from nas.search.warm import ORIGIN, WarmRecord, normal_scores
 from nas.space import Arch, Space
 
 __all__ = ["NSGA2Controller", "nondominated_ranks", "crowding_distance"]
@@ -105,6 +106,15 @@ class NSGA2Controller(Controller):
         population_size: N, members kept (>= 2; default 20).
         crossover_prob: probability that a child mixes two parents (0..1; default 0.9).
         mutation_prob: per-decision mutation probability (0..1; default ``1 / n``).
+        warm_seeds: with warm-start sources, how many children of the first population are
+            the sources' best architectures, proposed first (0..N; default ``None``: half).
+
+    **Warm start.** The first population is seeded with the sources' best architectures; the
+    rest stays random. "Best" is the non-dominated order of a source's records on this
+    controller's objectives where the source recorded them all (a latency-aware source seeds
+    its front), else the order of the source's own value (an accuracy search seeding an
+    accuracy-latency search: its most accurate cells); sources are interleaved by their weight.
+    The seeds are evaluated like any child, so misleading ones are dominated and leave.
     """
 
     wants_metrics = True
@@ -118,6 +128,7 @@ class NSGA2Controller(Controller):
         population_size: int = 20,
         crossover_prob: float = 0.9,
         mutation_prob: float | None = None,
+        warm_seeds: int | None = None,
     ) -> None:
         n_decisions = len(space.choices()) if isinstance(space, Space) else 1
         o = "nsga2 option "
@@ -127,6 +138,7 @@ class NSGA2Controller(Controller):
             "crossover_prob": check_number(o + "crossover_prob", crossover_prob, maximum=1.0),
             "mutation_prob": 1.0 / n_decisions if mutation_prob is None
             else check_number(o + "mutation_prob", mutation_prob, maximum=1.0),
+            "warm_seeds": check_int(o + "warm_seeds", warm_seeds, minimum=0, optional=True),
         }
         super().__init__(space, seed=seed, options=options)
         if space.size() < 2:
@@ -137,6 +149,43 @@ class NSGA2Controller(Controller):
         self._sizes = np.array([len(c) for c in space.choices().values()])
         self._members: list[tuple[int, Arch, list[float]]] = []  # (id, arch, objective values)
         self._cache: tuple[np.ndarray, np.ndarray] | None = None
+        self._warm_made = 0
+
+    def _seeds(self) -> list[WarmRecord]:
+        """The sources' records in seeding order (see the class docstring), distinct."""
+        keyed = []
+        for s, source in enumerate(self._warm):
+            if source.weight <= 0:
+                continue
+            recs = source.records
+            if all(all(n in r.metrics for n in self.names) for r in recs):
+                points = np.array([[r.metrics[n] for n in self.names] for r in recs])
+                ranks = nondominated_ranks(points, self.maximize)
+                order = np.lexsort((-normal_scores([r.value for r in recs]), ranks))
+            else:
+                order = np.argsort(-normal_scores([r.value for r in recs]), kind="stable")
+            keyed += [((pos + 1) / source.weight, s, recs[int(i)]) for pos, i in
+                      enumerate(order)]
+        keyed.sort(key=lambda item: item[:2])
+        out, seen = [], set()
+        for *_, rec in keyed:
+            if rec.indices not in seen:
+                seen.add(rec.indices)
+                out.append(rec)
+        return out
+
+    def _next_seed(self) -> Arch | None:
+        if not self._warm:
+            return None
+        wanted = self.options["warm_seeds"]
+        wanted = (self.population_size + 1) // 2 if wanted is None else wanted
+        if self._warm_made >= wanted:
+            return None
+        seeds = self._seeds()
+        if self._warm_made >= len(seeds):
+            return None
+        self._warm_made += 1
+        return self.space.decode(list(seeds[self._warm_made - 1].indices))
 
     @property
     def required_metrics(self) -> tuple[str, ...]:
@@ -169,6 +218,9 @@ class NSGA2Controller(Controller):
     def _propose(self) -> tuple[Arch, dict[str, Any]]:
         pending_random = sum(1 for _, extra in self._outstanding.values() if extra["random"])
         if not self._members or len(self._members) + pending_random < self.population_size:
+            seed = self._next_seed()
+            if seed is not None:
+                return seed, {"random": True, "origin": ORIGIN}
             return self.space.sample(self.rng), {"random": True}
         ranks, crowd = self._ranking()
         p1, p2 = self._tournament(ranks, crowd), self._tournament(ranks, crowd)
@@ -213,7 +265,8 @@ class NSGA2Controller(Controller):
 
     def _algorithm_state(self) -> dict[str, Any]:
         return {"population": [{"id": i, "indices": list(arch.indices), "objectives": vals}
-                               for i, arch, vals in self._members]}
+                               for i, arch, vals in self._members],
+                "warm_made": self._warm_made}
 
     def _load_algorithm_state(self, state: dict[str, Any]) -> None:
         self._cache = None
@@ -221,3 +274,4 @@ class NSGA2Controller(Controller):
             (int(m["id"]), self.space.decode(m["indices"]), [float(v) for v in m["objectives"]])
             for m in state["population"]
         ]
+        self._warm_made = int(state.get("warm_made", 0))

@@ -54,8 +54,10 @@ class MLPEnsemble:
                 h = torch.relu(h)
         return h.squeeze(-1)  # members x N
 
-    def fit(self, x: np.ndarray, y: np.ndarray, seed: int) -> MLPEnsemble:
-        """Fit every member on ``(x, y)`` (targets standardised internally)."""
+    def fit(self, x: np.ndarray, y: np.ndarray, seed: int,
+            weights: np.ndarray | None = None) -> MLPEnsemble:
+        """Fit every member on ``(x, y)`` (targets standardised internally); ``weights``: one
+        non-negative weight per row in the squared error (default: all equal)."""
         gen = torch.Generator().manual_seed(int(seed))
         y = np.asarray(y, dtype=np.float64)
         self._mean = float(y.mean())
@@ -64,9 +66,14 @@ class MLPEnsemble:
         yt = torch.as_tensor(((y - self._mean) / self._scale).astype(np.float32))
         params = self._init(xt.shape[1], gen)
         opt = torch.optim.AdamW(params, lr=self.lr, weight_decay=self.weight_decay)
+        wt = None
+        if weights is not None:
+            w = np.asarray(weights, dtype=np.float64)
+            wt = torch.as_tensor((w / max(w.mean(), 1e-12)).astype(np.float32))
         for _ in range(self.epochs):
             opt.zero_grad(set_to_none=True)
-            loss = ((self._forward(xt, params) - yt) ** 2).mean()
+            err = (self._forward(xt, params) - yt) ** 2
+            loss = err.mean() if wt is None else (err * wt).mean()
             loss.backward()
             opt.step()
         self._params = [p.detach() for p in params]

@@ -34,6 +34,7 @@ from nas.search.controller import (
     check_int,
     check_number,
 )
+from nas.search.warm import MIN_AGREEMENT_N, ORIGIN, SourceModel, agreement, normal_scores
 from nas.space import Arch, Space
 
 __all__ = ["RLController"]
@@ -86,6 +87,19 @@ class RLController(Controller):
             answering repeats from its records). Off by default: the policy learns from each
             child once, so a found optimum told again and again cannot collapse it; turn it on
             when repeats are real re-evaluations under noise (``search.dedup: false``).
+        warm_steps: with warm-start sources, REINFORCE steps of pre-training on them (>= 0;
+            default 20).
+
+    **Warm start.** Before the first ask the policy is pre-trained on the sources' records:
+    ``warm_steps`` REINFORCE steps (with this controller's optimizer, learning rate and entropy
+    bonus) whose advantages are each record's normal score in its source (its rank, so the
+    source's metric and unit do not matter) times the source's weight. Its proposals until the
+    sources are judged are marked ``origin: warm-start``. They are judged after two batches of
+    results (at least 5): when no source's nearest-neighbour model ranks those results in the
+    same direction (Spearman's rho > 0; its sign, not :func:`nas.search.warm.trust`'s band: the
+    pre-trained policy samples only the region the sources favour, where even a useful source
+    ranks weakly), the policy, its optimizer and its baseline start again from the cold start's
+    initial weights, so a misleading source costs two batches.
     """
 
     def __init__(
@@ -106,6 +120,7 @@ class RLController(Controller):
         normalize: bool = True,
         resample: int = 10,
         learn_repeats: bool = False,
+        warm_steps: int = 20,
     ) -> None:
         o = "rl option "
         options = {
@@ -123,6 +138,7 @@ class RLController(Controller):
             "normalize": check_bool(o + "normalize", normalize),
             "resample": check_int(o + "resample", resample, minimum=0),
             "learn_repeats": check_bool(o + "learn_repeats", learn_repeats),
+            "warm_steps": check_int(o + "warm_steps", warm_steps, minimum=0),
         }
         super().__init__(space, seed=seed, options=options)
         self.hp = options
@@ -140,6 +156,45 @@ class RLController(Controller):
         self._batch: list[tuple[list[int], list[float], float]] = []
         self.num_updates = 0
         self._seen: set[tuple[int, ...]] = set()  # architectures told so far
+        self._cold_policy = {k: v.clone() for k, v in self.policy.state_dict().items()}
+        self._warm_judged = False  # sources judged at the first update (warm start)
+        self._told_values: list[tuple[tuple[int, ...], float]] = []  # results until judged
+
+    # -- warm start ----------------------------------------------------------------------------
+    def _warm_start(self) -> None:
+        tokens, advantages = [], []
+        for source in self._warm:
+            if source.weight <= 0:
+                continue
+            tokens += [list(r.indices) for r in source.records]
+            advantages += list(normal_scores([r.value for r in source.records]) * source.weight)
+        if not tokens or not self.hp["warm_steps"]:
+            self._warm_judged = True
+            return
+        batch = torch.tensor(tokens, dtype=torch.long)
+        adv = torch.tensor(advantages, dtype=torch.float32)
+        with one_thread():
+            for _ in range(self.hp["warm_steps"]):
+                logp, entropy = self.policy.evaluate(batch)
+                loss = reinforce_loss(logp, adv, entropy, entropy_weight=self.hp["entropy_weight"])
+                self.optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                self.optimizer.step()
+
+    def _judge_sources(self) -> None:
+        """After two batches: back to the cold start's policy when no source agrees."""
+        self._warm_judged = True
+        rows = [idx for idx, _ in self._told_values]
+        values = [v for _, v in self._told_values]
+        self._told_values = []
+        rhos = [agreement(SourceModel(s).predict(rows), values) for s in self._warm]
+        if any(rho is not None and rho > 0 for rho in rhos):
+            return
+        log.info("rl: the warm-start sources disagree with the first results; cold policy")
+        self.policy.load_state_dict(self._cold_policy)
+        self.optimizer = torch.optim.Adam(self.policy.parameters(), lr=self.hp["lr"])
+        self.baseline = self.reward_var = None
+        self._batch = []
 
     # -- ask / tell --------------------------------------------------------------------------
     def _propose(self) -> tuple[Arch, dict[str, Any]]:
@@ -149,7 +204,10 @@ class RLController(Controller):
                 tokens, logps = self.policy.sample(self.generator)
                 if tuple(tokens) not in taken:
                     break
-        return self.space.decode(tokens), {"logp": logps}
+        extra: dict[str, Any] = {"logp": logps}
+        if self._warm and not self._warm_judged:
+            extra["origin"] = ORIGIN
+        return self.space.decode(tokens), extra
 
     def _replay_extra(self, arch: Arch) -> dict[str, Any]:
         """Log-probabilities of ``arch`` under the current policy (as if it had sampled it)."""
@@ -167,6 +225,12 @@ class RLController(Controller):
             if value is None:
                 return
         self._batch.append((list(proposal.arch.indices), list(extra["logp"]), float(value)))
+        if self._warm and not self._warm_judged:
+            self._told_values.append((proposal.arch.indices, float(value)))
+            if len(self._told_values) >= max(2 * self.hp["batch_size"], MIN_AGREEMENT_N):
+                self._judge_sources()
+                if not self._batch:
+                    return
         if len(self._batch) >= self.hp["batch_size"]:
             with one_thread():
                 self._update()
@@ -216,6 +280,8 @@ class RLController(Controller):
             "batch": [{"indices": t, "logp": lp, "reward": r} for t, lp, r in self._batch],
             "num_updates": self.num_updates,
             "seen": [list(idx) for idx in sorted(self._seen)],
+            "warm_judged": self._warm_judged,
+            "told_values": [{"indices": list(i), "value": v} for i, v in self._told_values],
         }
 
     def _load_algorithm_state(self, state: dict[str, Any]) -> None:
@@ -237,3 +303,6 @@ class RLController(Controller):
         ]
         self.num_updates = int(state["num_updates"])
         self._seen = {tuple(int(i) for i in idx) for idx in state["seen"]}
+        self._warm_judged = bool(state.get("warm_judged", False))
+        self._told_values = [(tuple(int(i) for i in t["indices"]), float(t["value"]))
+                             for t in state.get("told_values", [])]

@@ -46,9 +46,12 @@ from optuna.samplers import TPESampler
 from optuna.trial import TrialState
 
 from controllers.nsga2 import _parse_objectives as _parse_nsga2_objectives
+from controllers.tpe_warm import TPEWarmStart
 from nas.errors import ConfigError, InvalidArchError
 from nas.registry import register_controller
+from nas.reward import pareto_mask
 from nas.search.controller import Controller, Proposal, check_bool, check_int
+from nas.search.warm import ORIGIN, SourceModel
 from nas.space import Arch, Space
 
 __all__ = ["TPEController"]
@@ -85,7 +88,7 @@ def _set_rng_state(rng: np.random.RandomState, state: Sequence[Any]) -> None:
 
 
 @register_controller("tpe")
-class TPEController(Controller):
+class TPEController(TPEWarmStart, Controller):
     """TPE (Bergstra et al., NeurIPS 2011) via Optuna's ``TPESampler`` (arXiv:1907.10902).
 
     By default a scalar controller (``tell`` takes the reward, maximised). With ``objectives``
@@ -120,6 +123,18 @@ class TPEController(Controller):
             random unseen one instead (>= 0; default 100).
         objectives: ``None`` (a scalar reward) or ``(metric, "max" | "min")`` pairs, as for
             ``nsga2``.
+
+    **Warm start.** The sources' records become prior observations: completed Optuna trials
+    numbered before the controller's own, never proposals (so TPE's model starts from them and
+    its first draw is already informed; a proposal that repeats a source's architecture is
+    marked ``origin: warm-start``). Their values are put on the target's scale, record by
+    record (:func:`controllers._warm.prior_values`): the normal score of the record's rank in
+    its source, times the source's trust and the standard deviation of the target's results so
+    far, plus their mean. The trust (:func:`nas.search.warm.trust`) is Spearman's rho between a
+    nearest-neighbour model of the source and the target's results; a source that stops agreeing
+    is made invisible (its prior trials become failed trials). The priors are re-valued after
+    each of the first 8 results, then whenever the results grew by a quarter: the study is
+    rebuilt from its plain-data state, so the sampler's RNG and the trial numbers carry over.
     """
 
     def __init__(
@@ -157,6 +172,10 @@ class TPEController(Controller):
         self._study = self._new_study()
         # index tuples proposed so far (told, failed or outstanding): never proposed again
         self._known: set[tuple[int, ...]] = set()
+        self._priors = 0  # prior trials (warm start), numbered first
+        self._priors_at = -1  # number of own results the priors were last valued on
+        self._source_models: list[SourceModel] = []
+        self._prior_indices: set[tuple[int, ...]] = set()
 
     # -- public ------------------------------------------------------------------------------
     @property
@@ -177,8 +196,20 @@ class TPEController(Controller):
         (every child tied for best).
         """
         names = self.required_metrics or ("reward",)
+        own = [t for t in self._study.best_trials if t.number >= self._priors]  # not the priors
+        if self._priors and len(own) < len(self._study.best_trials):  # a prior dominates some
+            trials = self._own()
+            if not trials:
+                return []
+            if self.objectives is None:
+                top = max(t.values[0] for t in trials)
+                own = [t for t in trials if t.values[0] == top]
+            else:
+                sense = [s == "max" for _, s in self.objectives]
+                mask = pareto_mask([list(t.values) for t in trials], sense)
+                own = [t for t, keep in zip(trials, mask, strict=True) if keep]
         return [(self.space.decode(self._indices(t)), dict(zip(names, t.values, strict=True)))
-                for t in self._study.best_trials]
+                for t in own]
 
     # -- optuna ------------------------------------------------------------------------------
     def _new_study(self) -> optuna.Study:
@@ -280,7 +311,10 @@ class TPEController(Controller):
                 repeated = indices in drawn
                 drawn.add(indices)
         self._known.add(indices)
-        return self.space.decode(list(indices)), {"trial": number, "source": source}
+        extra: dict[str, Any] = {"trial": number, "source": source}
+        if indices in self._prior_indices:
+            extra["origin"] = ORIGIN
+        return self.space.decode(list(indices)), extra
 
     def _replay_extra(self, arch: Arch) -> dict[str, Any]:
         self._known.add(arch.indices)
@@ -294,6 +328,8 @@ class TPEController(Controller):
             self._study.tell(number, float(value))
         else:
             self._study.tell(number, [float(value[name]) for name in self.required_metrics])
+        if self._priors:
+            self._revalue_priors()
 
     def _algorithm_state(self) -> dict[str, Any]:
         trials = []
@@ -302,12 +338,14 @@ class TPEController(Controller):
             trials.append({"number": t.number, "state": t.state.name,
                            "params": list(self._indices(t)), "values": values})
         tpe_rng, random_rng = self._sampler_rngs(self._study)
-        return {"optuna": optuna.__version__, "trials": trials,
-                "sampler_rng": _rng_state(tpe_rng), "random_sampler_rng": _rng_state(random_rng)}
+        return {"optuna": optuna.__version__, "trials": trials, "priors": self._priors,
+                "priors_at": self._priors_at, "sampler_rng": _rng_state(tpe_rng),
+                "random_sampler_rng": _rng_state(random_rng)}
 
     def _load_algorithm_state(self, state: Mapping[str, Any]) -> None:
         study = self._new_study()
         known: set[tuple[int, ...]] = set()
+        priors = int(state.get("priors", 0))
         for number, item in enumerate(state["trials"]):
             if int(item["number"]) != number:
                 raise ValueError(f"trial {item['number']} stored as number {number}")
@@ -320,7 +358,8 @@ class TPEController(Controller):
                 state=kind, distributions=self._distributions,
                 params=dict(zip(self._labels, indices, strict=True)),
                 values=None if values is None else [float(v) for v in values]))
-            known.add(indices)  # throwaway FAIL trials are known archs: adding them is a no-op
+            if number >= priors:  # a prior (warm start) is no proposal: it may be proposed
+                known.add(indices)  # throwaway FAIL trials are known archs: a no-op
         tpe_rng, random_rng = self._sampler_rngs(study)
         _set_rng_state(tpe_rng, state["sampler_rng"])
         _set_rng_state(random_rng, state["random_sampler_rng"])
@@ -329,3 +368,6 @@ class TPEController(Controller):
                         "not propose exactly what the saved run would have", state.get("optuna"),
                         optuna.__version__)
         self._study, self._known = study, known
+        self._priors, self._priors_at = priors, int(state.get("priors_at", -1))
+        self._source_models = [SourceModel(s) for s in self._warm]
+        self._prior_indices = {r.indices for s in self._warm for r in s.records}

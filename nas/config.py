@@ -5,7 +5,8 @@ A config has these sections (every key optional but ``space.name`` and ``control
     name: quickstart            # run folder name (default: config file stem + time)
     results_dir: results
     space:      {name: mnasnet, options: {input_size: 8, in_channels: 1, num_classes: 10}}
-    controller: {name: evolution, options: {population_size: 16, sample_size: 4}}
+    controller: {name: evolution, options: {population_size: 16, sample_size: 4},
+                 warm_start: [results/pilot, {path: c10.csv, metric: acc, weight: 0.5}]}
     evaluator:  {name: default, dataset: digits, epochs: 5, optimizer: sgd, lr: 0.05, ...}
     latency:    {device: cpu, threads: 1, runtime: torch, repeats: 50, service: false}
     reward:     {target: 2.0, alpha: -0.07, beta: -0.07, metric: latency}  # or {preset, target}
@@ -47,7 +48,7 @@ from nas.errors import ConfigError, UsageError
 from nas.search_settings import SearchSettings
 
 __all__ = ["SearchSettings", "RaySettings", "LoggingSettings", "SearchConfig", "load_config",
-           "apply_overrides", "check_run_name", "LOSS_REWARD_KEY"]
+           "apply_overrides", "check_run_name", "parse_warm_start", "LOSS_REWARD_KEY"]
 
 SECTIONS = ("name", "results_dir", "space", "controller", "evaluator", "latency", "reward",
             "constraints", "search", "ray", "logging")
@@ -177,13 +178,51 @@ def check_run_name(name: Any, key: str = "name") -> str:
 def _named_section(key: str, data: Any) -> dict[str, Any]:
     if not isinstance(data, Mapping):
         raise ConfigError(f"{key}: must be a mapping with 'name' (and 'options')")
-    check_known(key, data, ("name", "options"))
+    check_known(key, data, ("name", "options", "warm_start") if key == "controller"
+                else ("name", "options"))
     if not isinstance(data.get("name"), str) or not data["name"]:
         raise ConfigError(f"{key}.name: missing; give a registered name or 'package.module:Class'")
     options = data.get("options") or {}
     if not isinstance(options, Mapping):
         raise ConfigError(f"{key}.options={options!r}: must be a mapping")
-    return {"name": data["name"], "options": dict(options)}
+    out = {"name": data["name"], "options": dict(options)}
+    if key == "controller" and data.get("warm_start"):
+        out["warm_start"] = parse_warm_start(data["warm_start"])
+    return out
+
+
+WARM_KEYS = ("path", "weight", "metric", "key", "goal")
+
+
+def parse_warm_start(value: Any, key: str = "controller.warm_start") -> list[dict[str, Any]]:
+    """``controller.warm_start``: a list of sources, each a path (a run folder or a CSV table)
+    or a mapping ``{path, weight: 1.0, metric, key: arch_str, goal: max}``; paths made absolute.
+    Only the structure is checked here (:mod:`nas.search.warm_load` reads the sources)."""
+    if isinstance(value, str | Mapping) or not isinstance(value, Sequence):
+        raise ConfigError(f"{key}={value!r:.80}: must be a list of sources (run folders or CSV "
+                          "tables, or mappings with path, weight, metric, key, goal)")
+    out = []
+    for n, item in enumerate(value):
+        where = f"{key}[{n}]"
+        entry = {"path": item} if isinstance(item, str) else item
+        if not isinstance(entry, Mapping):
+            raise ConfigError(f"{where}={item!r:.80}: must be a path or a mapping with path")
+        check_known(where, entry, WARM_KEYS)
+        path = entry.get("path")
+        if not isinstance(path, str) or not path or "\0" in path:
+            raise ConfigError(f"{where}.path={path!r:.80}: must be a run folder or a CSV file")
+        weight = check_number(f"{where}.weight", entry.get("weight", 1.0), minimum=0.0)
+        for name in ("metric", "key"):
+            if entry.get(name) is not None and (not isinstance(entry[name], str)
+                                                or not entry[name]):
+                raise ConfigError(f"{where}.{name}={entry[name]!r:.80}: must be a column or "
+                                  "metric name")
+        goal = entry.get("goal", "max")
+        if goal not in ("max", "min"):
+            raise ConfigError(f"{where}.goal={goal!r:.40}: allowed: max, min")
+        out.append({"path": str(Path(path).expanduser().absolute()), "weight": weight,
+                    "metric": entry.get("metric"), "key": entry.get("key"), "goal": goal})
+    return out
 
 
 def _mapping(key: str, data: Any) -> dict[str, Any]:

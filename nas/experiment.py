@@ -47,8 +47,12 @@ class Experiment:
                           self.controller, self.evaluator)
 
 
-def build_experiment(config: SearchConfig) -> Experiment:
-    """Check and build the settings, dataset, space, controller and evaluator of ``config``."""
+def build_experiment(config: SearchConfig, *, warm: bool = True) -> Experiment:
+    """Check and build the settings, dataset, space, controller and evaluator of ``config``.
+
+    ``warm``: read the sources of ``controller.warm_start`` and hand them to the controller
+    (a resume that loads the controller's saved state does not need them: the state holds them).
+    """
     from nas.evaluation.evaluate import get_dataset, space_for_dataset
     from nas.evaluation.prefilter import check_prefilter
 
@@ -76,6 +80,15 @@ def build_experiment(config: SearchConfig) -> Experiment:
     controller = _prefixed("controller", CONTROLLERS.create, config.controller["name"],
                            space=seen, seed=config.search.seed,
                            **config.controller.get("options", {}))
+    if warm and config.controller.get("warm_start"):
+        from nas.search.warm_load import load_sources
+
+        sources = load_sources(config.controller["warm_start"], seen,
+                               space_name=config.space["name"])
+        try:
+            controller.warm_start(sources)
+        except UsageError as exc:
+            raise ConfigError(f"controller.warm_start: {exc}") from None
     return Experiment(config, settings, dataset, space, controller, evaluator)
 
 

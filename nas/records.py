@@ -50,7 +50,8 @@ _TYPES: dict[str, type | tuple[type, ...]] = {
 # optional fields: what each may hold besides null
 _OPTIONAL: dict[str, tuple[str, tuple[type, ...]]] = {
     "error": ("a string", (str,)), "tune_trial_id": ("a string", (str,)),
-    "latency_by": ("a string", (str,)), "timings": ("an object", (dict,)),
+    "latency_by": ("a string", (str,)), "origin": ("a string", (str,)),
+    "timings": ("an object", (dict,)),
     "device": ("an object", (dict,)), "node": ("an object", (dict,)),
     "step": ("an integer", (int,)), "reward": ("a number", (int, float)),
     "started_at": ("a number", (int, float)), "finished_at": ("a number", (int, float))}
@@ -120,6 +121,8 @@ class TrialRecord:
         reward: MnasNet's reward from the raw metrics (None unless complete).
         step: the controller's tell count when it was told (1-based).
         tune_trial_id, timings, device, node, latency_by, started_at, finished_at: provenance.
+        origin: ``"warm-start"`` for a child the controller took from a warm-start source's
+            knowledge (:class:`nas.search.controller.Proposal`), else None.
     """
 
     trial_id: int
@@ -137,6 +140,7 @@ class TrialRecord:
     latency_by: str | None = None
     started_at: float | None = None
     finished_at: float | None = None
+    origin: str | None = None
 
     @property
     def complete(self) -> bool:

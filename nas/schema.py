@@ -105,6 +105,10 @@ STRUCTURAL: tuple[tuple[str, str, Any, str], ...] = (
      "registered controller (e.g. `evolution`, `bananas`; docs: reference/controllers.md) or "
      "`package.module:Class`"),
     ("controller.options", "mapping", {}, "keyword options of the controller"),
+    ("controller.warm_start", "list", [],
+     "sources to warm-start from, earlier searches of the same space: run folders or CSV "
+     "tables, each a path or `{path, weight: 1.0, metric, key: arch_str, goal: max}` "
+     "(docs: how-to/warm-start.md)"),
     ("latency.service", "bool", False,
      "measure every child's latency in one dedicated actor on the node with the "
      "`latency_device` resource, one at a time, cached"),
@@ -218,6 +222,7 @@ def resolved_config(config: SearchConfig, settings: EvalSettings,
     out = config.to_dict()
     out["space"] = {"name": config.space["name"], "options": dict(space_options)}
     out["controller"] = {"name": config.controller["name"], "options": dict(controller_options)}
+    out["controller"]["warm_start"] = [dict(e) for e in config.controller.get("warm_start", [])]
     evaluator = {"name": settings.evaluator, "options": dict(settings.evaluator_options)}
     for f in fields(EvalSettings):
         if f.name == "train":

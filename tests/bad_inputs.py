@@ -110,6 +110,14 @@ def _metric(key: str, value: Any) -> Setup:
     return _line_edit("run/trials.jsonl", 1, lambda d: d["metrics"].__setitem__(key, value))
 
 
+def _both(first: Setup, second: Setup) -> Setup:
+    def setup(folder: Path) -> None:
+        first(folder)
+        second(folder)
+
+    return setup
+
+
 def _link(relative: str, target: str) -> Setup:
     """Replace ``relative`` by a symbolic link to ``target`` (the victim file or folder outside
     the case, or an absolute path)."""
@@ -267,6 +275,16 @@ CONFIG = [
         lambda d: d["space"]["options"].__setitem__("input_size", 100000))),
     Case("C52-config-too-big", SEARCH, "over the 4,194,304-byte limit",
          _text("cfg.yaml", "# padding\n" * 500_000)),
+    Case("C53-warm-start-fifo", SEARCH, "controller.warm_start[0]",
+         _set("controller", "warm_start", ["{dir}/fifo"])),
+    Case("C54-warm-start-bad-line", SEARCH, "trials.jsonl: line 2: metrics.accuracy=7",
+         _both(_both(_metric("accuracy", 7), _set("controller", "warm_start", ["{dir}/run"])),
+               _set("", "space", {"name": "nas.testing.fixtures:ToySpace"}))),
+    Case("C55-warm-start-linked-trials", SEARCH, "controller.warm_start[0]",
+         _both(_link("run/trials.jsonl", "victim.txt"),
+               _set("controller", "warm_start", ["{dir}/run"]))),
+    Case("C56-warm-start-not-a-list", SEARCH, "/run': must be a list of sources",
+         _set("controller", "warm_start", "{dir}/run")),
 ]
 
 FLAGS = [

@@ -48,6 +48,7 @@ log = logging.getLogger(__name__)
 # what a reader looks for first, the wide key last (``print(run.best(3))``)
 TOP_COLUMNS = ["rank", "trial_id", "reward", "accuracy", "latency_ms", "latency_cond", "params",
                "macs", "evals", "reward_std", "arch_key"]
+WARM_COLUMNS = ["trial_id", "status", "rank", "reward", "accuracy", "arch_key"]
 MEANS = ("reward", "accuracy", "latency_ms", "macs", "params")
 COSTS = {"latency_ms": "latency (ms)", "macs": "MACs", "params": "parameters"}
 
@@ -345,13 +346,18 @@ class Analysis:
     decision_summary: pd.DataFrame
     config: dict[str, Any] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
+    warm_start: pd.DataFrame = field(default_factory=pd.DataFrame)
 
     def tables(self) -> dict[str, pd.DataFrame]:
-        """The report's tables by name (``top``, ``pareto_latency``, ...)."""
-        return {"top": self.top, "pareto_latency": self.front_latency,
-                "pareto_macs": self.front_macs, "progress": self.progress,
-                "failures": self.failures, "decisions": self.decision_summary,
-                "decision_values": self.decisions}
+        """The report's tables by name (``top``, ``pareto_latency``, ...; ``warm_start`` only
+        for a warm-started run)."""
+        tables = {"top": self.top, "pareto_latency": self.front_latency,
+                  "pareto_macs": self.front_macs, "progress": self.progress,
+                  "failures": self.failures, "decisions": self.decision_summary,
+                  "decision_values": self.decisions}
+        if not self.warm_start.empty:
+            tables["warm_start"] = self.warm_start
+        return tables
 
     @property
     def chosen(self) -> dict[str, Any] | None:
@@ -396,5 +402,25 @@ def analyze(frame: pd.DataFrame, config: Mapping[str, Any], *, name: str = "run"
         front_latency=pareto_front(frame, "latency_ms", reward),
         front_macs=pareto_front(frame, "macs", reward),
         progress=progress(frame, reward), failures=failures, decisions=stats,
-        decision_summary=decision_summary(stats), config=dict(config))
+        decision_summary=decision_summary(stats), config=dict(config),
+        warm_start=warm_children(frame, reward))
+
+
+def warm_children(frame: pd.DataFrame, reward: RewardConfig | None) -> pd.DataFrame:
+    """The children a controller took from a warm-start source's knowledge (their records'
+    ``origin`` is ``warm-start``), by trial id, with their architecture's rank in the run
+    (:func:`rank_archs`); empty for a cold run."""
+    if "origin" not in frame or frame.empty:
+        return pd.DataFrame(columns=WARM_COLUMNS)
+    warm = frame[frame["origin"] == "warm-start"]
+    if warm.empty:
+        return pd.DataFrame(columns=WARM_COLUMNS)
+    ranked = rank_archs(frame, reward)
+    ranks = dict(zip(ranked["arch_key"], ranked["rank"], strict=True)) if len(ranked) else {}
+    scored = rank_trials(frame, reward, scored_only=False).set_index("trial_id")
+    out = warm[["trial_id", "status", "arch_key"]].copy()
+    out["rank"] = [ranks.get(k) for k in out["arch_key"]]
+    for col in ("reward", "accuracy"):
+        out[col] = [scored[col].get(t) if col in scored else np.nan for t in out["trial_id"]]
+    return _view(out.sort_values("trial_id"), WARM_COLUMNS)
 

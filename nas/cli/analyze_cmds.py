@@ -152,6 +152,8 @@ def _analysis_sections(result: Any) -> dict[str, Any]:
                 "decisions": result.decision_summary}
     if not result.failures.empty:
         sections["failures"] = result.failures
+    if not result.warm_start.empty:  # children taken from the warm-start sources' knowledge
+        sections["warm_start"] = result.warm_start
     return sections
 
 

@@ -59,6 +59,15 @@ def register(subparsers: Any) -> None:
     p.add_argument("--dedup", choices=["on", "off", "both"], default="on",
                    help="answer repeated proposals from the records so a trial is a new "
                    "architecture (on, default), re-evaluate them (off), or report both")
+    p.add_argument("--warm-start", metavar="[shuffled:|inverted:][FILE:]COLUMN",
+                   help="per seed, a source search of --warm-start-trials on COLUMN (of --table, "
+                   "or of FILE, a table of the same space keyed by --key) by the same "
+                   "controller, then the target search warm-started from it; curves NAME "
+                   "(cold) and NAME+ws side by side. shuffled: permutes the column across "
+                   "cells (a source that knows nothing); inverted: negates it (one that "
+                   "misleads)")
+    p.add_argument("--warm-start-trials", type=int, default=100, metavar="N",
+                   help="trials of each source search (default 100)")
     p.add_argument("--set", action="append", default=[], metavar="NAME.OPTION=VALUE",
                    help="controller option, e.g. rl.lr=0.005 (repeatable; VALUE is JSON)")
     p.add_argument("--out", help="folder for curves.csv, curves.png and summary.csv")
@@ -99,6 +108,10 @@ def _check_args(args: argparse.Namespace) -> list[str]:
         raise UsageError("--target: only meaningful with a cost (--latency-column or --cost)")
     if args.target is not None and (not math.isfinite(args.target) or args.target <= 0):
         raise UsageError(f"--target={args.target}: must be positive")
+    if args.warm_start is None and args.warm_start_trials != 100:
+        raise UsageError("--warm-start-trials: only meaningful with --warm-start")
+    if args.warm_start_trials < 1:
+        raise UsageError(f"--warm-start-trials={args.warm_start_trials}: must be >= 1")
     for flag, value in (("--alpha", args.alpha), ("--beta", args.beta)):
         if not math.isfinite(value):
             raise UsageError(f"{flag}={value}: must be finite")
@@ -134,14 +147,50 @@ def _curves(args: argparse.Namespace, objective: Any, controllers: list[str],
 
     modes = {"on": [True], "off": [False], "both": [True, False]}[args.dedup]
     frames = []
+    spec = warm_spec(args, objective.space) if args.warm_start else None
     for dedup in modes:
-        curves = run_bench(objective, controllers, trials=args.trials, seeds=args.seeds,
-                           first_seed=args.first_seed, workers=args.workers, noise=args.noise,
-                           dedup=dedup, options=options)
+        common = dict(trials=args.trials, seeds=args.seeds, first_seed=args.first_seed,
+                      workers=args.workers, noise=args.noise, dedup=dedup, options=options)
+        if spec is None:
+            curves = run_bench(objective, controllers, **common)
+        else:
+            from nas.search.bench_warm import run_warm_bench
+
+            curves = run_warm_bench(objective, spec, controllers, **common)
         if len(modes) > 1 and not dedup:
             curves["controller"] = curves["controller"] + " (no dedup)"
         frames.append(curves)
     return pd.concat(frames, ignore_index=True)
+
+
+def warm_spec(args: argparse.Namespace, space: Any) -> Any:
+    """The source of ``--warm-start [shuffled:|inverted:][FILE:]COLUMN``: a column of
+    ``--table``, or of another table of the same space (read like ``--table``, keyed by
+    ``--key``); shuffled across cells per seed, or negated."""
+    from pathlib import Path
+
+    from nas.search.bench import TableObjective, load_table
+    from nas.search.bench_warm import WarmSpec
+
+    text = rest = args.warm_start
+    modes = {"shuffled": False, "inverted": False}
+    while rest.partition(":")[0] in modes:
+        mode, _, rest = rest.partition(":")
+        modes[mode] = True
+    path, sep, column = rest.rpartition(":")
+    if not column:
+        raise UsageError(f"--warm-start={text!r}: expected [shuffled:|inverted:][FILE:]COLUMN")
+    if sep and not Path(path).is_file():
+        raise UsageError(f"--warm-start={text!r}: {path!r} is not a file (give a column of "
+                         "--table, or FILE:COLUMN of a table of the same space)")
+    source = path if sep else args.table
+    try:
+        table = load_table(source, key=args.key, metric=column)
+    except UsageError as exc:
+        raise UsageError(f"--warm-start={text!r}: {exc}") from None
+    objective = TableObjective(space, table, key=args.key, metric=column)
+    name = f"{Path(path).name}:{column}" if sep else column
+    return WarmSpec(objective, trials=args.warm_start_trials, name=name, **modes)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -187,6 +236,10 @@ def _print_summary(summary: Any, args: argparse.Namespace, table_best: float,
     heading = (f"{label} after N trials\n"
                f"mean +- standard error over {args.seeds} seeds{noise}; "
                f"table best {table_best:.4g}")
+    if args.warm_start:
+        heading += (f"\nNAME+ws: warm-started, per seed, from the records of a "
+                    f"{args.warm_start_trials}-trial search by NAME on {args.warm_start} "
+                    "(trials count the target's own only)")
     table = Table()
     table.add_column("controller")
     for mark in marks:

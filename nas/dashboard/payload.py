@@ -85,7 +85,8 @@ def trial_entry(record: Mapping[str, Any], scores: Mapping[int, tuple[int, Any]]
             "reward": plain(reward), "stored_reward": plain(record.get("reward")), "rank": rank,
             "step": plain(record.get("step")), "node": (record.get("node") or {}).get("hostname"),
             "started_at": plain(record.get("started_at")),
-            "finished_at": plain(record.get("finished_at")), "history": _history(metrics)}
+            "finished_at": plain(record.get("finished_at")), "history": _history(metrics),
+            "origin": record.get("origin") if isinstance(record.get("origin"), str) else None}
 
 
 def _finals(analysis: Any) -> dict[int, dict[str, Any]]:
@@ -145,7 +146,19 @@ def _summary(analysis: Any, meta: Mapping[str, Any], trials: list[dict[str, Any]
                                                        "latency_ms") if k in chosen},
                      "latency_source": "final" if plain(chosen.get("latency_final")) is True
                      else "search"} if chosen else None,
-            "last_finished_at": max(finished) if finished else None}
+            "last_finished_at": max(finished) if finished else None,
+            "warm_start": _warm_sources(meta),
+            "warm_children": sum(1 for t in trials if t.get("origin") == "warm-start")}
+
+
+def _warm_sources(meta: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The warm-start sources ``run.json`` records (name, records, best), plain and short."""
+    items = meta.get("warm_start")
+    if not isinstance(items, list):
+        return []
+    return [{"name": str(s.get("name"))[:200], "records": plain(s.get("records")),
+             "best": plain(s.get("best")), "weight": plain(s.get("weight"))}
+            for s in items if isinstance(s, Mapping)]
 
 
 def _labels(trials: list[dict[str, Any]]) -> list[str]:

@@ -90,6 +90,9 @@ def start_search(config: SearchConfig, *, name: str | None = None, address: str 
             if config.auto_target:
                 exp, resolved = _measure_target(exp, resolved, progress)
             run = RunDir.create(results_dir, name, resolved, lock="search")
+            if exp.controller.warm_sources:  # what the search was warm-started from
+                run.write_meta({"warm_start": [s.summary()
+                                               for s in exp.controller.warm_sources]})
             output.move_to(run.path / LOG_NAME)
             return _search(run, exp, session, progress, on_ready, trackers)
         finally:

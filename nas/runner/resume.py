@@ -46,7 +46,10 @@ def resume_search(run_path: str | Path, *, address: str | None = None,
     _check_trust(run, trust_code)  # before the lock: a refusal writes nothing
     run.lock("resume")
     try:
-        exp = _experiment(run, trust_code)
+        # the saved controller state holds the warm-start sources: read them again only to
+        # rebuild a lost state
+        exp = _experiment(run, trust_code,
+                          warm=rebuild_state or not run.controller_path.exists())
         controller, target = exp.controller, exp.config.search.trials
         if run.repair_trials():
             log.warning("%s: dropped a torn last line of trials.jsonl", run.trials_path)
@@ -81,11 +84,11 @@ def _check_trust(run: RunDir, trust_code: bool) -> None:
         raise untrusted_error(names, run.config_path)
 
 
-def _experiment(run: RunDir, trust_code: bool) -> Experiment:
+def _experiment(run: RunDir, trust_code: bool, warm: bool = True) -> Experiment:
     """The run's experiment, its names read from its ``config.yaml`` (see :func:`_check_trust`)."""
     config = _read_config(run)
     with names_from(run.config_path, trust_code=trust_code):
-        return build_experiment(config)
+        return build_experiment(config, warm=warm)
 
 
 def _read_config(run: RunDir) -> SearchConfig:

@@ -26,7 +26,7 @@ def make_record(proposal: Proposal, tune_id: str, result: dict[str, Any] | None,
                 ) -> TrialRecord:
     """The ``trials.jsonl`` record of one finished child (``tune_id``: its Tune trial's id)."""
     base = {"trial_id": proposal.id, "tune_trial_id": tune_id, "arch_key": proposal.arch.key,
-            "arch": dict(proposal.arch.items())}
+            "arch": dict(proposal.arch.items()), "origin": proposal.origin}
     result = result or {}
     if error or not result:
         return TrialRecord(**base, status=TrialStatus.FAILED, error="the trial's worker failed "

@@ -49,7 +49,7 @@ from nas.search.controller import Controller, Proposal
 from nas.space import Space
 
 __all__ = ["TableObjective", "load_table", "synthetic_table", "checkpoints", "run_controller",
-           "run_bench", "CURVE_COLUMNS", "MAX_REPEATS"]
+           "run_bench", "curve_frame", "CURVE_COLUMNS", "MAX_REPEATS"]
 
 log = logging.getLogger(__name__)
 
@@ -309,10 +309,12 @@ def run_controller(controller: Controller, objective: TableObjective, *, trials:
     accuracy the controller is told (seeded with ``seed``).
 
     Returns:
-        ``{"curve": array trials x 6, "asks", "repeats", "distinct_late"}``; the curve's
-        columns are metric, cost, reward (true values of the trial's architecture), then the
-        true metric and reward of the incumbent (the best by what the controller was told);
-        ``distinct_late`` counts the distinct architectures proposed in the last 100 trials.
+        ``{"curve": array trials x 6, "asks", "repeats", "distinct_late", "records"}``; the
+        curve's columns are metric, cost, reward (true values of the trial's architecture), then
+        the true metric and reward of the incumbent (the best by what the controller was told);
+        ``distinct_late`` counts the distinct architectures proposed in the last 100 trials;
+        ``records`` holds ``(indices, reward told, metrics told)`` of every successful trial, in
+        order (what a warm start reads from a search).
     """
     _check_metrics(controller, objective)
     search = _Search(controller, objective, trials=trials, seed=seed, noise=noise, dedup=dedup,
@@ -321,11 +323,16 @@ def run_controller(controller: Controller, objective: TableObjective, *, trials:
     pending = [search.next(t) for t in range(min(workers, trials))]
     out = np.full((trials, 5), np.nan)
     best_told, incumbent = -math.inf, (math.nan, math.nan)
+    records: list[tuple[tuple[int, ...], float, dict[str, float]]] = []
     for t in range(trials):
         proposal = pending.pop(int(order_rng.integers(len(pending))))
         metrics = objective.evaluate(proposal.arch)
         result, score = search.told(metrics)
         search.finish(proposal, result)
+        if metrics is not None:
+            told = result if isinstance(result, dict) else {
+                **metrics, "reward": score, **({} if objective.cost_name else {"accuracy": score})}
+            records.append((proposal.arch.indices, score, dict(told)))
         if t + len(pending) + 1 < trials:
             pending.append(search.next(t + len(pending) + 1))
         if metrics is not None:
@@ -335,7 +342,7 @@ def run_controller(controller: Controller, objective: TableObjective, *, trials:
                 best_told, incumbent = score, (metrics["accuracy"], metrics["reward"])
         out[t, 3:] = incumbent
     return {"curve": out, "asks": search.asks, "repeats": search.repeats,
-            "distinct_late": len(search.late)}
+            "distinct_late": len(search.late), "records": records}
 
 
 def _default_options(name: str, objective: TableObjective) -> dict[str, Any]:
@@ -395,11 +402,16 @@ def run_bench(objective: TableObjective, controllers: Sequence[str], *, trials: 
             ctrl = CONTROLLERS.create(name, space=objective.space, seed=seed, **opts)
             res = run_controller(ctrl, objective, trials=trials, workers=workers, seed=seed,
                                  noise=noise, dedup=dedup)
-            frame = pd.DataFrame(res["curve"], columns=CURVE_COLUMNS[3:8])
-            frame.insert(0, "trial", np.arange(1, trials + 1))
-            frame.insert(0, "seed", seed)
-            frame.insert(0, "controller", name)
-            for stat in ("asks", "repeats", "distinct_late"):
-                frame[stat] = res[stat]
-            frames.append(frame)
+            frames.append(curve_frame(name, seed, res))
     return pd.concat(frames, ignore_index=True)
+
+
+def curve_frame(name: str, seed: int, res: Mapping[str, Any]) -> pd.DataFrame:
+    """One search's curve (:func:`run_controller`'s result) in long form (:data:`CURVE_COLUMNS`)."""
+    frame = pd.DataFrame(res["curve"], columns=CURVE_COLUMNS[3:8])
+    frame.insert(0, "trial", np.arange(1, len(frame) + 1))
+    frame.insert(0, "seed", seed)
+    frame.insert(0, "controller", name)
+    for stat in ("asks", "repeats", "distinct_late"):
+        frame[stat] = res[stat]
+    return frame

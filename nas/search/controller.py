@@ -13,8 +13,8 @@ from __future__ import annotations
 import copy
 import json
 import math
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -22,6 +22,7 @@ import numpy as np
 from nas._checks import check_bool, check_choice, check_int, check_number
 from nas.errors import ConfigError, UsageError
 from nas.search.state import load_state, save_state
+from nas.search.warm import WarmSource, check_source
 from nas.space import Arch, Space
 
 __all__ = ["Controller", "Proposal", "STATE_FORMAT", "save_state", "load_state", "check_int",
@@ -37,10 +38,13 @@ class Proposal:
     Attributes:
         id: unique within a controller (and its restored copies), increasing from 0.
         arch: the proposed architecture.
+        origin: where it came from when that is not the controller's own search: ``"warm-start"``
+            for a proposal taken from a warm-start source's knowledge (not part of equality).
     """
 
     id: int
     arch: Arch
+    origin: str | None = field(default=None, compare=False)
 
 
 class Controller:
@@ -78,7 +82,15 @@ class Controller:
          "options": {...}, "seed": int, "rng": <numpy bit-generator state>, "next_id": int,
          "num_told": int, "num_failed": int,
          "outstanding": [{"id": int, "indices": [int, ...], "extra": {...}}, ...],
+         "warm_start": [<WarmSource.to_dict()>, ...],
          "algorithm": {...controller specific...}}
+
+    **warm_start** ``(sources) -> None``: before the first ask, hand the controller what earlier
+    searches of the same space learned (a list of :class:`nas.search.warm.WarmSource`); each
+    controller uses them in its own way (``_warm_start``) and discounts a source whose knowledge
+    disagrees with the target's own results. The sources are part of the state (key
+    ``warm_start``), so a resumed search continues exactly. A proposal taken from a source's
+    knowledge has ``origin == "warm-start"``.
 
     **Subclasses** implement ``_propose() -> (Arch, extra)`` (``extra``: plain data kept with the
     outstanding proposal), ``_observe(proposal, value, extra)`` (``value`` is a finite float, a
@@ -107,6 +119,41 @@ class Controller:
         self._num_told = 0
         self._num_failed = 0
         self._outstanding: dict[int, tuple[Arch, dict[str, Any]]] = {}
+        self._warm: list[WarmSource] = []
+
+    # -- warm start ----------------------------------------------------------------------------
+    def warm_start(self, sources: Sequence[WarmSource]) -> None:
+        """Learn from earlier searches of this space before the first ask (see the class
+        docstring); an empty list is a cold start.
+
+        Raises:
+            UsageError: asked already, or a source that does not fit this space.
+        """
+        if self._next_id or self._num_told or self._warm:
+            raise UsageError(f"{self.name}.warm_start: only before the first ask, and once")
+        if isinstance(sources, WarmSource) or not isinstance(sources, Sequence):
+            raise UsageError(f"{self.name}.warm_start: expected a list of WarmSource")
+        sizes = [len(c) for c in self.space.choices().values()]
+        checked = [check_source(s, sizes, f"{self.name}.warm_start") for s in sources]
+        for source in checked:
+            for rec in source.records:  # a constrained space's invalid combination is refused
+                try:
+                    self.space.decode(list(rec.indices))
+                except (UsageError, ValueError) as exc:
+                    raise UsageError(f"{self.name}.warm_start {source.name!r}: "
+                                     f"{str(exc).splitlines()[0]}") from None
+        self._warm = [s for s in checked if s.records]
+        if self._warm:
+            self._warm_start()
+
+    @property
+    def warm_sources(self) -> list[WarmSource]:
+        """The sources given to :meth:`warm_start` (checked, duplicates merged)."""
+        return list(self._warm)
+
+    def _warm_start(self) -> None:
+        """Use ``self._warm`` (non-empty); the default ignores it (random search)."""
+        return None
 
     # -- lifecycle ---------------------------------------------------------------------------
     @property
@@ -117,7 +164,8 @@ class Controller:
     def ask(self) -> Proposal:
         """Propose the next child architecture."""
         arch, extra = self._propose()
-        proposal = Proposal(self._next_id, arch)
+        origin = extra.get("origin")
+        proposal = Proposal(self._next_id, arch, origin if isinstance(origin, str) else None)
         self._next_id += 1
         self._outstanding[proposal.id] = (arch, extra)
         return proposal
@@ -156,7 +204,8 @@ class Controller:
 
     def outstanding(self) -> list[Proposal]:
         """Proposals asked and not yet told, oldest first."""
-        return [Proposal(i, arch) for i, (arch, _) in self._outstanding.items()]
+        return [Proposal(i, arch, extra.get("origin"))
+                for i, (arch, extra) in self._outstanding.items()]
 
     @property
     def num_asked(self) -> int:
@@ -226,6 +275,7 @@ class Controller:
             "num_told": self._num_told,
             "num_failed": self._num_failed,
             "outstanding": outstanding,
+            "warm_start": [source.to_dict() for source in self._warm],
             "algorithm": self._algorithm_state(),
         }
         return copy.deepcopy(state)
@@ -247,6 +297,10 @@ class Controller:
             rng = np.random.default_rng()
             rng.bit_generator.state = state["rng"]
             counters = [int(state[k]) for k in ("next_id", "num_told", "num_failed")]
+            sizes = [len(c) for c in self.space.choices().values()]
+            warm = [check_source(WarmSource.from_dict(item), sizes, f"{self.name} state")
+                    for item in state.get("warm_start") or []]  # states before warm starts: []
+            self._warm = warm
             self._load_algorithm_state(state["algorithm"])
         except (KeyError, TypeError, ValueError) as exc:
             if isinstance(exc, UsageError):

@@ -21,6 +21,7 @@
   var COLUMNS = [
     {key: 'id', label: 'trial', num: true},
     {key: 'status', label: 'status'},
+    {key: 'origin', label: 'origin', get: function (t) { return t.origin || ''; }},
     {key: 'rank', label: 'rank', num: true},
     {key: 'reward', label: 'reward', num: true},
     {key: 'accuracy', label: 'accuracy', num: true},
@@ -54,7 +55,11 @@
       '<br>' + esc((r.space || '?') + ' space, ' + (r.controller || '?') +
       ' controller; reward ' + r.reward) +
       (r.last_finished_at ? esc('; last trial finished ' +
-        new Date(r.last_finished_at * 1000).toLocaleTimeString()) : '');
+        new Date(r.last_finished_at * 1000).toLocaleTimeString()) : '') +
+      (r.warm_start && r.warm_start.length ? '<br><span class="md-warm">' + esc('warm start: ' +
+        r.warm_start.map(function (s) { return s.name + ' (' + s.records + ' records)'; })
+          .join(', ') + '; ' + r.warm_children + ' children from their knowledge') +
+        '</span>' : '');
   }
 
   function showError(message) {
