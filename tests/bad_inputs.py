@@ -283,7 +283,7 @@ CONFIG = [
     Case("C55-warm-start-linked-trials", SEARCH, "controller.warm_start[0]",
          _both(_link("run/trials.jsonl", "victim.txt"),
                _set("controller", "warm_start", ["{dir}/run"]))),
-    Case("C56-warm-start-not-a-list", SEARCH, "/run': must be a list of sources",
+    Case("C56-warm-start-not-a-list", SEARCH, "must be a list of sources (run folders or CSV",
          _set("controller", "warm_start", "{dir}/run")),
 ]
 
