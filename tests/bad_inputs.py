@@ -342,6 +342,22 @@ RUN = [
     Case("R16-ray-pids-malformed", RESUME, "", _json_edit(
         "run/run.json", lambda d: d.update(ray_marker="mnas-x", ray_pids=[[1]])), rc=0,
          victims=True),
+    # export trains with the run's settings and never resolves the evaluator's name: the
+    # module (which would write pwned) is not imported
+    Case("R23-untrusted-evaluator-export", (*EXPORT, "--train-epochs", "1"), "",
+         _run_cfg(lambda d: d.__setitem__("evaluator", {**d["evaluator"],
+                                                         "name": "side_effect:Evaluator"})),
+         rc=0),
+    # status and analyze read only the sections they show (the bomb's aliases are shared, never
+    # expanded); a resume checks the whole config and names the file
+    Case("R24-config-anchor-bomb", STATUS, "", _text("run/config.yaml", _bomb()), rc=0),
+    Case("R24b-config-anchor-bomb-analyze", ANALYZE, "", _text("run/config.yaml", _bomb()),
+         rc=0),
+    Case("R24c-config-anchor-bomb-resume", RESUME, "config.yaml: evaluator.options.a0",
+         _text("run/config.yaml", _bomb()), allow=("run/driver.lock",)),
+    Case("R33-ray-pids-string", RESUME, "", _json_edit(
+        "run/run.json", lambda d: d.update(ray_marker="mnas-x", ray_pids="1 2 3")), rc=0,
+         victims=True),
     Case("R25-weights-truncated", EXPORT_1, "not a readable safetensors file",
          _text("run/weights/trial-1.safetensors", b"\x10\x00")),
     Case("R26-weights-random", EXPORT_1, "not a readable safetensors file",
@@ -368,7 +384,7 @@ RUN = [
          "pass --trust-code", _run_cfg(lambda d: d["space"].__setitem__("name",
                                                                          "side_effect:Space"))),
     Case("R41-untrusted-resume", RESUME, "pass --trust-code",
-         _run_cfg(lambda d: d["controller"].__setitem__("name", "this:x"))),
+         _run_cfg(lambda d: d["controller"].__setitem__("name", "side_effect:x"))),
     Case("S1-pids-name-a-victim", RESUME, "", _victims_in_run_json, rc=0, victims=True),
     Case("S1b-pids-and-a-valid-segment", RESUME, "", _victims_with_a_valid_segment, rc=0,
          victims=True),
@@ -444,6 +460,8 @@ CARDS = [
     Case("K24-unknown-format", BUILD, "mnas-card/999", _card(_put("format", "mnas-card/999"))),
     Case("K26-cost-os-system", ("cost", "--arch", "{card}/arch.json"), "pass --trust-code",
          _card(_put("space.name", "os:system"))),
+    Case("K01c-side-effect", BUILD, "pass --trust-code",
+         _card(_put("space.name", "side_effect:Space"))),
     Case("K27-antigravity", BUILD, "pass --trust-code",
          _card(_put("space.name", "antigravity:x"))),
     Case("K28-output-head-strings", BUILD, "checks.reference.output_head",

@@ -156,6 +156,8 @@ def _prepare(case: Case, root: Path, templates: Path, victims_pids: list[list[in
     shutil.copytree(templates / "card", folder / "card", symlinks=True)
     (folder / "victims.json").write_text(json.dumps(victims_pids))
     os.mkfifo(folder / "fifo")
+    (folder / "side_effect.py").write_text(  # importing it leaves its mark
+        "from pathlib import Path\nPath(__file__).with_name('pwned').write_text('ran')\n")
     if case.setup is not None:
         case.setup(folder)
     cfg = folder / "cfg.yaml"
@@ -176,10 +178,12 @@ CASES = [pytest.param(group, case, id=f"{group}:{case.id}")
 
 
 @pytest.mark.parametrize("group, case", CASES)
-def test_bad_input(group, case, tmp_path, templates, victims, capsys, no_ray):
+def test_bad_input(group, case, tmp_path, templates, victims, capsys, no_ray, monkeypatch):
     tree = _tree(victims.pid)
     pids = [[pid, st[1]] for pid in tree if (st := _stat(pid)) is not None]
     folder = _prepare(case, tmp_path, templates, pids)
+    monkeypatch.syspath_prepend(str(folder))  # a module named in a file is importable
+    monkeypatch.delitem(sys.modules, "side_effect", raising=False)
     before = snapshot(tmp_path)
     code = main(_argv(case, folder))
     out, err = capsys.readouterr()
@@ -196,7 +200,7 @@ def test_bad_input(group, case, tmp_path, templates, victims, capsys, no_ray):
     assert (tmp_path / "victim.txt").read_text() == "IMPORTANT USER DATA\n"
     assert sorted(os.listdir(tmp_path / "outside")) == ["keep.txt"]
     assert all(_alive(pid) for pid in tree), "a victim process was stopped"
-    assert not (folder / "pwned").exists()
+    assert not (folder / "pwned").exists(), "a module named in a file was imported"
 
 
 def test_the_table_holds_the_cases_the_issue_lists():

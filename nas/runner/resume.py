@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from nas._faults import crash_point
@@ -87,17 +89,24 @@ def _check_trust(run: RunDir, trust_code: bool) -> None:
 def _experiment(run: RunDir, trust_code: bool, warm: bool = True) -> Experiment:
     """The run's experiment, its names read from its ``config.yaml`` (see :func:`_check_trust`)."""
     config = _read_config(run)
-    with names_from(run.config_path, trust_code=trust_code):
+    with names_from(run.config_path, trust_code=trust_code), _naming(run.config_path):
         return build_experiment(config, warm=warm)
 
 
 def _read_config(run: RunDir) -> SearchConfig:
-    try:
+    with _naming(run.config_path):
         return parse_config(run.read_config())
+
+
+@contextmanager
+def _naming(path: Path) -> Iterator[None]:
+    """A usage error about the run's config names the file it came from."""
+    try:
+        yield
     except UsageError as exc:
-        if str(exc).startswith(str(run.config_path)):
+        if str(exc).startswith(str(path)):
             raise
-        raise UsageError(f"{run.config_path}: {exc}") from None
+        raise UsageError(f"{path}: {exc}", params=exc.params) from None
 
 
 def _restore(run: RunDir, controller: Controller, records: list[TrialRecord],
