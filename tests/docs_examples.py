@@ -112,10 +112,13 @@ def prepare_bash(code: str) -> str:
 
 
 def prepare_python(code: str) -> str:
-    """The block with a small budget: ``trials=N`` -> 2, a search's overrides shrunk."""
+    """The block with the budget the shim gives ``nas search``: ``trials=N`` -> 2, 1 epoch, a
+    search's overrides shrunk (no reward-target measurement, 300 images, no re-measurement)."""
     code = re.sub(r"\btrials=\d+", "trials=2", code)
+    code = re.sub(r'"evaluator\.epochs":\s*\d+', '"evaluator.epochs": 1', code)
     return code.replace("overrides={", 'overrides={"reward.target": 1.0, '
-                                       '"evaluator.max_train": 300, ')
+                                       '"evaluator.max_train": 300, "evaluator.epochs": 1, '
+                                       '"search.remeasure_top": 0, ')
 
 
 def needs(page_blocks: list[Block], text: str) -> bool:

@@ -156,3 +156,16 @@ def test_the_checker_sees_a_violation(tmp_path, monkeypatch):
     monkeypatch.setitem(graph(), "nas.space", [("nas.runner.driver", 1)])
     with pytest.raises(AssertionError, match="nas.space:1 .floor 2. imports nas.runner.driver"):
         test_imports_run_down_the_floors()
+
+
+def test_light_commands_import_neither_torch_nor_ray():
+    """``nas status`` (through ``nas.runner.progress``) and the CLI's parsers start in a fraction
+    of a second: importing one runner module must not import the whole runner (Ray, torch)."""
+    import subprocess
+    import sys
+
+    code = ("import sys, nas.cli, nas.cli.search_cmds, nas.runner.progress\n"
+            "print(sorted(m for m in ('torch', 'ray') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=120, check=True)
+    assert out.stdout.strip() == "[]", out.stdout

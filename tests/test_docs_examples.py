@@ -4,6 +4,7 @@ temporary folder per page, never the working tree's ``results/``); the rules are
 
 from __future__ import annotations
 
+import os
 import shutil
 import sys
 from pathlib import Path
@@ -30,14 +31,14 @@ def docs_env(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
-def quickstart(tmp_path_factory, docs_env, worker_id):
+def quickstart(tmp_path_factory, docs_env):
     """One small quick-start run and its rank-1 card, made once per test session and copied
     where needed. Under pytest-xdist the pages run on every worker, and the first worker to need
     the run makes it in the session's shared temporary folder (a file lock; the others wait and
     reuse it)."""
     from filelock import FileLock
 
-    if worker_id == "master":  # one process: a folder of its own
+    if os.environ.get("PYTEST_XDIST_WORKER") is None:  # one process (no xdist): its own folder
         return _make_quickstart(tmp_path_factory.mktemp("docs-quickstart"), docs_env)
     shared = tmp_path_factory.getbasetemp().parent  # this session's, common to its workers
     where = shared / "docs-quickstart"

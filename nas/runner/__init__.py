@@ -16,16 +16,22 @@
 
 from __future__ import annotations
 
-from nas.runner.driver import SearchResult, start_search
-from nas.runner.latency_service import (
-    LATENCY_ACTOR,
-    LATENCY_RESOURCE,
-    LatencyClient,
-    space_ref,
-    start_latency_service,
-    stop_latency_service,
-)
-from nas.runner.resume import resume_search
+import importlib
+from typing import TYPE_CHECKING, Any
+
+# where each public name lives; imported on first use, so that a light command importing one
+# submodule (``nas.runner.progress`` for ``nas status``) does not pull in Ray and torch
+_WHERE = {
+    "SearchResult": "nas.runner.driver",
+    "start_search": "nas.runner.driver",
+    "resume_search": "nas.runner.resume",
+    "LATENCY_ACTOR": "nas.runner.latency_service",
+    "LATENCY_RESOURCE": "nas.runner.latency_service",
+    "LatencyClient": "nas.runner.latency_service",
+    "space_ref": "nas.runner.latency_service",
+    "start_latency_service": "nas.runner.latency_service",
+    "stop_latency_service": "nas.runner.latency_service",
+}
 
 __all__ = [
     "SearchResult",
@@ -38,3 +44,27 @@ __all__ = [
     "start_latency_service",
     "stop_latency_service",
 ]
+
+if TYPE_CHECKING:
+    from nas.runner.driver import SearchResult, start_search
+    from nas.runner.latency_service import (
+        LATENCY_ACTOR,
+        LATENCY_RESOURCE,
+        LatencyClient,
+        space_ref,
+        start_latency_service,
+        stop_latency_service,
+    )
+    from nas.runner.resume import resume_search
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _WHERE:
+        raise AttributeError(f"module 'nas.runner' has no attribute {name!r}")
+    value = getattr(importlib.import_module(_WHERE[name]), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(list(globals()) + __all__)
