@@ -91,10 +91,10 @@ class BananasController(Controller):
             initialisation). A belief that rests on a few rows (an option the results hold
             only twice, both poor) then differs between members, so it shows as spread, which
             the acquisition explores, instead of a confident prediction that is never
-            checked. Measured on NAS-Bench-201 (60 seeds on CIFAR-100, 30 on CIFAR-10; figures
-            in docs/how-to/warm-start.md): fewer searches stuck in a local optimum at 100
-            trials (3 of 60 against 7 of 60 on CIFAR-100), and with warm-start sources, whose
-            rows are another search's biased sample, the same.
+            checked. Measured on NAS-Bench-201 (figures in docs/how-to/warm-start.md): fewer
+            searches stuck in a local optimum at 100 trials (CIFAR-100, 60 seeds: 3 against 7),
+            and the same with warm-start sources, whose rows are another search's biased
+            sample; with noise on the results, a wash.
 
     **Warm start.** Given sources (:meth:`Controller.warm_start`), the controller proposes the
     sources' ``warm_first`` best architectures first, then fits its ensemble on its own results
