@@ -27,11 +27,16 @@ class MLPEnsemble:
         epochs: full-batch Adam steps per fit.
         lr: Adam learning rate.
         weight_decay: L2 penalty (AdamW-style decoupled decay).
+        bootstrap: each member weighs the rows by its own Exp(1) draws (the Bayesian bootstrap,
+            Rubin 1981), times the caller's weights, so members differ in the data they saw as
+            well as in their initialisation: a pattern that only a few rows support is fitted
+            by some members and not others, and the ensemble's spread shows it.
     """
 
     def __init__(self, *, members: int = 5, width: int = 32, layers: int = 2, epochs: int = 200,
-                 lr: float = 0.01, weight_decay: float = 1e-4) -> None:
+                 lr: float = 0.01, weight_decay: float = 1e-4, bootstrap: bool = False) -> None:
         self.members, self.width, self.layers = members, width, layers
+        self.bootstrap = bootstrap
         self.epochs, self.lr, self.weight_decay = epochs, lr, weight_decay
         self._params: list[torch.Tensor] = []
         self._mean, self._scale = 0.0, 1.0
@@ -57,7 +62,9 @@ class MLPEnsemble:
     def fit(self, x: np.ndarray, y: np.ndarray, seed: int,
             weights: np.ndarray | None = None) -> MLPEnsemble:
         """Fit every member on ``(x, y)`` (targets standardised internally); ``weights``: one
-        non-negative weight per row in the squared error (default: all equal)."""
+        non-negative weight per row in the squared error (default: all equal); with
+        ``bootstrap`` each member's row weights are these times its own Exp(1) draws (from the
+        seeded generator, so a fit stays a pure function of the data and the seed)."""
         gen = torch.Generator().manual_seed(int(seed))
         y = np.asarray(y, dtype=np.float64)
         self._mean = float(y.mean())
@@ -70,6 +77,10 @@ class MLPEnsemble:
         if weights is not None:
             w = np.asarray(weights, dtype=np.float64)
             wt = torch.as_tensor((w / max(w.mean(), 1e-12)).astype(np.float32))
+        if self.bootstrap:  # Bayesian bootstrap: each member its own Exp(1) row weights
+            boot = -torch.log(1.0 - torch.rand(self.members, len(y), generator=gen))
+            boot = boot if wt is None else boot * wt
+            wt = boot / boot.mean(1, keepdim=True).clamp_min(1e-12)
         for _ in range(self.epochs):
             opt.zero_grad(set_to_none=True)
             err = (self._forward(xt, params) - yt) ** 2

@@ -105,3 +105,57 @@ def test_bad_options_name_the_option(option, value):
 @pytest.mark.parametrize("acquisition", ["its", "ucb", "ei", "mean"])
 def test_every_acquisition_runs(acquisition):
     assert best_after("bananas", 15, 0, n_init=5, epochs=10, acquisition=acquisition) > -40
+
+
+def thin_evidence(seed: int, n: int = 60) -> tuple[np.ndarray, np.ndarray]:
+    """Rows of 8 binary features with a linear target, and a ninth feature that only the first
+    2 rows have (both far below the rest): a pattern that rests on 2 rows."""
+    rng = np.random.default_rng(seed)
+    x = np.zeros((n, 9))
+    x[:, :8] = rng.integers(0, 2, size=(n, 8))
+    y = x[:, :8] @ rng.normal(size=8)
+    x[:2, 8] = 1.0
+    y[:2] -= 6.0
+    return x, y
+
+
+def test_bootstrapped_members_disagree_where_the_evidence_is_thin():
+    thin = {False: [], True: []}
+    for seed in range(4):
+        x, y = thin_evidence(seed)
+        for boot in (False, True):
+            fit = MLPEnsemble(members=5, width=16, epochs=100, lr=0.02, bootstrap=boot)
+            pred = fit.fit(x, y, seed=seed).predict(x[:2])
+            thin[boot].append(pred.std(0).mean())
+            again = MLPEnsemble(members=5, width=16, epochs=100, lr=0.02, bootstrap=boot)
+            assert np.array_equal(again.fit(x, y, seed=seed).predict(x[:2]), pred)  # pure
+    # without the bootstrap every member fits the two rows alike (spread ~0.04); with it, a
+    # member that drew small weights for them fits them loosely (~0.15)
+    assert np.mean(thin[True]) > 2 * np.mean(thin[False]), thin
+
+
+def test_bananas_fits_bootstrapped_ensembles_by_default():
+    space = nas.get_space("nasbench201")
+    for options, expected in (({}, True), ({"bootstrap": False}, False)):
+        ctrl = nas.CONTROLLERS.create("bananas", space=space, seed=0, n_init=3, epochs=5,
+                                      **options)
+        for _ in range(5):
+            p = ctrl.ask()
+            ctrl.tell(p, score(p.arch))
+        assert ctrl._model is not None and ctrl._model.bootstrap is expected
+    with pytest.raises(ConfigError, match="bootstrap"):
+        nas.CONTROLLERS.create("bananas", space=space, bootstrap="yes")
+
+
+def test_a_state_saved_before_the_bootstrap_option_resumes_without_it():
+    space = nas.get_space("nasbench201")
+    old = nas.CONTROLLERS.create("bananas", space=space, seed=1, n_init=3, epochs=5,
+                                 bootstrap=False)
+    for _ in range(6):
+        p = old.ask()
+        old.tell(p, score(p.arch))
+    state = old.state_dict()
+    del state["options"]["bootstrap"]  # as saved by a version without the option
+    new = nas.CONTROLLERS.create("bananas", space=space, seed=1, n_init=3, epochs=5)
+    new.load_state_dict(state)
+    assert [new.ask().arch for _ in range(3)] == [old.ask().arch for _ in range(3)]

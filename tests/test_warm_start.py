@@ -307,17 +307,41 @@ def test_tpe_pareto_front_never_holds_a_prior(space, table, target):
 
 @pytest.mark.parametrize("column", ["src", "inverted"])
 def test_rl_goes_back_to_the_cold_policy_when_the_source_misleads(space, table, target, column):
-    import torch
-
     values = table["src"].to_numpy() * (-1 if column == "inverted" else 1)
     source = sample_source(space, table.assign(src=values), n=300)
     ctrl = nas.CONTROLLERS.create("rl", space=space, seed=2, warm_steps=20)
-    cold = nas.CONTROLLERS.create("rl", space=space, seed=2, warm_steps=20)
     ctrl.warm_start([source])
-    for _ in range(20):  # two batches: then the sources are judged
+    arms = []
+    for _ in range(20):  # two batches, the policies taking turns: then the sources are judged
         p = ctrl.ask()
+        arms.append(p.origin)
         ctrl.tell(p, target.evaluate(p.arch)["accuracy"])
-    same = all(torch.equal(a, b) for a, b in zip(ctrl.policy.state_dict().values(),
-                                                 cold.policy.state_dict().values(), strict=True))
-    assert same == (column == "inverted")
+    assert arms == [ORIGIN, None] * 10  # pre-trained and cold policy in turn
+    assert ctrl.warm_kept == (column == "src")
+    # the judging children are the first batches of the policy kept: all 20 for the
+    # pre-trained one; the cold policy's own 10 (on-policy) after a reset
+    assert ctrl.num_updates == (2 if column == "src" else 1)
     assert ctrl.ask().origin is None  # judged: its proposals are its own from now on
+
+
+def test_rl_keeps_the_pretrained_policy_only_when_the_source_agrees_and_it_pays(space, table,
+                                                                               target):
+    source = sample_source(space, table, n=300)
+    rng = np.random.default_rng(1)  # ten cold children the source ranks well (rho 0.81)
+    cold = [space.sample(rng).indices for _ in range(10)]
+    value = {idx: target.evaluate(space.decode(list(idx)))["accuracy"] for idx in cold}
+    low, high = min(value.values()), max(value.values())
+
+    def verdict(warm_values, cold_values):
+        ctrl = nas.CONTROLLERS.create("rl", space=space, seed=0, warm_steps=1)
+        ctrl.warm_start([source])
+        warm = [space.sample(rng).indices for _ in warm_values]
+        ctrl._told_values = ([(i, v, "warm") for i, v in zip(warm, warm_values, strict=True)]
+                             + [(i, cold_values[i], "cold") for i in cold])
+        return ctrl._keeps_warm_policy()
+
+    better, worse = [high + 1.0] * 10, [low - 1.0] * 10
+    reverse = {i: -v for i, v in value.items()}  # the cold children in the source's reverse order
+    assert verdict(better, value)  # the source ranks the cold children and its region pays
+    assert not verdict(worse, value)  # agrees, but the pre-trained policy's children are worse
+    assert not verdict(better, reverse)  # its children are better, but the source misleads
