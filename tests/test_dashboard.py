@@ -47,8 +47,9 @@ def _record(proposal, result, step):
             "device": result.get("device"), "finished_at": time.time()}
 
 
-def make_real_run(root, name="real"):
-    """A run folder as a running search leaves it: 5 evaluated trials, 1 failed, 1 pruned."""
+def make_real_run(root, name="real", warm=0):
+    """A run folder as a running search leaves it: 5 evaluated trials, 1 failed, 1 pruned
+    (``warm``: the first ``warm`` trials came from a warm-start source, as run.json says)."""
     from nas.config import parse_config
     from nas.evaluation.evaluate import evaluate_arch
     from nas.experiment import build_experiment
@@ -62,7 +63,8 @@ def make_real_run(root, name="real"):
     for step in range(1, COMPLETE + 1):
         proposal = exp.controller.ask()
         result = evaluate_arch(exp.space, proposal.arch, exp.settings, dataset=exp.dataset)
-        run.append_trial(_record(proposal, result, step))
+        origin = {"origin": "warm-start"} if step <= warm else {}
+        run.append_trial({**_record(proposal, result, step), **origin})
         exp.controller.tell(proposal, result["reward"])
     for step, status in ((COMPLETE + 1, "failed"), (COMPLETE + 2, "pruned")):
         proposal = exp.controller.ask()
@@ -70,7 +72,10 @@ def make_real_run(root, name="real"):
                           "arch": dict(proposal.arch.items()), "status": status,
                           "error": "RuntimeError: boom <b>\nTraceback ..." if status == "failed"
                           else None, "metrics": {"accuracy": 0.2, "epochs": 1}, "step": step})
-    run.write_meta({"status": "running", "segments": 1})
+    sources = [{"name": "results/pilot", "metric": "reward", "weight": 1.0, "records": 12,
+                "best": 0.93}] if warm else []
+    run.write_meta({"status": "running", "segments": 1,
+                    **({"warm_start": sources} if warm else {})})
     return run
 
 

@@ -154,3 +154,18 @@ def test_static_report_renders_the_same_views_sorted_and_filtered(real_run, tmp_
     assert f"trial {hovered['id']}" in dom.text("md-tip")
     assert f"accuracy {float(hovered['accuracy']):.4g}" in dom.text("md-tip")
     assert "width" + str(hovered["decisions"]["width"]) in dom.text("md-tip")
+
+
+def test_a_warm_started_run_is_marked(tmp_path):
+    chromium()
+    run = make_real_run(tmp_path / "runs", "warm", warm=2)
+    with serving(run.path) as server:
+        dom = render(server.url, tmp_path)
+    assert "warm start: results/pilot (12 records); 2 children from their knowledge" in \
+        dom.text("md-counts")
+    rows = {int(r["data-id"]): r for r in dom.find("tr", "md-table") if "data-id" in r}
+    marked = sorted(t["id"] for t in load_payload(run.path)["trials"]
+                    if t["origin"] == "warm-start")
+    assert len(marked) == 2 and set(marked) <= set(rows)
+    table = dom.text("md-table")
+    assert table.count("warm-start") == 2  # the origin column, one cell per such trial
