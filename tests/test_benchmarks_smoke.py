@@ -152,3 +152,16 @@ def test_train_throughput_smoke_prints_its_table(tmp_path):
     assert [row[:26].strip() for row in rows] == ["nasbench201 C16 N2", "mnasnet w0.5 (sampled)"]
     assert all(len(row[26:].split()) == 4 for row in rows)  # 3 numbers and one rep's ratio
     assert not list(tmp_path.iterdir())
+
+
+def test_supernet_rank_smoke_prints_its_table(tmp_path):
+    lines = _smoke("supernet_rank.py", tmp_path, timeout=300)
+    head = _header(lines, "child", "stand-alone", "supernet", "sn loss", "params")
+    assert len(lines[head + 1:head + 5]) == 4 and all(len(row.split()) == 5
+                                                      for row in lines[head + 1:head + 5])
+    rows = {line[:28].strip(): line[28:].strip() for line in lines[head + 6:]}
+    for key in ("kendall tau", "by validation loss", "parameter count", "ground truth self-tau",
+                "supernet training (s)"):
+        assert key in rows, lines
+    assert rows["n"] == "4" and rows["ground truth seeds"] == "2"
+    assert not list(tmp_path.iterdir())  # the supernet's folder was temporary
