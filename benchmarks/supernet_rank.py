@@ -47,6 +47,7 @@ from scipy import stats
 
 from nas._checks import check_choice, check_int, check_number
 from nas.errors import UsageError
+from nas.evaluation.cost import count_params
 from nas.evaluation.data import AnyDataset, load_dataset
 from nas.evaluation.evaluate import space_for_dataset
 from nas.evaluation.images import ImageOptions
@@ -245,7 +246,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     tau = stats.kendalltau(truth, sn["scores"]).statistic
     rho = stats.spearmanr(truth, sn["scores"]).statistic
     by_loss = -np.asarray(sn["losses"])  # a lower validation loss ranks higher
-    params = [sum(p.numel() for p in space.build(arch).parameters()) for arch in children]
+    params = [count_params(space.build(arch)) for arch in children]
     return {"kendall_tau": float(tau), "spearman": float(rho), "n": len(children),
             "kendall_tau_loss": float(stats.kendalltau(truth, by_loss).statistic),
             "spearman_loss": float(stats.spearmanr(truth, by_loss).statistic),
