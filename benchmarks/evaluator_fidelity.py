@@ -13,7 +13,8 @@ Rows: ``params`` and ``macs`` of the benchmark's network; the zero-cost proxies 
 ``train`` (proxy training at the recipe of ``--config``, the search's own); ``supernet:accuracy``
 and ``supernet:loss`` (an NB201 supernet trained once at that recipe's network and data, children
 cut out and BN-recalibrated; its training time is printed and spread over the cells it scores);
-``combo:*`` (rank averages of a trained row and zero-cost rows, no labels used).
+``combo:*`` (rank averages of a trained row or the supernet's accuracy and zero-cost rows, no
+labels used; a combination with the supernet carries its training time too).
 
     python benchmarks/evaluator_fidelity.py [--json] [--seed S] [--cells 500] [--trained 40]
         [--rows cost,zc,train,supernet,combo] [--cache FILE] [--workers 2] [--data-root DIR]
@@ -57,7 +58,8 @@ TABLE = ROOT.parent / "shared" / "data" / "nb201_cifar10.csv"
 GROUPS = ("cost", "zc", "train", "supernet", "combo")
 COMBOS = {"combo:train+nwot": ("train", "zc:nwot"), "combo:train+synflow": ("train", "zc:synflow"),
           "combo:train+nwot+synflow": ("train", "zc:nwot", "zc:synflow"),
-          "combo:nwot+synflow": ("zc:nwot", "zc:synflow")}
+          "combo:nwot+synflow": ("zc:nwot", "zc:synflow"),
+          "combo:supernet+nwot+synflow": ("supernet:accuracy", "zc:nwot", "zc:synflow")}
 
 
 class _Parser(argparse.ArgumentParser):
@@ -81,7 +83,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--supernet-dir", default=None, help="keep (or reuse) the supernet here")
     p.add_argument("--supernet-epochs", type=int, default=None)
     p.add_argument("--supernet-options", default=None, metavar="JSON",
-                   help='supernet options, e.g. \'{"batch_size": 128, "paths": "non_isomorphic"}\'')
+                   help='supernet options, e.g. \'{"batch_size": 128, "supernet": {"paths": '
+                        '"non_isomorphic"}}\'')
     p.add_argument("--smoke", action="store_true", help="a few cells, tiny recipes, fake images")
     args = p.parse_args(argv)
     for flag in ("cells", "trained", "workers"):
@@ -115,6 +118,22 @@ def recipe_of(config_path: str) -> tuple[dict[str, Any], dict[str, Any]]:
               "weight_decay": ev.get("weight_decay", 4e-5)}
     supernet = {k: v for k, v in (ev.get("options") or {}).items() if k != "checkpoint"}
     return recipe, supernet
+
+
+def check_supernet_options(recipe: dict[str, Any], options: dict[str, Any]) -> None:
+    """The supernet options checked before anything runs (exit 2, one line): the keys of
+    :class:`~nas.supernet.SupernetOptions` and the NB201 builder's own (``supernet.paths``)."""
+    from nas.errors import ConfigError
+    from nas.supernet import SupernetOptions
+    from nas.supernet.train import with_builder_defaults
+
+    try:
+        opts = SupernetOptions.from_dict({**options, "epochs": options.get("epochs", 1)})
+        with_builder_defaults(bench_space(channels=recipe["channels"],
+                                          cells_per_stage=recipe["cells_per_stage"]), opts)
+    except ConfigError as exc:
+        sys.stderr.write(f"evaluator_fidelity: error: --supernet-options: {exc}\n")
+        raise SystemExit(2) from None
 
 
 SMOKE_RECIPE = {"channels": 4, "cells_per_stage": 1, "image_size": 8, "max_train": 200,
@@ -317,11 +336,12 @@ def report(args: argparse.Namespace, rows: dict[str, Any], truth: dict[str, floa
     for name, values in rows.items():
         if not values:
             continue
-        extra = supernet_s if name.startswith("supernet") else 0.0
+        uses_supernet = name.startswith(("supernet", "combo:supernet"))
+        extra = supernet_s if uses_supernet else 0.0
         row = row_stats(name, values, truth, params, extra)
         row["recipe"] = (recipe if name == "train" or name.startswith("combo:train") else
                          {**recipe, "supernet": options, "supernet_cpu_s": supernet_s}
-                         if name.startswith("supernet") else
+                         if uses_supernet else
                          {"network": args.network or "benchmark (16 channels, 5 cells, 32 px)"})
         out.append(row)
     if args.json:
@@ -350,6 +370,8 @@ def main(argv: list[str] | None = None) -> int:
         else:
             recipe, options = recipe_of(args.config)
         options = {**options, **args.supernet_extra}
+        if "supernet" in args.groups:
+            check_supernet_options(recipe, options)
         sample = sample_cells(args.table, args.cells, args.seed)
         truth = dict(sample)
         cells = [c for c, _ in sample]

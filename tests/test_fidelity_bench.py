@@ -32,7 +32,7 @@ def test_smoke_reports_every_row_and_the_cache_saves_the_work(tmp_path):
     assert first.returncode == 0, first.stderr[-3000:]
     rows = {r["name"]: r for r in json.loads(first.stdout)}
     expected = {"params", "macs", "train", "supernet:accuracy", "supernet:loss",
-                "combo:train+nwot+synflow", *(f"zc:{p}" for p in
+                "combo:train+nwot+synflow", "combo:supernet+nwot+synflow", *(f"zc:{p}" for p in
                                               ("nwot", "synflow", "jacob_cov", "snip",
                                                "grad_norm"))}
     assert expected <= set(rows), sorted(rows)
@@ -42,6 +42,9 @@ def test_smoke_reports_every_row_and_the_cache_saves_the_work(tmp_path):
         assert -1.0 <= row["spearman"] <= 1.0 and row["seconds_per_cell"] >= 0
     assert rows["params"]["cells"] == 12 and rows["train"]["cells"] == 4
     assert rows["train"]["recipe"]["epochs"] == 1
+    # a combination with the supernet carries the supernet's training in its cost and recipe
+    assert rows["combo:supernet+nwot+synflow"]["recipe"]["supernet_cpu_s"] == \
+        rows["supernet:accuracy"]["recipe"]["supernet_cpu_s"] > 0
     again = run("--smoke", "--json", "--workers", "1", "--cache", cache, "--rows", "cost,zc,train")
     assert again.returncode == 0, again.stderr[-3000:]
     assert "cells scored" not in again.stderr  # every score came from the cache
@@ -53,3 +56,16 @@ def test_bad_flags_are_one_line():
     out = run("--rows", "cost,bogus")
     assert out.returncode == 2 and out.stderr.count("\n") == 1
     assert "--rows: unknown ['bogus']" in out.stderr
+
+
+@pytest.mark.parametrize("options, named", [
+    ('{"paths": "non_isomorphic"}', "paths: unknown key"),  # a builder option at the top
+    ('{"supernet": {"paths": "bogus"}}', "bogus"),  # refused by the NB201 supernet's builder
+])
+def test_bad_supernet_options_are_one_line_before_anything_runs(tmp_path, options, named):
+    cache = tmp_path / "scores.json"
+    out = run("--rows", "supernet", "--supernet-options", options, "--cache", cache,
+              "--supernet-dir", tmp_path / "supernet")
+    assert out.returncode == 2 and out.stderr.count("\n") == 1, out.stderr[-2000:]
+    assert "--supernet-options" in out.stderr and named in out.stderr
+    assert not cache.exists() and not (tmp_path / "supernet").exists()
