@@ -69,3 +69,13 @@ def test_bad_supernet_options_are_one_line_before_anything_runs(tmp_path, option
     assert out.returncode == 2 and out.stderr.count("\n") == 1, out.stderr[-2000:]
     assert "--supernet-options" in out.stderr and named in out.stderr
     assert not cache.exists() and not (tmp_path / "supernet").exists()
+
+
+def test_combinations_use_only_the_rows_asked_for():
+    """``combo`` without ``train`` trains nothing: only the zero-cost combination is built."""
+    out = run("--smoke", "--json", "--workers", "1", "--rows", "cost,combo")
+    assert out.returncode == 0, out.stderr[-3000:]
+    names = {r["name"] for r in json.loads(out.stdout)}
+    assert "combo:nwot+synflow" in names
+    assert not {n for n in names if n == "train" or n.startswith(("combo:train", "supernet",
+                                                                 "combo:supernet"))}, names
