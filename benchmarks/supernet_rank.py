@@ -243,15 +243,13 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     truth = runs.mean(axis=1)
     with tempfile.TemporaryDirectory(prefix="supernet-") as tmp:
         sn = supernet_scores(space, children, data, args, args.checkpoint_dir or tmp)
-    tau = stats.kendalltau(truth, sn["scores"]).statistic
-    rho = stats.spearmanr(truth, sn["scores"]).statistic
     by_loss = -np.asarray(sn["losses"])  # a lower validation loss ranks higher
     params = [count_params(space.build(arch)) for arch in children]
-    return {"kendall_tau": float(tau), "spearman": float(rho), "n": len(children),
-            "kendall_tau_loss": float(stats.kendalltau(truth, by_loss).statistic),
-            "spearman_loss": float(stats.spearmanr(truth, by_loss).statistic),
-            "kendall_tau_params": float(stats.kendalltau(truth, params).statistic),
-            "spearman_params": float(stats.spearmanr(truth, params).statistic),
+    agreement = {}
+    for suffix, scores in (("", sn["scores"]), ("_loss", by_loss), ("_params", params)):
+        agreement[f"kendall_tau{suffix}"] = float(stats.kendalltau(truth, scores).statistic)
+        agreement[f"spearman{suffix}"] = float(stats.spearmanr(truth, scores).statistic)
+    return {**agreement, "n": len(children),
             "dataset": data_tag(args), "child_epochs": args.child_epochs, "seed": args.seed,
             "ground_truth_s": truth_s, "ground_truth_s_per_child": truth_s / len(children),
             "supernet_train_s": sn["train_s"], "supernet_score_s_per_child":
