@@ -10,13 +10,14 @@ included), its efficiency (ideal / search phase, ideal = children x duration / c
 
 The children count keeps the ideal search phase the same for every duration: 40 children of 1 s,
 400 of 0.1 s (``--work`` seconds of children per concurrency slot, default 20); ``--trials N``
-fixes it instead. ``--batch auto 1`` runs a nas search per ``search.batch_children`` value
+fixes it instead. ``--executor tune tasks`` (the default: both) runs a nas search per
+``search.executor`` value, and ``--batch auto 1`` one per ``search.batch_children`` value
 (default ``auto``). ``--smoke`` is a few children of 0.05 s (the test suite runs it: the script
 cannot rot). ``--torch-baseline`` adds plain Tune whose function imports torch first, as every
 worker of a search of torch children must: the difference to it is our machinery alone.
 
-    python benchmarks/search_overhead.py [--seconds 1.0 0.1] [--work 20] [--batch auto 1]
-        [--torch-baseline] [--smoke]
+    python benchmarks/search_overhead.py [--seconds 1.0 0.1] [--work 20] [--executor tune tasks]
+        [--batch auto 1] [--torch-baseline] [--smoke]
 """
 
 from __future__ import annotations
@@ -72,11 +73,13 @@ class Timing:
         return statistics.median(end - start - self.seconds for start, end, _ in self.runs)
 
 
-def ours(children: int, seconds: float, concurrency: int, root: str, batch: str) -> Timing:
+def ours(children: int, seconds: float, concurrency: int, root: str, batch: str,
+         executor: str = "tune") -> Timing:
     """A ``nas`` search of ``children`` fixed-time children; its records checked."""
     # the defaults a user gets, but no dedup: 12 toy architectures stand for a large space
     search = {"trials": children, "concurrency": concurrency, "cpus_per_trial": 1,
-              "dedup": False, "batch_children": int(batch) if batch.isdigit() else batch}
+              "dedup": False, "batch_children": int(batch) if batch.isdigit() else batch,
+              "executor": executor}
     cfg = parse_config({
         "results_dir": root,
         "space": {"name": "nas.testing.fixtures:ToySpace"},
@@ -96,7 +99,7 @@ def ours(children: int, seconds: float, concurrency: int, root: str, batch: str)
         raise SystemExit(f"nas search at {seconds:g} s: {len(records)} records, "
                          f"{result.failed} failed, expected {children} complete")
     runs = [(r.started_at, r.finished_at, (r.node or {}).get("pid")) for r in records]
-    return Timing(f"nas batch {batch}", seconds, children, result.search_s,
+    return Timing(f"nas {executor} {batch}", seconds, children, result.search_s,
                   result.ray_startup_s, runs)
 
 
@@ -177,6 +180,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--batch", nargs="+", default=["auto"],
                         help="search.batch_children, one nas row each (default auto; "
                              "e.g. --batch auto 1)")
+    parser.add_argument("--executor", nargs="+", choices=("tune", "tasks"),
+                        default=["tune", "tasks"],
+                        help="search.executor, one nas row each (default: both)")
     parser.add_argument("--torch-baseline", action="store_true",
                         help="also plain Tune whose function imports torch (as a search's "
                              "workers must): what is left of our fixed cost")
@@ -197,8 +203,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         for seconds in args.seconds:
             children = args.trials or max(1, round(args.work * args.concurrency / seconds))
-            rows += [ours(children, seconds, args.concurrency, root, batch)
-                     for batch in args.batch]
+            rows += [ours(children, seconds, args.concurrency, root, batch, executor)
+                     for executor in args.executor for batch in args.batch]
             rows.append(plain_tune(children, seconds, args.concurrency, root))
             if args.torch_baseline:
                 rows.append(plain_tune(children, seconds, args.concurrency, root, True))

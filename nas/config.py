@@ -12,7 +12,7 @@ A config has these sections (every key optional but ``space.name`` and ``control
     reward:     {target: 2.0, alpha: -0.07, beta: -0.07, metric: latency}  # or {preset, target}
     search:     {trials: 24, concurrency: 2, cpus_per_trial: 1, gpus_per_trial: 0,
                  scheduler: none, max_failures: 1, seed: 0, dedup: true, max_repeats: 100,
-                 keep_weights: 3, progress: auto}
+                 keep_weights: 3, progress: auto, batch_children: auto, executor: tune}
     ray:        {address: null, num_cpus: null, num_gpus: null, dashboard: false, resources: null}
     logging:    {tensorboard: false, mlflow: {tracking_uri: file:./mlruns, experiment: mnas}}
 

@@ -14,10 +14,11 @@ from typing import Any
 from nas._checks import check_choice, check_int, check_known, check_number
 from nas.errors import ConfigError
 
-__all__ = ["SearchSettings", "SCHEDULERS", "PROGRESS", "MAX_TRIALS", "MAX_BATCH",
+__all__ = ["SearchSettings", "SCHEDULERS", "EXECUTORS", "PROGRESS", "MAX_TRIALS", "MAX_BATCH",
            "PREFILTER_KEYS"]
 
 SCHEDULERS = ("none", "asha")
+EXECUTORS = ("tune", "tasks")
 PROGRESS = ("auto", "rich", "lines", "none")
 MAX_TRIALS = 1_000_000  # a bound, so that a typo cannot start a search that never ends
 MAX_BATCH = 10_000  # search.batch_children: children of one Tune trial
@@ -77,6 +78,11 @@ class SearchSettings:
             ``concurrency`` slots. Each child still gets its own record and its own tell, a
             failing child fails alone, and ``trials`` counts children; batched children report
             their epochs to the live view and trackers but not to Tune, so ``asha`` needs 1.
+        executor: what runs the trials: ``tune`` (the default: Ray Tune trials, with ASHA and
+            Tune's retries) or ``tasks`` (each batch of children is one Ray generator task that
+            streams its children's records back, on workers warmed while the driver gets ready:
+            no Tune start-up and no per-trial cost, for cheap children; ``scheduler: none``
+            only, ``max_failures`` as Ray's retries of a task whose worker died).
         prefilter: a zero-cost pre-filter, ``{proxy, keep, warmup, batch_size}`` (None: off):
             every new proposal is scored by ``proxy`` (:mod:`nas.evaluation.zero_cost`) in the
             driver, and after ``warmup`` (10) proposals only those at or above the best
@@ -103,6 +109,7 @@ class SearchSettings:
     remeasure_top: int = 5
     remeasure_passes: int = 3
     batch_children: int | str = "auto"
+    executor: str = "tune"
     prefilter: dict[str, Any] | None = None
     proxy_features: list[str] = field(default_factory=list)
 
@@ -119,6 +126,10 @@ class SearchSettings:
         check_int("search.grace_period", self.grace_period)
         check_int("search.reduction_factor", self.reduction_factor, minimum=2)
         check_int("search.max_failures", self.max_failures, minimum=0)
+        check_choice("search.executor", self.executor, EXECUTORS)
+        if self.executor == "tasks" and self.scheduler != "none":
+            raise ConfigError(f"search.scheduler={self.scheduler!r}: the tasks executor has no "
+                              "scheduler (ASHA stops Tune trials); use search.executor: tune")
         check_int("search.seed", self.seed, minimum=0)
         if not isinstance(self.dedup, bool):
             raise ConfigError(f"search.dedup={self.dedup!r}: must be true or false")

@@ -22,9 +22,10 @@ def test_search_overhead_smoke_prints_its_table(tmp_path):
     head = next(i for i, line in enumerate(lines) if line.split()[:2] == ["child", "s"])
     for column in ("runner", "ideal s", "search s", "efficiency", "vs Tune"):
         assert column in lines[head]
-    rows = [line.split() for line in lines[head + 2:head + 4]]
-    assert [r[0] for r in rows] == ["0.05", "0.05"] and [r[1] for r in rows] == ["4", "4"]
-    assert rows[0][2:5] == ["nas", "batch", "auto"] and " ".join(rows[1][2:5]) == "plain Ray Tune"
+    rows = [line.split() for line in lines[head + 2:head + 5]]
+    assert [r[0] for r in rows] == ["0.05"] * 3 and [r[1] for r in rows] == ["4"] * 3
+    assert [" ".join(r[2:5]) for r in rows] == ["nas tune auto", "nas tasks auto",
+                                                "plain Ray Tune"]
     assert not list(tmp_path.iterdir())  # its run folders were temporary
 
 

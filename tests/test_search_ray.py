@@ -175,9 +175,10 @@ def test_failing_children_are_recorded_and_the_search_completes(tmp_path):
     assert all(by_mode[m]["reward"] is None for m in ("raise", "nan", "slow"))
 
 
-def test_ctrl_c_stops_cleanly_and_resumes(tmp_path):
+@pytest.mark.parametrize("executor", ["tune", "tasks"])
+def test_ctrl_c_stops_cleanly_and_resumes(tmp_path, executor):
     cfg = config(tmp_path, evaluator={"dataset": "digits", "epochs": 8},
-                 search={"trials": 6, "concurrency": 2})
+                 search={"trials": 6, "concurrency": 2, "executor": executor})
     run_dir = tmp_path / "results" / "int"
     proc = subprocess.Popen(nas_cmd("search", cfg, "--name", "int"), stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True)

@@ -5,7 +5,8 @@
 - :mod:`nas.runner.search`: the Tune ``Searcher`` adapter and the ``Tuner``;
 - :mod:`nas.runner.tune_record`: a finished child as a trial record;
 - :mod:`nas.runner.batching`: how many children one Tune trial evaluates;
-- :mod:`nas.runner.trainable`: what runs in Tune's workers for one child or a batch;
+- :mod:`nas.runner.trainable`: what runs in the workers for one child or a batch;
+- :mod:`nas.runner.tasks`: the tasks executor (``search.executor: tasks``): trials as Ray tasks;
 - :mod:`nas.runner.session`: starting, joining and cleaning up Ray;
 - :mod:`nas.runner.latency_service`: the dedicated latency-measuring actor;
 - :mod:`nas.runner.progress`: live progress (counters, ETA, the rich and line views);

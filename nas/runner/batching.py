@@ -48,11 +48,14 @@ class BatchSizer:
         setting: ``"auto"`` or a fixed size (1: no batches, one child per Tune trial).
         concurrency: trials running at once (the slots the last children are split over).
         records: finished children so far (a resumed run sizes its batches from them at once).
+        always: every trial carries a batch, even with ``setting`` 1 (the tasks executor, whose
+            tasks all speak the batch protocol).
     """
 
     def __init__(self, setting: int | str, concurrency: int = 1,
-                 records: Iterable[TrialRecord] = ()) -> None:
+                 records: Iterable[TrialRecord] = (), always: bool = False) -> None:
         self.setting = setting
+        self.always = always
         self.concurrency = max(1, int(concurrency))
         self._seconds: deque[float] = deque(maxlen=WINDOW)
         for record in records:
@@ -60,8 +63,9 @@ class BatchSizer:
 
     @property
     def batching(self) -> bool:
-        """Whether trials carry batches (even of one child): every setting but 1."""
-        return self.setting != 1
+        """Whether trials carry batches (even of one child): every setting but 1, unless
+        ``always``."""
+        return self.always or self.setting != 1
 
     def see(self, record: TrialRecord) -> None:
         """Learn from a finished child."""

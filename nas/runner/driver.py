@@ -45,6 +45,7 @@ from nas.runner.strays import (
     snapshot,
 )
 from nas.runner.supernet import check_named_supernet, prepare_supernet
+from nas.runner.tasks import prewarm, run_tasks
 
 __all__ = ["SearchResult", "start_search", "default_run_name"]
 
@@ -118,6 +119,8 @@ def _start_ray(exp: Experiment, address: str | None, path: Path) -> RaySession:
     except BaseException:
         session.stop()
         raise
+    if config.search.executor == "tasks":  # the workers import while the driver gets ready
+        session.warming = prewarm(config.search)
     return session
 
 
@@ -160,8 +163,11 @@ def _search(run: RunDir, exp: Experiment, session: RaySession, progress_fn: Prog
         if progress_fn is not None:
             progress_fn(searcher.progress)  # shown at once, before the first child reports
         begin = time.perf_counter()
-        run_trials(searcher, payload, run=run, segment=segment, search=exp.config.search,
-                   epochs=exp.settings.train.epochs)
+        if exp.config.search.executor == "tasks":
+            run_tasks(searcher, payload, search=exp.config.search, segment=segment)
+        else:
+            run_trials(searcher, payload, run=run, segment=segment, search=exp.config.search,
+                       epochs=exp.settings.train.epochs)
         search_s = time.perf_counter() - begin
         stopped = searcher.stopped
         _close(progress_fn)  # the search's view ends here; the re-measurement shows its own
@@ -247,7 +253,8 @@ def _searcher(run: RunDir, exp: Experiment, records: list[TrialRecord],
                                                   margin=_margin(exp)),
                               constraints=exp.config.constraints, budget=search.trials,
                               batch=search.batch_setting, concurrency=search.concurrency,
-                              prefilter=_prefilter(exp, records))
+                              prefilter=_prefilter(exp, records),
+                              batches=search.executor == "tasks")
 
 
 def _prefilter(exp: Experiment, records: list[TrialRecord]) -> Any:

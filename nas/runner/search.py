@@ -97,6 +97,7 @@ class ControllerSearcher(Searcher):
         concurrency: trials running at once (the last children are split over them).
         prefilter: a :class:`nas.evaluation.prefilter.ProxyFilter` (``search.prefilter``): a new
             proposal it filters out is recorded ``rejected`` and the controller asked again.
+        batches: every trial carries a batch, whatever ``batch`` (the tasks executor's trials).
     """
 
     def __init__(self, controller: Controller, run: RunDir, *, pending: list[Proposal],
@@ -105,7 +106,7 @@ class ControllerSearcher(Searcher):
                  records: list[TrialRecord] | None = None, dedup: bool = True,
                  max_repeats: int = 100, trackers: Any = None, keeper: Any = None,
                  constraints: Any = None, budget: int | None = None, batch: int | str = 1,
-                 concurrency: int = 1, prefilter: Any = None) -> None:
+                 concurrency: int = 1, prefilter: Any = None, batches: bool = False) -> None:
         super().__init__(metric=None, mode=None)
         self.controller = controller
         self.run = run
@@ -124,7 +125,7 @@ class ControllerSearcher(Searcher):
         self._penalty = getattr(constraints, "penalty", None)
         self._rejections = Rejections(constraints, budget if budget is not None else max_new,
                                       records or [])
-        self._sizer = BatchSizer(batch, concurrency, records or [])
+        self._sizer = BatchSizer(batch, concurrency, records or [], always=batches)
         self._requeued: set[int] = set()  # proposals whose dead worker they were run again for
         self._prefilter = prefilter
         self._proxy: dict[int, float] = {}  # handed-out proposal -> its pre-filter score

@@ -63,7 +63,8 @@ class RaySession:
     ``node_ip`` is the address of the node this driver runs on (``127.0.0.1`` for a local Ray).
     ``began`` is the driver's clock taken just before Ray started
     (:func:`nas.runner.strays.segment_clock`), set by the driver. ``session_dir`` is the folder
-    the local Ray made in ``temp_dir`` (None: joined, or already removed).
+    the local Ray made in ``temp_dir`` (None: joined, or already removed). ``warming`` holds the
+    tasks that warm the workers up (``search.executor: tasks``), set by the driver.
     """
 
     local: bool
@@ -73,6 +74,7 @@ class RaySession:
     node_ip: str | None = None
     began: dict[str, Any] | None = None
     session_dir: str | None = None
+    warming: list[Any] | None = None
 
     def stop(self) -> None:
         """Disconnect; a local cluster we started is shut down with it, and what it left in

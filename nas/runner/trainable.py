@@ -1,4 +1,4 @@
-"""The trainable: what runs in Tune's workers for one child.
+"""The trainable: what runs in the workers (Tune's, or the tasks executor's) for one child.
 
 :func:`trial_payload` is the plain data a worker needs (the space's reference and options, the
 evaluation settings, where to send kept weights, the latency service, the supernet's files);
@@ -6,7 +6,9 @@ evaluation settings, where to send kept weights, the latency service, the supern
 child (:func:`nas.evaluation.evaluate.evaluate_arch`), reports each epoch to Tune and ends with
 one final record. A batch (``search.batch_children``) is several children evaluated in sequence
 on a thread of the trial, each reported with its own record as it finishes, without waiting for
-the driver. A broken child is a failed record, never a failed search or a failed batch.
+the driver (:func:`batch_reports`; the tasks executor's task, :func:`batch_task`, streams the
+same reports). A broken child is a failed record, never a failed search or a failed batch. Tune
+is imported only where a function reports to it, so that a tasks worker never imports it.
 """
 
 from __future__ import annotations
@@ -18,15 +20,15 @@ import socket
 import threading
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import closing
 from typing import Any
 
 import ray
-from ray import tune
 
 from nas.records import TrialStatus
 
-__all__ = ["trial_payload", "evaluate_trial"]
+__all__ = ["trial_payload", "evaluate_trial", "batch_reports", "batch_task", "warm_worker"]
 
 _CACHE: dict[str, Any] = {}
 
@@ -61,6 +63,10 @@ def _worker_state(payload: dict[str, Any]) -> tuple[Any, Any]:
 
 
 def _node() -> dict[str, Any]:
+    """Where a child ran (outside Ray, as in a unit test, no node id: Ray is never started)."""
+    if not ray.is_initialized():
+        return {"node_id": None, "hostname": socket.gethostname(), "ip": None,
+                "pid": os.getpid()}
     ctx = ray.get_runtime_context()
     return {"node_id": ctx.get_node_id(), "hostname": socket.gethostname(),
             "ip": ray.util.get_node_ip_address(), "pid": os.getpid()}
@@ -92,6 +98,8 @@ def evaluate_trial(config: dict[str, Any], payload: dict[str, Any]) -> None:
     if "children" in config:
         _run_batch(config["children"], payload)
         return
+    from ray import tune  # here: the tasks executor's workers never import Tune
+
     record = _evaluate_child(config, payload, _tune_epoch, time.time())
     accuracy = record.get("accuracy")
     tune.report({"final": True, "record_json": json.dumps(record, default=str),
@@ -106,6 +114,8 @@ def _epoch_metrics(metrics: dict[str, Any]) -> dict[str, Any]:
 
 def _tune_epoch(metrics: dict[str, Any]) -> None:
     """A single child's epoch, reported to Tune (ASHA decides on it)."""
+    from ray import tune
+
     tune.report({**_epoch_metrics(metrics), "final": False})
 
 
@@ -137,10 +147,21 @@ def _evaluate_child(config: dict[str, Any], payload: dict[str, Any],
 
 
 def _run_batch(children: list[dict[str, Any]], payload: dict[str, Any]) -> None:
-    """Evaluate ``children`` in sequence on a thread of their own, and report to Tune whatever
-    has finished each time the driver takes a report: the children's records (``children``) and
-    their epochs (``epochs``, for the live view and the trackers). Reporting blocks until the
-    driver has taken the report; the evaluation never waits for it."""
+    """A batch in a Tune trial: each of :func:`batch_reports` reported to Tune (reporting blocks
+    until the driver has taken the report; the evaluation never waits for it)."""
+    from ray import tune
+
+    with closing(batch_reports(children, payload)) as reports:
+        for report in reports:
+            tune.report(report)
+
+
+def batch_reports(children: list[dict[str, Any]],
+                  payload: dict[str, Any]) -> Iterator[dict[str, list[dict[str, Any]]]]:
+    """Evaluate ``children`` in sequence on a thread of their own, and yield whatever has
+    finished each time the consumer asks: the children's records (``children``) and their epochs
+    (``epochs``, for the live view and the trackers). Closing the generator stops the batch
+    after the running child."""
     events: queue.Queue[tuple[str, dict[str, Any]] | None] = queue.Queue()
     stop = threading.Event()
     worker = threading.Thread(target=_batch_worker, args=(children, payload, events, stop),
@@ -157,10 +178,24 @@ def _run_batch(children: list[dict[str, Any]], payload: dict[str, Any]) -> None:
             for kind, item in filter(None, items):
                 report[kind].append(item)
             if report["children"] or report["epochs"]:
-                tune.report(report)
+                yield report
     finally:
-        stop.set()  # reporting failed: no further child starts
+        stop.set()  # the consumer went away: no further child starts
         worker.join()
+
+
+def batch_task(config: dict[str, Any],
+               payload: dict[str, Any]) -> Iterator[dict[str, list[dict[str, Any]]]]:
+    """The tasks executor's task body (a Ray generator task): a batch's reports, streamed."""
+    yield from batch_reports(config["children"], payload)
+
+
+def warm_worker() -> int:
+    """A task that imports what every child needs (torch, the evaluation code), so that the
+    worker process it ran in, which Ray keeps for the next tasks, starts its children warm."""
+    import nas.evaluation.evaluate  # noqa: F401  (torch, fvcore, the evaluators)
+
+    return os.getpid()
 
 
 def _batch_worker(children: list[dict[str, Any]], payload: dict[str, Any],

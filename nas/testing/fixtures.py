@@ -8,6 +8,8 @@ Name them in a config as ``nas.testing.fixtures:ToySpace`` / ``nas.testing.fixtu
   takes ``slow_s`` per forward pass (to run over a training time budget).
 - :func:`fixed_time`: an evaluator that takes a fixed wall time (``options.seconds``, default 1 s)
   and returns deterministic metrics, to measure the search machinery's own overhead.
+- :func:`dies_once`: an evaluator whose worker process exits (as if killed) the first time it
+  runs, recorded by creating ``options.marker``, and that acts as :func:`fixed_time` after that.
 - :func:`scripted_epochs`: an evaluator that measures latency, then reports the per-epoch
   validation accuracies :func:`scripted_curve` gives the architecture instead of training, so an
   early-stopping scheduler's decisions can be predicted.
@@ -15,6 +17,7 @@ Name them in a config as ``nas.testing.fixtures:ToySpace`` / ``nas.testing.fixtu
 
 from __future__ import annotations
 
+import os
 import time
 from typing import Any
 
@@ -24,7 +27,7 @@ from torch import nn
 from nas.registry import evaluator
 from nas.space import Arch, Choice, Space
 
-__all__ = ["ToySpace", "FaultSpace", "fixed_time", "scripted_curve", "scripted_epochs",
+__all__ = ["ToySpace", "FaultSpace", "fixed_time", "dies_once", "scripted_curve", "scripted_epochs",
            "TOY_SEARCH"]
 
 # a small real search (tiny MLPs on digits), used by tests that need a run folder
@@ -109,6 +112,19 @@ def fixed_time(arch: Arch | None, model: nn.Module, ctx: Any) -> dict[str, Any]:
     time.sleep(seconds)  # the simulated evaluation itself
     key = int(arch.key[:8], 16) if arch is not None else 0
     return {"accuracy": 0.5 + (key % 1000) / 2000.0, "latency_ms": 1.0 + (key % 97) / 10.0}
+
+
+@evaluator(options=("seconds", "marker"))
+def dies_once(arch: Arch | None, model: nn.Module, ctx: Any) -> dict[str, Any]:
+    """Evaluator: the first child to run (anywhere: ``options.marker`` is a file all workers
+    see) takes its worker process down; every later one is :func:`fixed_time`'s."""
+    options = getattr(ctx.settings, "evaluator_options", None) or {}
+    try:
+        with open(options["marker"], "x"):
+            pass
+    except FileExistsError:
+        return fixed_time(arch, model, ctx)
+    os._exit(1)  # the worker dies mid-child, as when killed
 
 
 def scripted_curve(arch: Arch, epochs: int) -> list[float]:
