@@ -52,8 +52,8 @@ class SearchSettings:
         cpus_per_trial, gpus_per_trial: resources of one trial (fractions allowed).
         scheduler: ``none`` or ``asha`` (early stopping on per-epoch validation accuracy).
         grace_period, reduction_factor: ASHA's settings (epochs, rate).
-        max_failures: Tune retries of a trial whose worker died (exceptions are recorded, not
-            retried).
+        max_failures: retries of a trial whose worker died, by Tune (or by Ray, for the tasks
+            executor's tasks); exceptions are recorded, not retried.
         seed: the controller's seed.
         dedup: never spend a trial on an architecture already evaluated in this run: a repeated
             proposal is told the stored result and the controller is asked again (off: repeats
