@@ -243,22 +243,31 @@ def test_a_failing_child_fails_alone_in_its_batch(tmp_path):
 
 @pytest.mark.ray
 @pytest.mark.slow
-def test_batched_search_spends_the_budget_exactly_one_record_per_child(tmp_path):
+@pytest.mark.parametrize("executor", ["tune", "tasks"])
+def test_batched_search_spends_the_budget_exactly_one_record_per_child(tmp_path, executor):
     cfg = search_config(tmp_path, controller={"name": "random"},
                         evaluator={"dataset": "digits", "name": "nas.testing.fixtures:fixed_time",
                                    "options": {"seconds": 0.02}},
                         latency={"mode": "skip"}, reward={"target": 5.0},
                         search={"trials": 11, "concurrency": 2, "batch_children": "auto",
-                                "dedup": False})
+                                "dedup": False, "executor": executor, "keep_weights": 2})
     out, run_dir = run_search(cfg, "auto")
     assert out.returncode == 0, out.stderr[-3000:]
     records = lines(run_dir)
     assert len(records) == 11 and len({r["trial_id"] for r in records}) == 11
     assert sorted(r["step"] for r in records) == list(range(1, 12))
     assert all(r["status"] == "complete" for r in records)
-    assert len({r["tune_trial_id"] for r in records}) < 11  # batches after the first children
+    trials = {r["tune_trial_id"] for r in records}
+    assert 1 < len(trials) < 11  # batches after the first children
     state = json.loads((run_dir / "controller.json").read_text())["state"]
     assert state["num_told"] == 11 and state["outstanding"] == []
+    assert len(list((run_dir / "weights").glob("trial-*.safetensors"))) == 2
+    assert json.loads((run_dir / "run.json").read_text())["status"] == "complete"
+    if executor == "tasks":  # plain Ray tasks, on workers kept between them: no Tune at all
+        assert all(t.startswith("task-1-") for t in trials)
+        assert len({r["node"]["pid"] for r in records}) <= 2
+        assert not (run_dir / "tune").exists()
+        return
     tune_files = {p.name for p in (run_dir / "tune").rglob("*") if p.is_file()}
     assert not tune_files & {"result.json", "progress.csv"}  # Tune's loggers are off
     assert not any(name.startswith("events.out.tfevents") for name in tune_files)

@@ -1,5 +1,6 @@
 """The tasks executor (``search.executor: tasks``): its config checks, the batch stream its tasks
-run, and real searches on Ray, a worker dying in one of them."""
+run, and a search on Ray in which a worker dies (a whole batched search with it:
+tests/test_batching.py; Ctrl-C and resume: tests/test_search_ray.py)."""
 
 from __future__ import annotations
 
@@ -81,31 +82,6 @@ def test_closing_a_batch_stops_it_after_the_running_child():
     stream.close()
     assert [c["proposal_id"] for c in first["children"]] == [0]
     assert time.perf_counter() - began < 0.05 * 20  # the other children never ran
-
-
-@pytest.mark.ray
-@pytest.mark.slow
-def test_a_tasks_search_records_and_tells_every_child_once(tmp_path):
-    cfg = search_config(tmp_path, controller={"name": "random"},
-                        evaluator={"dataset": "digits", "name": "nas.testing.fixtures:fixed_time",
-                                   "options": {"seconds": 0.02}},
-                        latency={"mode": "skip"}, reward={"target": 5.0},
-                        search={"trials": 11, "concurrency": 2, "dedup": False,
-                                "executor": "tasks", "keep_weights": 2})
-    out, run_dir = run_search(cfg, "tasks")
-    assert out.returncode == 0, out.stderr[-3000:]
-    records = lines(run_dir)
-    assert len(records) == 11 and len({r["trial_id"] for r in records}) == 11
-    assert sorted(r["step"] for r in records) == list(range(1, 12))
-    assert all(r["status"] == "complete" for r in records)
-    tasks = {r["tune_trial_id"] for r in records}
-    assert all(t.startswith("task-1-") for t in tasks) and 1 < len(tasks) < 11  # batches
-    assert len({r["node"]["pid"] for r in records}) <= 2  # workers are kept between tasks
-    assert not (run_dir / "tune").exists()  # no Tune experiment
-    assert len(list((run_dir / "weights").glob("trial-*.safetensors"))) == 2
-    state = json.loads((run_dir / "controller.json").read_text())["state"]
-    assert state["num_told"] == 11 and state["outstanding"] == []
-    assert json.loads((run_dir / "run.json").read_text())["status"] == "complete"
 
 
 @pytest.mark.ray
