@@ -265,7 +265,6 @@ def test_batched_search_spends_the_budget_exactly_one_record_per_child(tmp_path,
     assert json.loads((run_dir / "run.json").read_text())["status"] == "complete"
     if executor == "tasks":  # plain Ray tasks, on workers kept between them: no Tune at all
         assert all(t.startswith("task-1-") for t in trials)
-        assert len({r["node"]["pid"] for r in records}) <= 2
         assert not (run_dir / "tune").exists()
         return
     tune_files = {p.name for p in (run_dir / "tune").rglob("*") if p.is_file()}
