@@ -62,7 +62,7 @@ class SearchSettings:
             evaluated anyway (so a tiny or exhausted space cannot loop).
         keep_weights: keep the trained weights (safetensors) of the best K children in
             ``RUN/weights/`` as they finish, dropping those that fall out of the top K (0: none);
-            ``nas export`` uses them.
+            ``nas export`` uses them. A child that scores under the lowest kept reward sends none.
         progress: ``auto`` (a live view on a terminal, one line per finished child otherwise),
             ``rich``, ``lines`` or ``none`` (the CLI's ``--quiet``).
         remeasure_top: at the end of a search, re-measure the latency of the top K

@@ -198,6 +198,25 @@ def test_one_child_per_trial_without_batches(batched):
     assert [r.trial_id for r in run.trials()] == [0]
 
 
+
+def test_children_carry_the_weight_keepers_bar_once_it_has_one(batched):
+    """With ``search.keep_weights`` each child handed out carries the lowest reward its weights
+    need to be kept (its worker then sends none below it); none while any child may be kept."""
+    from nas.runner.weights import WeightKeeper
+
+    class Keeper(WeightKeeper):
+        def __init__(self):  # the bar alone: no run folder needed
+            self.k, self.margin, self.kept = 1, 0, {}
+
+        def settle(self, record):
+            self.kept = {record.trial_id: record.reward}
+            return True
+
+    searcher, _, _ = batched(4, batch=2, keeper=Keeper())
+    assert all("weights_bar" not in c for c in searcher.suggest("t0")["children"])
+    searcher.on_trial_result("t0", {"children": [child(0)], "epochs": []})
+    assert [c["weights_bar"] for c in searcher.suggest("t1")["children"]] == [0.8, 0.8]
+
 # -- on Ray -------------------------------------------------------------------------------------
 def search_config(tmp_path, **patch):
     data = {**TOY_SEARCH, **patch, "results_dir": str(tmp_path / "results")}

@@ -67,9 +67,10 @@ def _metric_value(controller: Controller, record: TrialRecord,
     return record.reward
 
 
-def _child_config(proposal: Proposal) -> dict[str, Any]:
-    """What a worker needs of one child."""
-    return {"arch": dict(proposal.arch.items()), "proposal_id": proposal.id}
+def _child_config(proposal: Proposal, weights_bar: float | None = None) -> dict[str, Any]:
+    """What a worker needs of one child (``weights_bar``: :meth:`WeightKeeper.bar`)."""
+    config = {"arch": dict(proposal.arch.items()), "proposal_id": proposal.id}
+    return config if weights_bar is None else {**config, "weights_bar": weights_bar}
 
 
 class ControllerSearcher(Searcher):
@@ -143,11 +144,12 @@ class ControllerSearcher(Searcher):
             return self._spent()
         proposals = [self._hand_out() for _ in range(self._sizer.size(self._budget))]
         self.progress.live[trial_id] = self._live_entry(proposals[0])
+        bar = self.keeper.bar() if self.keeper is not None else None
         if not self._sizer.batching:
             self._live[trial_id] = proposals[0]
-            return _child_config(proposals[0])
+            return _child_config(proposals[0], bar)
         self._batches[trial_id] = {p.id: p for p in proposals}
-        return {"children": [_child_config(p) for p in proposals]}
+        return {"children": [_child_config(p, bar) for p in proposals]}
 
     def _spent(self) -> str | None:
         """The budget is handed out: finished, unless a child in flight may still be rejected

@@ -14,6 +14,8 @@ is imported only where a function reports to it, so that a tasks worker never im
 from __future__ import annotations
 
 import json
+import logging
+import math
 import os
 import queue
 import socket
@@ -28,9 +30,11 @@ import ray
 
 from nas.records import TrialStatus
 
-__all__ = ["trial_payload", "evaluate_trial", "batch_reports", "batch_task", "warm_worker"]
+__all__ = ["trial_payload", "evaluate_trial", "batch_reports", "batch_task", "warm_worker",
+           "may_keep"]
 
 _CACHE: dict[str, Any] = {}
+log = logging.getLogger(__name__)
 
 
 def trial_payload(space: Any, settings: Any, *, latency_service: bool,
@@ -84,12 +88,36 @@ def _weights_sender(config: dict[str, Any], payload: dict[str, Any]) -> Callable
 
         epochs = str(payload["settings"]["train"].get("epochs"))
         data = serialize_weights(model, {"trial": str(config["proposal_id"]), "epochs": epochs})
-        if ray.get_runtime_context().get_node_id() == where["node"] or not where["store"]:
+        if not where["store"] or ray.get_runtime_context().get_node_id() == where["node"]:
             write_incoming(where["dir"], config["proposal_id"], data)
         else:
             ray.get(ray.get_actor(where["store"]).put.remote(config["proposal_id"], data))
 
     return send
+
+
+def may_keep(record: dict[str, Any], bar: float | None) -> bool:
+    """Whether the driver could keep this child's weights: complete, with a finite reward of at
+    least ``bar`` (the lowest reward the driver kept when it handed the child out; None: any
+    reward). Kept rewards only rise, so a child under the bar would be dropped on arrival:
+    its weights are never serialized or written."""
+    reward = record.get("reward")
+    if record.get("status") != TrialStatus.COMPLETE.value or isinstance(reward, bool) \
+            or not isinstance(reward, int | float) or not math.isfinite(reward):
+        return False
+    return bar is None or reward >= bar
+
+
+def _send_weights(send: Callable[..., None], model: Any, record: dict[str, Any],
+                  bar: float | None) -> None:
+    """``send(model)`` when the driver may keep it; a failure is only logged (keeping weights
+    is a service, never a reason to fail a child)."""
+    if not may_keep(record, bar):
+        return
+    try:
+        send(model)
+    except Exception as exc:  # noqa: BLE001
+        log.warning("could not send the trained model: %s: %s", type(exc).__name__, exc)
 
 
 def evaluate_trial(config: dict[str, Any], payload: dict[str, Any]) -> None:
@@ -133,9 +161,12 @@ def _evaluate_child(config: dict[str, Any], payload: dict[str, Any],
             from nas.runner.latency_service import LatencyClient
 
             latency_fn = LatencyClient.connect(activity=payload.get("activity")).latency_fn()
+        send, models = _weights_sender(config, payload), []
         record = evaluate_arch(space, space.validate(config["arch"]), settings, report=report,
-                               latency_fn=latency_fn, on_model=_weights_sender(config, payload),
+                               latency_fn=latency_fn, on_model=models.append if send else None,
                                activity=payload.get("activity"))
+        if send is not None and models:
+            _send_weights(send, models[0], record, config.get("weights_bar"))
     except Exception as exc:  # a broken child must not take the search down
         record = {"status": TrialStatus.FAILED.value, "error": f"{type(exc).__name__}: {exc}",
                   "traceback": traceback.format_exc(limit=5)}

@@ -130,6 +130,15 @@ class WeightKeeper:
         _sync(weights_path(self.run_path, record.trial_id))  # kept: now on disk
         return True
 
+    def bar(self) -> float | None:
+        """The lowest reward a child needs for its weights to be kept: the lowest kept reward
+        once ``k`` (plus the margin) are kept, else None (any complete child is kept). Kept
+        rewards only rise, so a worker whose child scores under it need not send its weights
+        (:func:`nas.runner.trainable.may_keep`)."""
+        if self.k <= 0 or len(self.kept) < self.k + self.margin:
+            return None
+        return min(self.kept.values())
+
     def _trim(self) -> None:
         order = sorted(self.kept, key=lambda t: (-self.kept[t], t))
         self._drop(order[max(self.k, 0) + self.margin:])
