@@ -30,7 +30,7 @@ class Constraints:
 
     Args:
         latency_ms: the most milliseconds a child may take on the target device.
-        macs: the most multiply-adds (fvcore's count) a child may have.
+        macs: the most multiply-adds (``nas cost``'s count) a child may have.
         params: the most parameters.
         penalty: what the controller is told for a rejected child (None: a failure).
         max_rejections: rejections allowed per trial of the budget before the search stops.

@@ -69,3 +69,54 @@ def test_training_mode_is_restored_and_macs_scale_with_resolution():
 def test_bad_input_shape():
     with pytest.raises(ValueError, match="input_shape"):
         count_cost(nn.Linear(2, 2), (0,))
+
+
+def test_matrix_products_and_attention_count_their_multiply_adds():
+    class Attend(nn.Module):
+        def forward(self, x):  # x: (1, 4, 6): tokens x features
+            scores = torch.einsum("btd,bsd->bts", x, x)  # 4*4*6
+            mixed = torch.bmm(scores.softmax(-1), x)  # 4*6*4
+            return torch.nn.functional.scaled_dot_product_attention(mixed, mixed, mixed)
+
+    assert count_macs(Attend(), (4, 6)) == 4 * 4 * 6 + 4 * 6 * 4 + 2 * (4 * 4 * 6)
+
+
+def _fvcore_macs(model, input_shape):
+    """The reference: fvcore's tracing counter with the handles mnas used before (convolutions,
+    linear/addmm/matmul/mm/bmm/einsum)."""
+    from fvcore.nn import jit_handles as h
+    from fvcore.nn.jit_analysis import JitModelAnalysis
+
+    handles = {"aten::_convolution": h.conv_flop_jit, "aten::addmm": h.addmm_flop_jit,
+               "aten::linear": h.linear_flop_jit, "aten::matmul": h.matmul_flop_jit,
+               "aten::mm": h.matmul_flop_jit, "aten::bmm": h.bmm_flop_jit,
+               "aten::einsum": h.einsum_flop_jit}
+    model.eval()
+    with torch.no_grad():
+        fca = JitModelAnalysis(model, torch.zeros((1, *input_shape))).set_op_handle(**handles)
+        fca.unsupported_ops_warnings(False)
+        fca.uncalled_modules_warnings(False)
+        fca.tracer_warnings("none")
+        return int(fca.total()), {k: int(v) for k, v in fca.by_module().items()}
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")  # fvcore's torch.jit.script
+@pytest.mark.parametrize("space_name, options", [
+    ("mnasnet", {"input_size": 32, "num_classes": 10}),
+    ("mnasnet", {"input_size": 8, "in_channels": 1, "num_classes": 10, "width_mult": 0.5}),
+    ("nasbench201", {}),
+    ("nas.testing.fixtures:ToySpace", {}),
+])
+def test_counts_equal_fvcores_on_every_built_in_space(space_name, options):
+    """Each layer of sampled children (and MnasNet's presets) has the MACs fvcore traces."""
+    import numpy as np
+
+    space = nas.SPACES.create(space_name, **options)
+    models = [space.build(space.sample(np.random.default_rng(seed))) for seed in range(3)]
+    models += [space.build_preset(p) for p in space.presets()]
+    for model in models:
+        total, by_module = _fvcore_macs(model, space.input_shape())
+        cost = count_cost(model, space.input_shape())
+        assert cost.macs == total
+        assert [r["macs"] for r in cost.layers] == [by_module.get(r["name"], 0)
+                                                   for r in cost.layers]

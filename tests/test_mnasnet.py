@@ -40,7 +40,7 @@ TF_MOBILENET_V2_MMACS = {
     (1.4, 224): 582, (0.75, 224): 209, (0.5, 224): 97, (0.35, 224): 59,
     (0.75, 96): 39, (0.5, 96): 18, (0.35, 128): 20,
 }
-# MACs as `nas cost` counts them (fvcore, 1000 classes) per preset, input size and strides mode;
+# MACs as `nas cost` counts them (1000 classes) per preset, input size and strides mode;
 # before the strides option, 112 px counted the 224 px MACs and 64 px the 128 px ones.
 PINNED_MACS = {
     "mobilenet_v2": {224: 300_774_272, 160: 154_083_200, 112: 82_183_808, 64: 25_728_512,

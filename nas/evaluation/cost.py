@@ -1,19 +1,23 @@
 """Model cost: parameters and multiply-accumulates (MACs), with a per-layer table.
 
-MACs are counted with fvcore's tracing counter the way the MnasNet and MobileNet papers count them:
-one multiply-add is one MAC, and only convolutions (depthwise, 1x1 and squeeze-and-excitation
-convolutions included) and fully connected layers (``linear``/``addmm``/``matmul``) count. Not
-counted: batch normalization (foldable into the preceding convolution at inference), activations,
-pooling, element-wise additions (residuals) and multiplications (SE gating). Parameters are all
-trainable and frozen parameters of the module (buffers such as BN running statistics excluded).
+MACs are counted the way the MnasNet and MobileNet papers count them: one multiply-add is one MAC,
+and only convolutions (depthwise, 1x1 and squeeze-and-excitation convolutions included), fully
+connected layers and matrix products (``linear``/``addmm``/``mm``/``bmm``/``matmul``/``einsum``,
+and the two products of ``scaled_dot_product_attention``) count. Not counted: batch normalization
+(foldable into the preceding convolution at inference), activations, pooling, element-wise
+additions (residuals) and multiplications (SE gating). Parameters are all trainable and frozen
+parameters of the module (buffers such as BN running statistics excluded).
 
-Counting traces the model with one sample (batch 1) in eval mode; the model's mode is restored.
+Counting runs one forward pass of one sample (batch 1) in eval mode under PyTorch's
+:class:`torch.utils.flop_counter.FlopCounterMode` (FLOPs of those operators, two per multiply-add,
+per module); the model's mode is restored. It gives the same counts as fvcore's tracing counter
+(``tests/test_cost.py`` checks every built-in space against it) at 2 to 5 times its speed: a
+MnasNet child sized for digits is counted in about 24 ms instead of about 100 ms, which a search of
+children that take a second each notices.
 """
 
 from __future__ import annotations
 
-import logging
-import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -22,23 +26,6 @@ import torch
 from torch import nn
 
 __all__ = ["Cost", "count_cost", "count_params", "count_macs"]
-
-log = logging.getLogger(__name__)
-
-
-def _handles() -> dict[str, Any]:
-    """aten op -> fvcore handler, for the ops whose MACs we count (one multiply-add = 1)."""
-    from fvcore.nn import jit_handles as h
-
-    return {
-        "aten::_convolution": h.conv_flop_jit,
-        "aten::addmm": h.addmm_flop_jit,
-        "aten::linear": h.linear_flop_jit,
-        "aten::matmul": h.matmul_flop_jit,
-        "aten::mm": h.matmul_flop_jit,
-        "aten::bmm": h.bmm_flop_jit,
-        "aten::einsum": h.einsum_flop_jit,
-    }
 
 
 @dataclass
@@ -75,31 +62,27 @@ def count_params(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
-def _analysis(model: nn.Module, input_shape: Sequence[int]) -> Any:
-    from fvcore.nn.jit_analysis import JitModelAnalysis
+def _trace(model: nn.Module, input_shape: Sequence[int]) -> tuple[int, dict[str, int]]:
+    """``(total MACs, MACs by module name)`` of one forward pass of one sample (module names as
+    ``named_modules`` gives them; a module's count includes its children's)."""
+    from torch.utils.flop_counter import FlopCounterMode
 
     device = next((p.device for p in model.parameters()), torch.device("cpu"))
     sample = torch.zeros((1, *input_shape), device=device)
-    fca = JitModelAnalysis(model, sample).set_op_handle(**_handles())
-    fca.unsupported_ops_warnings(False)
-    fca.uncalled_modules_warnings(False)
-    fca.tracer_warnings("none")
-    return fca
-
-
-def _trace(model: nn.Module, input_shape: Sequence[int]) -> tuple[int, dict[str, int], set[str]]:
     was_training = model.training
     model.eval()
     try:
-        with warnings.catch_warnings(), torch.no_grad():
-            warnings.simplefilter("ignore")
-            fca = _analysis(model, input_shape)
-            total = int(fca.total())
-            by_module = {k: int(v) for k, v in fca.by_module().items()}
-            skipped = set(fca.unsupported_ops())
+        with torch.no_grad(), FlopCounterMode(display=False, depth=None) as counter:
+            model(sample)
     finally:
         model.train(was_training)
-    return total, by_module, skipped
+    by_module: dict[str, int] = {}
+    for key, ops in counter.get_flop_counts().items():
+        if key == "Global":
+            continue
+        name = key.partition(".")[2]  # "<root class>.<path>"; the root itself is ""
+        by_module[name] = by_module.get(name, 0) + sum(ops.values()) // 2
+    return int(counter.get_total_flops()) // 2, by_module
 
 
 def count_macs(model: nn.Module, input_shape: Sequence[int]) -> int:
@@ -112,9 +95,7 @@ def count_cost(model: nn.Module, input_shape: Sequence[int]) -> Cost:
     input_shape = tuple(int(d) for d in input_shape)
     if not input_shape or any(d <= 0 for d in input_shape):
         raise ValueError(f"input_shape must be positive dimensions, got {input_shape}")
-    total, by_module, skipped = _trace(model, input_shape)
-    if skipped:
-        log.debug("ops not counted as MACs: %s", ", ".join(sorted(skipped)))
+    total, by_module = _trace(model, input_shape)
     layers = []
     for name, module in model.named_modules():
         if any(True for _ in module.children()):

@@ -224,7 +224,7 @@ def batch_task(config: dict[str, Any],
 def warm_worker() -> int:
     """A task that imports what every child needs (torch, the evaluation code), so that the
     worker process it ran in, which Ray keeps for the next tasks, starts its children warm."""
-    import nas.evaluation.evaluate  # noqa: F401  (torch, fvcore, the evaluators)
+    import nas.evaluation.evaluate  # noqa: F401  (torch, the evaluators)
 
     return os.getpid()
 
