@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import os
 import queue
 import socket
@@ -101,9 +100,10 @@ def may_keep(record: dict[str, Any], bar: float | None) -> bool:
     least ``bar`` (the lowest reward the driver kept when it handed the child out; None: any
     reward). Kept rewards only rise, so a child under the bar would be dropped on arrival:
     its weights are never serialized or written."""
+    from nas.runner.tune_record import finite
+
     reward = record.get("reward")
-    if record.get("status") != TrialStatus.COMPLETE.value or isinstance(reward, bool) \
-            or not isinstance(reward, int | float) or not math.isfinite(reward):
+    if record.get("status") != TrialStatus.COMPLETE.value or not finite(reward):
         return False
     return bar is None or reward >= bar
 

@@ -15,7 +15,7 @@ from typing import Any
 from nas.records import TrialRecord, TrialStatus, metric_problem, number_problem
 from nas.search.controller import Proposal
 
-__all__ = ["make_record", "RAW_METRICS"]
+__all__ = ["make_record", "RAW_METRICS", "finite"]
 
 RAW_METRICS = ("accuracy", "latency_ms", "latency_p10_ms", "latency_p90_ms", "latency_spread",
                "latency_n", "params", "macs", "chance_accuracy")
@@ -44,7 +44,7 @@ def make_record(proposal: Proposal, tune_id: str, result: dict[str, Any] | None,
     status, reason = TrialStatus.parse(raw.get("status")), raw.get("error")
     problem = metric_problem(metrics)
     score = (raw.get("reward_config") or {}).get("accuracy_key") or "accuracy"
-    if status is TrialStatus.COMPLETE and not _finite(_nested(metrics, score)):
+    if status is TrialStatus.COMPLETE and not finite(_nested(metrics, score)):
         status, reason = TrialStatus.FAILED, f"{score} is NaN or missing"
     elif problem and status is TrialStatus.COMPLETE:  # e.g. a custom evaluator's percent
         status, reason = TrialStatus.FAILED, f"the evaluator reported {problem}"
@@ -54,7 +54,7 @@ def make_record(proposal: Proposal, tune_id: str, result: dict[str, Any] | None,
     keep_error = status in (TrialStatus.FAILED, TrialStatus.REJECTED)
     return TrialRecord(
         **base, status=status, error=reason if keep_error else None,
-        metrics=metrics, reward=reward if _finite(reward) else None,
+        metrics=metrics, reward=reward if finite(reward) else None,
         timings=raw.get("timings") or {}, device=raw.get("device") or {},
         node=raw.get("node") or {}, latency_by=raw.get("latency_by"),
         started_at=raw.get("started_at"), finished_at=raw.get("finished_at"))
@@ -68,5 +68,6 @@ def _nested(metrics: dict[str, Any], key: str) -> Any:
     return value
 
 
-def _finite(x: Any) -> bool:
+def finite(x: Any) -> bool:
+    """A real number (not a bool), neither NaN nor infinite."""
     return isinstance(x, int | float) and not isinstance(x, bool) and math.isfinite(x)
