@@ -81,6 +81,56 @@ def test_matrix_products_and_attention_count_their_multiply_adds():
     assert count_macs(Attend(), (4, 6)) == 4 * 4 * 6 + 4 * 6 * 4 + 2 * (4 * 4 * 6)
 
 
+def test_a_higher_order_operator_is_counted_by_torchs_full_counter():
+    """``torch.cond`` is refused by the fast mode; the fallback counts its larger branch."""
+    class Branchy(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.small, self.large = nn.Linear(4, 3), nn.Linear(4, 5)
+
+        def forward(self, x):
+            return torch.cond(x.sum() > 0, lambda x: self.small(x)[:, :2],
+                              lambda x: self.large(x)[:, :2], (x,))
+
+    cost = count_cost(Branchy(), (4,))
+    assert cost.macs == 4 * 5
+    assert [(r["name"], r["macs"]) for r in cost.layers] == [("small", 12), ("large", 20)]
+    with pytest.raises(RuntimeError, match="shapes cannot be multiplied"):  # its own error
+        count_cost(nn.Linear(3, 2), (4,))
+
+
+def test_counting_leaves_no_module_hooks_behind():
+    """Each count removes the global forward hooks it added (a leak would slow every later
+    forward pass of the process), even where operators are decomposed (MnasNet's)."""
+    from torch.nn.modules import module as torch_module
+
+    space = nas.SPACES.create("mnasnet", input_size=8, in_channels=1, num_classes=10,
+                              width_mult=0.5)
+    model = space.build_preset(space.presets()[0])
+    before = (len(torch_module._global_forward_pre_hooks), len(torch_module._global_forward_hooks))
+    macs = [count_macs(model, space.input_shape()) for _ in range(3)]
+    assert macs[0] > 0 and len(set(macs)) == 1
+    assert (len(torch_module._global_forward_pre_hooks),
+            len(torch_module._global_forward_hooks)) == before
+
+
+def test_counting_never_imports_the_compiler():
+    """A fresh process (a search worker, ``nas cost``) counts without importing torch._dynamo,
+    which torch's FlopCounterMode does on first use (over a second)."""
+    import subprocess
+    import sys
+
+    code = ("import sys, nas\n"
+            "space = nas.SPACES.create('mnasnet', input_size=32, num_classes=10)\n"
+            "from nas.evaluation.cost import count_cost\n"
+            "cost = count_cost(space.build_preset(space.presets()[0]), space.input_shape())\n"
+            "assert cost.macs > 0\n"
+            "print('torch._dynamo' in sys.modules)\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=300, check=True)
+    assert out.stdout.strip() == "False"
+
+
 def _fvcore_macs(model, input_shape):
     """The reference: fvcore's tracing counter with the handles mnas used before (convolutions,
     linear/addmm/matmul/mm/bmm/einsum)."""
