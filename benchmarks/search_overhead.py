@@ -51,6 +51,7 @@ class Timing:
     search_s: float
     startup_s: float  # Ray's start-up (not in the search phase)
     runs: list[tuple[float, float, object]]  # each child's (start, end, worker process)
+    parts: dict[str, float] | None = None  # nas: a child's median build and MAC count, in s
 
     @property
     def span_s(self) -> float:
@@ -99,8 +100,10 @@ def ours(children: int, seconds: float, concurrency: int, root: str, batch: str,
         raise SystemExit(f"nas search at {seconds:g} s: {len(records)} records, "
                          f"{result.failed} failed, expected {children} complete")
     runs = [(r.started_at, r.finished_at, (r.node or {}).get("pid")) for r in records]
+    parts = {key: statistics.median(float((r.timings or {}).get(f"{key}_s") or 0.0)
+                                    for r in records) for key in ("build", "cost")}
     return Timing(f"nas {executor} {batch}", seconds, children, result.search_s,
-                  result.ray_startup_s, runs)
+                  result.ray_startup_s, runs, parts)
 
 
 def _sleeper(config: dict) -> None:
@@ -151,12 +154,17 @@ def _cell(value: float | None, spec: str) -> str:
     return "-" if value is None else format(value, spec)
 
 
+def part(t: Timing, key: str) -> float | None:
+    """A nas child's median ``build`` or ``cost`` (MAC count) time in ms; None for Tune's."""
+    return None if t.parts is None else 1000.0 * t.parts[key]
+
+
 def table(rows: list[Timing], concurrency: int) -> str:
     """The side-by-side table: one line per runner and duration."""
     tune_s = {t.seconds: t.search_s for t in rows if t.runner == "plain Ray Tune"}
     head = (f"{'child s':>7} {'children':>8} {'runner':<15}{'ideal s':>8}{'search s':>9}"
             f"{'efficiency':>11}{'vs Tune':>8}{'span s':>8}{'span eff':>9}{'fixed s':>8}"
-            f"{'gap s':>7}{'inside s':>9}{'ray start s':>12}")
+            f"{'gap s':>7}{'inside s':>9}{'build ms':>9}{'count ms':>9}{'ray start s':>12}")
     lines = [head, "-" * len(head)]
     for t in rows:
         ideal = t.children * t.seconds / concurrency
@@ -164,7 +172,9 @@ def table(rows: list[Timing], concurrency: int) -> str:
         lines.append(f"{t.seconds:>7g} {t.children:>8} {t.runner:<15}{ideal:>8.1f}"
                      f"{t.search_s:>9.2f}{ideal / t.search_s:>11.2f}{_cell(vs, '.2f'):>8}"
                      f"{t.span_s:>8.2f}{ideal / t.span_s:>9.2f}{t.search_s - t.span_s:>8.2f}"
-                     f"{_cell(t.gap_s(), '.3f'):>7}{t.inside_s():>9.3f}{t.startup_s:>12.1f}")
+                     f"{_cell(t.gap_s(), '.3f'):>7}{t.inside_s():>9.3f}"
+                     f"{_cell(part(t, 'build'), '.1f'):>9}{_cell(part(t, 'cost'), '.1f'):>9}"
+                     f"{t.startup_s:>12.1f}")
     return "\n".join(lines)
 
 
@@ -215,7 +225,8 @@ def main(argv: list[str] | None = None) -> int:
     print(table(rows, args.concurrency))
     print("span: first child's start to last child's end; fixed s = search s - span s (Tune's "
           "start-up, the workers' imports, the end); gap s: median time between one worker's "
-          "children; inside s: median time a child took beyond the evaluator's")
+          "children; inside s: median time a child took beyond the evaluator's, of which build ms "
+          "and count ms (its MAC count) are the medians of two parts")
     return 0
 
 

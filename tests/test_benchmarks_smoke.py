@@ -20,12 +20,16 @@ def test_search_overhead_smoke_prints_its_table(tmp_path):
     assert out.returncode == 0, out.stderr[-3000:]
     lines = out.stdout.splitlines()
     head = next(i for i, line in enumerate(lines) if line.split()[:2] == ["child", "s"])
-    for column in ("runner", "ideal s", "search s", "efficiency", "vs Tune"):
+    for column in ("runner", "ideal s", "search s", "efficiency", "vs Tune", "build ms",
+                   "count ms"):
         assert column in lines[head]
     rows = [line.split() for line in lines[head + 2:head + 5]]
     assert [r[0] for r in rows] == ["0.05"] * 3 and [r[1] for r in rows] == ["4"] * 3
     assert [" ".join(r[2:5]) for r in rows] == ["nas tune auto", "nas tasks auto",
                                                 "plain Ray Tune"]
+    # a nas child's build and MAC count, from its records; Tune's children have neither
+    assert all(float(r[-3]) > 0 and float(r[-2]) > 0 for r in rows[:2])
+    assert rows[2][-3:-1] == ["-", "-"]
     assert not list(tmp_path.iterdir())  # its run folders were temporary
 
 
