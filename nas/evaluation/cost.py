@@ -32,7 +32,7 @@ from typing import Any
 import torch
 from torch import nn
 from torch.utils._python_dispatch import TorchDispatchMode
-from torch.utils.flop_counter import flop_registry
+from torch.utils.flop_counter import FlopCounterMode, flop_registry
 from torch.utils.module_tracker import ModuleTracker
 
 __all__ = ["Cost", "count_cost", "count_params", "count_macs"]
@@ -113,8 +113,6 @@ def _count(model: nn.Module, sample: torch.Tensor) -> dict[str, int]:
             model(sample)
         return dict(counter.flops)
     except Exception:  # noqa: BLE001  (the full counter runs it again, and raises if it must)
-        from torch.utils.flop_counter import FlopCounterMode
-
         with FlopCounterMode(display=False, depth=None) as full:
             model(sample)
         return {key: sum(ops.values()) for key, ops in full.get_flop_counts().items()}
