@@ -262,7 +262,7 @@ def test_tune_pickles_are_never_deleted_through_links(tmp_path, outside):
 def test_tune_never_starts_in_a_linked_folder(tmp_path, outside, monkeypatch, linked):
     from ray import tune
 
-    from nas.runner.search import run_trials
+    from nas.runner.tuner import run_trials
 
     monkeypatch.setattr(tune, "Tuner", lambda *a, **k: pytest.fail("Tune started"))
     monkeypatch.setenv("RAY_AIR_NEW_OUTPUT", "0")  # run_trials sets it: restored after the test

@@ -33,7 +33,6 @@ from nas.runner.search import (
     ProgressFn,
     SearchProgress,
     make_record,
-    run_trials,
     trial_payload,
 )
 from nas.runner.session import RaySession, remove_activity_dir, run_tag, start_ray
@@ -46,6 +45,7 @@ from nas.runner.strays import (
 )
 from nas.runner.supernet import check_named_supernet, prepare_supernet
 from nas.runner.tasks import prewarm, run_tasks
+from nas.runner.tuner import run_trials
 
 __all__ = ["SearchResult", "start_search", "default_run_name"]
 

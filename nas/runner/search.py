@@ -1,7 +1,9 @@
-"""The search on Ray Tune: a Searcher adapter around any controller, and the Tuner.
+"""The search's Searcher: a Ray Tune ``Searcher`` adapter around any controller.
 
-The trainable that runs in Tune's workers is :mod:`nas.runner.trainable`; a finished child becomes
-a record in :mod:`nas.runner.tune_record`; batch sizes come from :mod:`nas.runner.batching`.
+Tune runs it in :mod:`nas.runner.tuner` (``search.executor: tune``) and :mod:`nas.runner.tasks`
+drives it with plain Ray tasks (``tasks``). The trainable that runs in the workers is
+:mod:`nas.runner.trainable`; a finished child becomes a record in :mod:`nas.runner.tune_record`;
+batch sizes come from :mod:`nas.runner.batching`.
 
 The controller lives in the driver. :class:`ControllerSearcher` maps Tune's ``suggest`` to
 ``controller.ask()`` and a finished child to ``controller.tell()``. A Tune trial carries one child
@@ -13,38 +15,31 @@ children in flight (those running and those still queued in a batch), which a re
 Resuming rebuilds the controller from its saved state (not a replay), re-runs the proposals that
 were in flight, then asks for new ones.
 
-Tune's own machinery does the rest: ``ConcurrencyLimiter``, ``ASHAScheduler`` over per-epoch
-validation accuracy, ``FailureConfig`` (retries when a worker dies), ``reuse_actors=True``, and
-storage inside the run folder. Tune's experiment checkpoints are never read back (they hold
-pickles): resuming starts a new Tune experiment segment from our own JSON state. Tune's per-trial
-result files (CSV, JSON, TensorBoard) are not written: mnas never reads them, and they cost the
-driver about 10 ms a trial.
+Tune's experiment checkpoints are never read back (they hold pickles): resuming starts a new
+experiment segment from our own JSON state.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import os
 import time
 from collections.abc import Callable
 from typing import Any
 
-from ray import tune
-from ray.tune.search import ConcurrencyLimiter, Searcher
+from ray.tune.search import Searcher
 
-from nas._fs import safe_dir, write_atomic
+from nas._fs import write_atomic
 from nas.records import TrialRecord, TrialStatus, at_chance, best_of
 from nas.results import RunDir
 from nas.runner.batching import BatchSizer
 from nas.runner.progress import SearchProgress
 from nas.runner.rejections import Rejections
-from nas.runner.session import scoped_env
-from nas.runner.trainable import evaluate_trial, trial_payload
+from nas.runner.trainable import trial_payload
 from nas.runner.tune_record import make_record
 from nas.search.controller import Controller, Proposal
 
-__all__ = ["ControllerSearcher", "SearchProgress", "run_trials", "trial_payload", "make_record"]
+__all__ = ["ControllerSearcher", "SearchProgress", "trial_payload", "make_record"]
 
 log = logging.getLogger(__name__)
 MAX_FILTERED = 10_000  # proposals the pre-filter may reject in a row before one runs anyway
@@ -365,37 +360,3 @@ class ControllerSearcher(Searcher):
     def restore(self, checkpoint_path: str) -> None:
         """Not used: ``nas resume`` restores from the run folder's JSON state."""
         raise NotImplementedError("resume with `nas resume RUN_DIR`")
-
-
-# -- the Tuner ---------------------------------------------------------------------------------
-def run_trials(searcher: ControllerSearcher, payload: dict[str, Any], *, run: RunDir,
-               segment: int, search: Any, epochs: int) -> Any:
-    """Run one Tune experiment segment until the searcher's budget is used up."""
-    from ray.tune.schedulers import ASHAScheduler
-
-    scheduler = None
-    if search.scheduler == "asha":
-        scheduler = ASHAScheduler(metric="val_accuracy", mode="max", time_attr="training_iteration",
-                                  max_t=max(epochs, 1) + 1, grace_period=search.grace_period,
-                                  reduction_factor=search.reduction_factor)
-    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # with verbose=0: Tune prints nothing
-    # Tune writes into RUN/tune/segment-N: neither may be a link (refused before Tune starts)
-    safe_dir(run.tune_dir, root=run.path)
-    safe_dir(run.tune_dir / f"segment-{segment}", root=run.path, create=False)
-    resources = {"cpu": search.cpus_per_trial, "gpu": search.gpus_per_trial}
-    trainable = tune.with_resources(tune.with_parameters(evaluate_trial, payload=payload),
-                                    resources)
-    tuner = tune.Tuner(
-        trainable,
-        tune_config=tune.TuneConfig(
-            search_alg=ConcurrencyLimiter(searcher, max_concurrent=search.concurrency),
-            scheduler=scheduler, reuse_actors=True,
-            # the searcher counts children (batches, rejections given back) and ends the run
-            num_samples=-1),
-        run_config=tune.RunConfig(
-            name=f"segment-{segment}", storage_path=str(run.tune_dir.resolve()),
-            failure_config=tune.FailureConfig(max_failures=search.max_failures),
-            verbose=0),
-    )
-    with scoped_env("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1"):  # no per-trial result files
-        return tuner.fit()
