@@ -25,6 +25,18 @@ def _torch_threads():
     torch.set_num_threads(old)
 
 
+@pytest.fixture
+def no_ray(monkeypatch):
+    """Fail the test if the driver starts Ray (a command that must stop first). A module whose
+    every test must not start Ray sets ``pytestmark = pytest.mark.usefixtures("no_ray")``."""
+    import nas.runner.driver
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("Ray must not start")
+
+    monkeypatch.setattr(nas.runner.driver, "start_ray", refuse)
+
+
 # Under pytest-xdist (``-n 2 --dist loadgroup``) each test module is one group, run on one worker,
 # so a module's expensive module-scoped fixture (a real search, a trained supernet) is made once;
 # the docs' page examples are the exception (one module, many minutes): they spread over the

@@ -23,7 +23,6 @@ import pytest
 import yaml
 from bad_inputs import GROUPS, Case
 
-import nas.runner.driver
 from nas.cli import main
 from nas.config import parse_config
 from nas.experiment import build_experiment
@@ -135,14 +134,6 @@ def snapshot(root: Path) -> dict[str, str]:
             else:
                 out[rel] = "other" if not path.is_dir() else "dir"
     return out
-
-
-@pytest.fixture
-def no_ray(monkeypatch):
-    def refuse(*args, **kwargs):
-        raise AssertionError("Ray must not start for bad input")
-
-    monkeypatch.setattr(nas.runner.driver, "start_ray", refuse)
 
 
 def _prepare(case: Case, root: Path, templates: Path, victims_pids: list[list[int]]) -> Path:

@@ -11,7 +11,6 @@ from pathlib import Path
 import pytest
 import yaml
 
-import nas.runner.driver
 from nas._version import __version__
 from nas.cli import build_parser, main
 from nas.cli.config_cmds import check_config, yaml_value
@@ -29,12 +28,7 @@ SAMPLES = {"space.name": "nas.testing.fixtures:ToySpace", "controller.name": "ra
            "reward.target": 1.0}
 
 
-@pytest.fixture(autouse=True)
-def no_ray(monkeypatch):
-    def refuse(*args, **kwargs):
-        raise AssertionError("Ray must not start")
-
-    monkeypatch.setattr(nas.runner.driver, "start_ray", refuse)
+pytestmark = pytest.mark.usefixtures("no_ray")
 
 
 def write(tmp_path, data, name="c.yaml"):

@@ -5,7 +5,6 @@ from __future__ import annotations
 import pytest
 import yaml
 
-import nas.runner.driver
 from nas.cli import main
 
 GOOD = {
@@ -16,12 +15,7 @@ GOOD = {
 }
 
 
-@pytest.fixture(autouse=True)
-def no_ray(monkeypatch):
-    def refuse(*args, **kwargs):
-        raise AssertionError("Ray must not start for an invalid config")
-
-    monkeypatch.setattr(nas.runner.driver, "start_ray", refuse)
+pytestmark = pytest.mark.usefixtures("no_ray")
 
 
 @pytest.mark.parametrize("patch, extra, message", [

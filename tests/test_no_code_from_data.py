@@ -10,7 +10,6 @@ import json
 import pytest
 import yaml
 
-import nas.runner.driver
 from nas.cli import main
 from nas.results import RunDir
 
@@ -30,12 +29,7 @@ def payloads(marker):
             ("pathlib:Path.touch", {"self": str(marker)})]
 
 
-@pytest.fixture(autouse=True)
-def no_ray(monkeypatch):
-    def refuse(*args, **kwargs):
-        raise AssertionError("Ray must not start")
-
-    monkeypatch.setattr(nas.runner.driver, "start_ray", refuse)
+pytestmark = pytest.mark.usefixtures("no_ray")
 
 
 def refused(capsys, command, key, marker, trusted=True):

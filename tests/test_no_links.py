@@ -5,7 +5,9 @@ Each test plants a link where a writer writes (the file itself, the fixed tempor
 before, or the sub-folder), pointing at a victim outside the run folder, runs the writer (through
 ``nas.cli.main`` where a command reaches it, with Ray forbidden), and checks that the victim is
 unchanged (bytes and mtime), that nothing outside was written, and that the refusal is one line
-naming the link (exit 2, or a :class:`~nas._fs.SymlinkError` from the library).
+naming the link (exit 2, or a :class:`~nas._fs.SymlinkError` from the library). The helpers are in
+``link_victims.py``; the writers of outputs outside a run folder (latency tables, quiet
+windows, ``nas bench --out``, analyses, exports) are tested in ``test_no_links_outputs.py``.
 """
 
 from __future__ import annotations
@@ -17,110 +19,19 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
+from link_victims import Outside, make_run, plant, refused
 
-import nas.runner.driver
 from nas._fs import SymlinkError
 from nas.cli import main
-from nas.config import parse_config
 from nas.errors import UsageError
-from nas.experiment import build_experiment
 from nas.results import RunDir
 
-OLD = 1_000_000_000  # a victim's planted mtime (2001): any write moves it
-
-
-# -- the victims and the run folder -------------------------------------------------------------
-
-def snapshot(folder: Path) -> dict[str, tuple[str, bytes | None, int]]:
-    """Every entry below ``folder`` (links not followed): kind, bytes, mtime."""
-    out = {}
-    for here, dirs, files in os.walk(folder):
-        for name in dirs + files:
-            path = Path(here) / name
-            info = path.lstat()
-            kind = "link" if path.is_symlink() else "dir" if path.is_dir() else "file"
-            data = path.read_bytes() if kind == "file" else None
-            out[str(path.relative_to(folder))] = (kind, data, info.st_mtime_ns)
-    return out
-
-
-class Outside:
-    """A folder outside the run holding victims; :meth:`unchanged` checks nothing moved there."""
-
-    def __init__(self, root: Path) -> None:
-        self.root = root / "outside"
-        self.root.mkdir()
-        self.before: dict[str, tuple[str, bytes | None, int]] | None = None
-
-    def file(self, name: str = "victim.txt", data: bytes = b"precious\n") -> Path:
-        path = self.root / name
-        path.write_bytes(data)
-        os.utime(path, ns=(OLD * 10**9, OLD * 10**9))
-        return path
-
-    def folder(self, name: str = "victim-dir") -> Path:
-        path = self.root / name
-        path.mkdir()
-        self.file(f"{name}/keep.pkl", b"not yours\n")
-        os.utime(path, ns=(OLD * 10**9, OLD * 10**9))
-        return path
-
-    def freeze(self) -> None:
-        self.before = snapshot(self.root)
-
-    def unchanged(self) -> None:
-        assert self.before is not None, "freeze() first"
-        assert snapshot(self.root) == self.before
+pytestmark = pytest.mark.usefixtures("no_ray")
 
 
 @pytest.fixture
 def outside(tmp_path):
     return Outside(tmp_path)
-
-
-@pytest.fixture(autouse=True)
-def no_ray(monkeypatch):
-    def refuse(*args, **kwargs):
-        raise AssertionError("Ray must not start")
-
-    monkeypatch.setattr(nas.runner.driver, "start_ray", refuse)
-
-
-def plant(link: Path, target: Path) -> Path:
-    link.parent.mkdir(parents=True, exist_ok=True)
-    link.symlink_to(target)
-    return link
-
-
-def make_run(tmp_path: Path, done: int = 3, target: int = 3) -> RunDir:
-    """A run folder of a registered space with ``done`` trials stored and told."""
-    cfg = {"space": {"name": "nasbench201", "options": {"channels": 4, "cells_per_stage": 1}},
-           "controller": {"name": "random"}, "evaluator": {"dataset": "digits", "epochs": 1},
-           "latency": {"mode": "skip"}, "reward": {"preset": "soft", "target": 0.05},
-           "search": {"trials": target, "concurrency": 1}, "ray": {"num_cpus": 1},
-           "results_dir": str(tmp_path / "results")}
-    exp = build_experiment(parse_config(cfg))
-    cfg["space"]["options"] = dict(exp.space.options)
-    run = RunDir.create(cfg["results_dir"], "r", cfg)
-    controller = exp.controller
-    for i in range(done):
-        proposal = controller.ask()
-        run.append_trial({"trial_id": proposal.id, "arch_key": proposal.arch.key,
-                          "arch": dict(proposal.arch.items()), "status": "complete",
-                          "error": None, "reward": 0.5 + 0.1 * i, "step": i + 1,
-                          "metrics": {"accuracy": 0.5 + 0.1 * i, "latency_ms": 1.0,
-                                      "params": 10, "macs": 10}})
-        controller.tell(proposal, 0.5 + 0.1 * i)
-        run.save_controller(controller)
-    run.write_meta({"status": "running", "segments": 1, "driver_pid": None})
-    return run
-
-
-def refused(capsys, command: str, link: Path) -> str:
-    err = capsys.readouterr().err.strip()
-    assert err.startswith(f"nas {command}: error:") and "\n" not in err, err
-    assert str(link) in err and "symbolic link" in err, err
-    return err
 
 
 # -- the run folder's own files (nas/results.py) -------------------------------------------------
@@ -455,171 +366,4 @@ def test_rays_temp_folder_is_refused_when_planted(tmp_path, outside, monkeypatch
                                num_gpus=0)
     with pytest.raises(SymlinkError, match=link.name):
         start_ray(settings, address=None, run_path=tmp_path / "run", env={})
-    outside.unchanged()
-
-
-# -- latency tables and quiet windows (nas/latency) ---------------------------------------------
-
-def test_a_latency_table_is_saved_past_links(tmp_path, outside):
-    from nas.latency.lut import LatencyTable
-    from nas.latency.measure import LatencyConfig
-
-    table = LatencyTable(LatencyConfig())
-    path = tmp_path / "lut.json"
-    plant(tmp_path / f".lut.json.{os.getpid()}.tmp", outside.file("old-tmp"))
-    plant(tmp_path / ".lut.json.tmp", outside.file("tmp"))
-    outside.freeze()
-    table.save(path)  # past the planted temporary names
-    assert LatencyTable.load(path).to_dict() == table.to_dict()
-    path.unlink()
-    plant(path, outside.file())
-    outside.freeze()
-    with pytest.raises(SymlinkError, match="lut.json"):
-        table.save(path)
-    outside.unchanged()
-
-
-@pytest.mark.parametrize("linked", ["folder", "measure.lock", "quiet"])
-def test_quiet_windows_refuse_links_in_the_shared_temp_folder(tmp_path, outside, linked):
-    from nas.latency.conditions import measuring, training
-
-    folder = tmp_path / "shared-tmp" / "mnas-activity-x"
-    if linked == "folder":
-        link = plant(folder, outside.folder())
-    else:
-        folder.mkdir(parents=True)
-        link = plant(folder / linked, outside.file())
-    outside.freeze()
-    with pytest.raises(SymlinkError) as caught, measuring(str(folder), quiet=True):
-        pass
-    assert str(link) in str(caught.value)
-    if linked == "folder":
-        with pytest.raises(SymlinkError), training(str(folder)):
-            pass
-    outside.unchanged()
-
-
-# -- nas bench --out (nas/search/bench_report.py) -----------------------------------------------
-
-def bench_frames():
-    import pandas as pd
-
-    curves = pd.DataFrame({"controller": ["a", "a"], "seed": [0, 0], "trial": [1, 2],
-                           "best_metric": [0.1, 0.2]})
-    return curves, pd.DataFrame({"controller": ["a"], "x": [1.0]})
-
-
-def test_bench_outputs_refuse_links_in_the_users_folder(tmp_path, outside):
-    from nas.search.bench_report import write_outputs
-
-    curves, summary = bench_frames()
-    disk = tmp_path / "disk"
-    disk.mkdir()
-    out = plant(tmp_path / "bench", disk)  # --out on a link: the user's choice, followed
-    paths = write_outputs(curves, summary, out)
-    assert sorted(p.name for p in disk.iterdir()) == ["curves.csv", "curves.png", "summary.csv"]
-    assert paths["plot"].read_bytes().startswith(b"\x89PNG")
-    for name in ("curves.csv", "curves.png"):
-        (disk / name).unlink()
-        link = plant(disk / name, outside.file(f"victim-{name}"))
-        outside.freeze()
-        with pytest.raises(SymlinkError, match=name):
-            write_outputs(curves, summary, out)
-        outside.unchanged()
-        link.unlink()
-
-
-# -- nas analyze / nas compare (nas/analysis) --------------------------------------------------
-
-def test_analyze_refuses_a_linked_analysis_folder(tmp_path, outside, capsys):
-    run = make_run(tmp_path)
-    link = plant(run.path / "analysis", outside.folder())
-    outside.freeze()
-    assert main(["analyze", str(run.path)]) == 2
-    refused(capsys, "analyze", link)
-    outside.unchanged()
-
-
-def test_analyze_refuses_a_linked_file_before_writing_any(tmp_path, outside, capsys):
-    run = make_run(tmp_path)
-    link = plant(run.path / "analysis" / "report.html", outside.file())
-    outside.freeze()
-    assert main(["analyze", str(run.path)]) == 2
-    refused(capsys, "analyze", link)
-    assert [p.name for p in (run.path / "analysis").iterdir()] == ["report.html"]
-    outside.unchanged()
-
-
-def test_analyze_out_may_be_the_users_link(tmp_path, capsys):
-    run = make_run(tmp_path)
-    disk = tmp_path / "disk"
-    disk.mkdir()
-    out = plant(tmp_path / "mine", disk)
-    assert main(["analyze", str(run.path), "--out", str(out), "--format", "json"]) == 0
-    files = json.loads(capsys.readouterr().out)["files"]
-    assert len(files) == 11 and (disk / "report.html").is_file()
-
-
-def test_compare_refuses_a_linked_default_folder(tmp_path, outside, capsys):
-    first, second = make_run(tmp_path / "a"), make_run(tmp_path / "b")
-    link = plant(first.path.parent / "compare", outside.folder())
-    outside.freeze()
-    assert main(["compare", str(first.path), str(second.path)]) == 2
-    refused(capsys, "compare", link)
-    outside.unchanged()
-
-
-def test_save_png_refuses_a_link(tmp_path, outside):
-    from nas.analysis.plots import save_png
-
-    link = plant(tmp_path / "a.png", outside.file())
-    outside.freeze()
-    with pytest.raises(SymlinkError):
-        save_png(b"\x89PNG", link)
-    outside.unchanged()
-
-
-# -- nas export (nas/export) -------------------------------------------------------------------
-
-@pytest.mark.parametrize("linked", ["export", "export/trial-2"])
-def test_export_refuses_a_linked_export_folder(tmp_path, outside, capsys, linked):
-    run = make_run(tmp_path)
-    link = plant(run.path / linked, outside.folder())
-    outside.freeze()
-    assert main(["export", str(run.path), "--format", "json"]) == 2
-    refused(capsys, "export", link)
-    outside.unchanged()
-
-
-def test_export_formats_write_bytes_past_links(tmp_path, outside):
-    import torch
-
-    from nas.export.formats import write_pt2, write_weights
-
-    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(4, 2)).eval()
-    folder = tmp_path / "card"
-    for name in ("model.safetensors", "model.pt2"):
-        link = plant(folder / name, outside.file(f"victim-{name}"))
-        outside.freeze()
-        with pytest.raises(SymlinkError, match=name):
-            write_weights(model, folder) if "safe" in name else \
-                write_pt2(model, (1, 2, 2), folder / name)
-        outside.unchanged()
-        link.unlink()
-    write_weights(model, folder)
-    assert write_pt2(model, (1, 2, 2), folder / "model.pt2")["max_abs_diff"] < 1e-6
-    assert (folder / "model.safetensors").stat().st_size > 0
-
-
-def test_export_onnx_refuses_a_link(tmp_path, outside):
-    pytest.importorskip("onnxruntime")
-    import torch
-
-    from nas.export.formats import write_onnx
-
-    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(4, 2)).eval()
-    link = plant(tmp_path / "model.onnx", outside.file())
-    outside.freeze()
-    with pytest.raises(SymlinkError, match="model.onnx"):
-        write_onnx(model, (1, 2, 2), link)
     outside.unchanged()

@@ -10,7 +10,6 @@ import sys
 import pytest
 import yaml
 
-import nas.runner.driver
 from nas.cli import main
 from nas.config import parse_config
 from nas.experiment import build_experiment
@@ -40,14 +39,6 @@ def make_run(tmp_path, done=3, target=6, name="r"):
         run.save_controller(controller)
     run.write_meta({"status": "running", "segments": 1, "driver_pid": None})
     return run
-
-
-@pytest.fixture
-def no_ray(monkeypatch):
-    def refuse(*args, **kwargs):
-        raise AssertionError("Ray must not start for a corrupt run folder")
-
-    monkeypatch.setattr(nas.runner.driver, "start_ray", refuse)
 
 
 def one_line(capsys, command, *needles):

@@ -1,7 +1,7 @@
-"""The weight-sharing supernet: options, exact child extraction, resumable checkpoints, BN
-recalibration and scoring (nas.supernet), with the MnasNet space's supernet; the hook for any
-space (a user's space through the conformance suite, spaces without it refused, checkpoints of
-before the hook still read) and scoring by validation loss (issue 23.2)."""
+"""The weight-sharing supernet: options, exact child extraction, resumable checkpoints (those of
+before the space hook still read), BN recalibration and scoring by accuracy and by validation
+loss (nas.supernet), with the MnasNet space's supernet. The hook for any space is tested in
+``test_supernet_hook.py``."""
 
 from __future__ import annotations
 
@@ -17,7 +17,6 @@ from safetensors.torch import load_file, save_file
 from nas.errors import ConfigError, UsageError
 from nas.evaluation.data import load_dataset
 from nas.registry import get_space
-from nas.space import Choice, Space
 from nas.supernet import (
     SuperNet,
     SupernetOptions,
@@ -28,10 +27,8 @@ from nas.supernet import (
     score_child,
     train_supernet,
 )
-from nas.supernet.base import SupernetModule, has_supernet, make_supernet
 from nas.supernet.checkpoint import INFO_FILE, MODEL_FILE
 from nas.supernet.train import count_params
-from nas.testing.spaces import check_supernet_extraction, run_space_conformance
 from search_spaces.blocks import MobileNetwork
 
 DIGITS_SPACE = {"input_size": 8, "in_channels": 1, "num_classes": 10, "width_mult": 0.5,
@@ -310,6 +307,27 @@ def test_load_supernet(trained, tiny):
         load_supernet(straight / "missing")
 
 
+def test_a_checkpoint_written_before_the_hook_still_reads(trained, tiny, data, tmp_path):
+    """Issue 14's format: MnasNet's ``kernel`` among the training options, no ``supernet``."""
+    straight, info, _, _ = trained
+    old = {**info, "options": {k: v for k, v in info["options"].items()
+                               if k not in ("supernet", "score")}}
+    old["options"]["kernel"] = info["options"]["supernet"]["kernel"]
+    folder = tmp_path / "old"
+    folder.mkdir()
+    tensors = load_file(str(straight / MODEL_FILE))
+    save_file(tensors, str(folder / MODEL_FILE), metadata={"mnas": json.dumps(old)})
+    (folder / INFO_FILE).write_text(json.dumps(old))
+    net, loaded = load_supernet(folder, tiny)
+    assert loaded == old and net.options == {"kernel": "shared"}
+    assert all(torch.equal(v, tensors[f"model.{k}"]) for k, v in net.state_dict().items())
+    done = train_supernet(tiny, data, FAST, folder)  # finished: neither refused nor retrained
+    assert {k: v for k, v in done.items() if k != "options"} == \
+        {k: v for k, v in old.items() if k != "options"}
+    assert done["options"]["supernet"] == {"kernel": "shared"}
+
+
+
 # -- BN recalibration and scoring ----------------------------------------------------------------
 def bn_stats(model) -> list[torch.Tensor]:
     return [t.clone() for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)
@@ -340,160 +358,6 @@ def test_score_child(trained, tiny, data):
     assert type(child) is MobileNetwork and not child.training
     assert 0.0 <= accuracy <= 1.0 and loss > 0
     assert score_child(net, arch, data, options)[1:] == (accuracy, loss)
-
-
-# -- the hook: any space (issue 23.2) ------------------------------------------------------------
-class TinyMLP(Space):
-    """A user's space with the supernet hook (the README's example, written again)."""
-
-    name = "tiny_mlp_supernet"
-
-    def __init__(self, *, num_classes: int = 10, input_size: int = 8, in_channels: int = 1):
-        super().__init__([Choice("width", (16, 32, 64)), Choice("depth", (1, 2, 3))],
-                         options={"num_classes": num_classes, "input_size": input_size,
-                                  "in_channels": in_channels})
-
-    def input_shape(self):
-        return (self.options["in_channels"], self.options["input_size"],
-                self.options["input_size"])
-
-    def build(self, arch):
-        layers, width = [torch.nn.Flatten()], math.prod(self.input_shape())
-        for _ in range(arch["depth"]):
-            layers += [torch.nn.Linear(width, arch["width"]), torch.nn.ReLU()]
-            width = arch["width"]
-        return torch.nn.Sequential(*layers, torch.nn.Linear(width, self.options["num_classes"]))
-
-    def supernet(self):
-        return TinyMLPSupernet(self)
-
-
-class TinyMLPSupernet(SupernetModule):
-    def __init__(self, space):
-        super().__init__(space)
-        n = math.prod(space.input_shape())
-        self.hidden = torch.nn.ModuleList([torch.nn.Linear(n if i == 0 else 64, 64)
-                                           for i in range(3)])
-        self.out = torch.nn.Linear(64, space.options["num_classes"])
-
-    def child_state(self, arch):
-        w, d, state = arch["width"], arch["depth"], {}
-        for i, layer in enumerate([*self.hidden[:d], self.out]):
-            rows = w if i < d else layer.out_features
-            cols = layer.in_features if i == 0 else w
-            state[f"{2 * i + 1}.weight"] = layer.weight[:rows, :cols].contiguous()
-            state[f"{2 * i + 1}.bias"] = layer.bias[:rows]
-        return state
-
-    def forward(self, x, arch):
-        state, x = self.child_state(arch), x.flatten(1)
-        for i in range(arch["depth"] + 1):
-            x = torch.nn.functional.linear(x, state[f"{2 * i + 1}.weight"],
-                                           self._bias(state, i, arch["depth"]))
-            x = torch.relu(x) if i < arch["depth"] else x
-        return x
-
-    def _bias(self, state, i, depth):
-        return state[f"{2 * i + 1}.bias"]
-
-
-class BrokenSupernet(TinyMLPSupernet):
-    """Its path forgets the output layer's bias: its children compute something else."""
-
-    def _bias(self, state, i, depth):
-        return None if i == depth else state[f"{2 * i + 1}.bias"]
-
-
-class BrokenTinyMLP(TinyMLP):
-    name = "broken_tiny_mlp"
-
-    def supernet(self):
-        return BrokenSupernet(self)
-
-
-class PlainSpace(TinyMLP):
-    """No supernet hook."""
-
-    name = "plain_mlp"
-    supernet = Space.supernet
-
-
-def test_a_user_space_with_the_hook_passes_the_conformance_suite():
-    assert has_supernet(TinyMLP()) and not has_supernet(PlainSpace())
-    run_space_conformance(lambda **o: TinyMLP(**o))
-
-
-def test_the_conformance_check_catches_a_path_that_differs_from_its_child():
-    with pytest.raises(AssertionError, match="supernet path and extracted child differ"):
-        check_supernet_extraction(BrokenTinyMLP())
-    with pytest.raises(AssertionError, match="supernet path and extracted child differ"):
-        run_space_conformance(lambda **o: BrokenTinyMLP(**o))
-
-
-def test_a_user_space_trains_resumes_and_scores(data, tmp_path):
-    space = TinyMLP()
-    info = train_supernet(space, data, FAST, tmp_path / "sn")
-    assert info["space"]["name"] == "tiny_mlp_supernet" and info["options"]["supernet"] == {}
-    net, _ = load_supernet(tmp_path / "sn", space)
-    with pytest.raises(ConfigError, match="'tiny_mlp_supernet' is not a registered space"):
-        load_supernet(tmp_path / "sn")  # never imported from what a file says
-    scored = score_child(net, space.sample(np.random.default_rng(0)), data, None)
-    assert type(scored.child) is torch.nn.Sequential and scored.loss > 0
-    with pytest.raises(ConfigError, match=r"^supernet option sampling='sandwich': the supernet "
-                                          r"of space 'tiny_mlp_supernet' does not name"):
-        train_supernet(space, data, {**FAST, "sampling": "sandwich"}, tmp_path / "sw")
-
-
-def test_spaces_without_the_hook_and_unknown_options_are_refused(space):
-    with pytest.raises(ConfigError) as err:
-        make_supernet(PlainSpace())
-    assert str(err.value) == ("space 'plain_mlp' has no weight-sharing supernet (it does not "
-                              "implement the Space.supernet hook)")
-    with pytest.raises(ConfigError) as err:
-        make_supernet(space, {"kernl": "shared"})
-    assert str(err.value) == ("supernet option supernet.kernl: unknown key (did you mean "
-                              "'kernel'?); the supernet of space 'mnasnet' takes: kernel")
-    with pytest.raises(ConfigError) as err:
-        space.supernet(kernel="both")
-    assert str(err.value) == "supernet option kernel='both': allowed values: shared, separate"
-    assert space.supernet(kernel="separate").options == {"kernel": "separate"}
-
-
-def test_a_search_of_a_space_without_the_hook_stops_before_it_starts(tmp_path):
-    import nas
-
-    base = {"controller": {"name": "random"}, "results_dir": str(tmp_path / "results"),
-            "search": {"trials": 1},
-            "evaluator": {"dataset": "digits", "name": "supernet", "options": {}}}
-    plain = {**base, "space": {"name": "tests.test_supernet:PlainSpace"}}
-    with pytest.raises(ConfigError, match="^evaluator 'supernet': space 'plain_mlp' has no "
-                                          "weight-sharing supernet"):
-        nas.search(plain, name="x", progress=False)
-    typo = {**base, "space": {"name": "mnasnet", "options": TINY_SPACE},
-            "evaluator": {**base["evaluator"], "options": {"supernet": {"kernl": "shared"}}}}
-    with pytest.raises(ConfigError, match="supernet option supernet.kernl: unknown key"):
-        nas.search(typo, name="x", progress=False)
-    assert not (tmp_path / "results" / "x").exists()
-
-
-def test_a_checkpoint_written_before_the_hook_still_reads(trained, tiny, data, tmp_path):
-    """Issue 14's format: MnasNet's ``kernel`` among the training options, no ``supernet``."""
-    straight, info, _, _ = trained
-    old = {**info, "options": {k: v for k, v in info["options"].items()
-                               if k not in ("supernet", "score")}}
-    old["options"]["kernel"] = info["options"]["supernet"]["kernel"]
-    folder = tmp_path / "old"
-    folder.mkdir()
-    tensors = load_file(str(straight / MODEL_FILE))
-    save_file(tensors, str(folder / MODEL_FILE), metadata={"mnas": json.dumps(old)})
-    (folder / INFO_FILE).write_text(json.dumps(old))
-    net, loaded = load_supernet(folder, tiny)
-    assert loaded == old and net.options == {"kernel": "shared"}
-    assert all(torch.equal(v, tensors[f"model.{k}"]) for k, v in net.state_dict().items())
-    done = train_supernet(tiny, data, FAST, folder)  # finished: neither refused nor retrained
-    assert {k: v for k, v in done.items() if k != "options"} == \
-        {k: v for k, v in old.items() if k != "options"}
-    assert done["options"]["supernet"] == {"kernel": "shared"}
 
 
 # -- scoring by validation loss -------------------------------------------------------------------

@@ -9,7 +9,6 @@ import math
 import pytest
 import yaml
 
-import nas.runner.driver
 from nas.cli import main
 from nas.config import parse_config, parse_warm_start
 from nas.errors import ConfigError, UsageError
@@ -22,12 +21,7 @@ BASE = {"space": {"name": "nas.testing.fixtures:ToySpace"}, "controller": {"name
         "evaluator": {"dataset": "digits"}, "reward": {"target": 1.0}, "search": {"trials": 2}}
 
 
-@pytest.fixture(autouse=True)
-def no_ray(monkeypatch):
-    def refuse(*args, **kwargs):
-        raise AssertionError("Ray must not start")
-
-    monkeypatch.setattr(nas.runner.driver, "start_ray", refuse)
+pytestmark = pytest.mark.usefixtures("no_ray")
 
 
 @pytest.fixture
